@@ -1,1 +1,52 @@
-pub fn x(){}
+//! Fences (one-shot completion events, the model of Linux's `dma_fence`) and fence
+//! containers, built on epoch-based RCU.
+//!
+//! - **[`Rcu`]** (the default backend): callbacks run with no lock held; a callback may add
+//!   callbacks, signal other fences and drop any handle. Every follow-on step (callbacks of a
+//!   fence signalled inside a callback, enabling nested members, dropping a container's
+//!   members) is queued on a per-thread work list and run by the outermost call, so the stack
+//!   stays the same whatever the nesting depth. One visible consequence: **a fence signalled
+//!   from inside a callback has its own callbacks run after the current callback returns,
+//!   before the outermost `signal` returns.**
+//! - **[`Locked`]**: the kernel's classic scheme, kept faithful as the baseline: callbacks run
+//!   under the fence's lock and the final put recurses.
+//!
+//! Switching scheme is a change of one type: `Timeline::new("gpu")` is `Rcu`,
+//! `Timeline::new_in("gpu", Locked)` is the classic scheme.
+//!
+//! ```
+//! use rcu_fence::{Status, Timeline};
+//!
+//! let tl = Timeline::new("gpu");
+//! let fence = tl.fence(1);
+//! fence.add_callback(|f| println!("{f:?} done")).unwrap();
+//! std::thread::scope(|s| {
+//!     s.spawn(|| fence.signal().unwrap());
+//!     assert_eq!(fence.wait(), Status::Signaled);
+//! });
+//! ```
+#![deny(unsafe_op_in_unsafe_fn, missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod sync;
+mod work;
+
+mod backend;
+mod context;
+mod driver;
+mod error;
+mod fence;
+mod future;
+mod ops;
+mod wait;
+
+pub use crate::backend::Backend;
+pub use crate::backend::locked::Locked;
+pub use crate::backend::rcu::Rcu;
+pub use crate::context::{Timeline, context_alloc};
+pub use crate::driver::DriverFence;
+pub use crate::error::{Errno, FenceError, Status};
+pub use crate::fence::{CallbackId, Fence, stub};
+pub use crate::future::FenceFuture;
+pub use crate::ops::FenceOps;
+pub use crate::wait::wait_any_timeout;

@@ -1,0 +1,250 @@
+//! The `Locked` scheme: the kernel's classic `dma_fence`, kept faithful so that every
+//! comparison is against the real thing.
+//!
+//! - One lock per fence guards the callback list and the enable step (`fence->lock`).
+//! - `signal` takes the lock, sets `SIGNALED`, and runs every callback **with the lock held**
+//!   (`dma_fence_signal_timestamp_locked`). A callback therefore must not call anything that
+//!   takes the same fence's lock (`remove_callback`, `enable_sw_signaling`, `signal` of the
+//!   same fence): that is a self-deadlock, as in the kernel.
+//! - `enable_signaling` runs the hook with the lock held; `false` signals under the lock.
+//! - `add_callback` tests the flag without the lock first, then enables and appends under it.
+//! - `remove_callback` takes the lock, which doubles as a barrier against a callback in flight.
+//! - Flags, error and timestamp are readable without the lock, as the kernel's flag tests
+//!   and `fence->error` are.
+//! - The final put is plain recursive `Drop`, as the kernel's release is.
+//!
+//! # Orderings
+//! - `SIGNALED` is set with `Release` after the error and timestamp are stored (under the
+//!   lock); readers load the flags with `Acquire` before reading either.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use crate::backend::{Backend, sealed::Sealed};
+use crate::error::{Errno, FenceError};
+use crate::fence::{Callback, Fence};
+use crate::sync::{AtomicI32, AtomicU8, Mutex, Ordering, UnsafeCell};
+use crate::work;
+
+/// The classic scheme, faithful to the kernel: callbacks run under the fence's lock,
+/// container signalling is deferred to a worker, and nesting is reported, not supported.
+///
+/// ```
+/// use rcu_fence::{Locked, Timeline};
+/// let tl = Timeline::new_in("gpu", Locked);
+/// let f = tl.fence(1);
+/// f.add_callback(|me| assert!(me.test_signaled_flag())).unwrap();
+/// f.signal().unwrap();
+/// ```
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Hash)]
+pub struct Locked;
+
+impl Backend for Locked {
+    const NAME: &'static str = "locked";
+}
+
+const SIGNALED: u8 = 1 << 0;
+const TIMESTAMP: u8 = 1 << 1;
+const ENABLED: u8 = 1 << 2;
+
+/// What the lock guards.
+struct Guarded {
+    callbacks: VecDeque<(u64, Callback<Locked>)>,
+    next_key: u64,
+}
+
+/// Per-fence state of the `Locked` backend.
+#[allow(unreachable_pub)]
+pub struct State {
+    flags: AtomicU8,
+    /// Written under the lock while pending; frozen once SIGNALED.
+    error: AtomicI32,
+    /// Written under the lock by the signaller before TIMESTAMP is set.
+    timestamp: UnsafeCell<Option<Instant>>,
+    lock: Mutex<Guarded>,
+}
+
+// SAFETY: the timestamp cell is written once, under the lock, before the Release store of
+// TIMESTAMP, and read only after an Acquire load shows TIMESTAMP.
+unsafe impl Sync for State {}
+// SAFETY: owned values and atomics only.
+unsafe impl Send for State {}
+
+/// What a [`CallbackId`](crate::CallbackId) holds on the `Locked` backend.
+#[allow(unreachable_pub)]
+#[derive(Debug)]
+pub struct Key(u64);
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("flags", &self.flags()).finish_non_exhaustive()
+    }
+}
+
+impl State {
+    fn flags(&self) -> u8 {
+        // Acquire: pairs with the Release that set SIGNALED/TIMESTAMP after error/timestamp.
+        self.flags.load(Ordering::Acquire)
+    }
+}
+
+impl Sealed for Locked {
+    type State = State;
+    type CallbackKey = Key;
+    const FLAT_DROP: bool = false;
+
+    fn new_state(signaled_at: Option<Instant>) -> State {
+        State {
+            flags: AtomicU8::new(if signaled_at.is_some() { SIGNALED | TIMESTAMP | ENABLED } else { 0 }),
+            error: AtomicI32::new(0),
+            timestamp: UnsafeCell::new(signaled_at),
+            lock: Mutex::new(Guarded { callbacks: VecDeque::new(), next_key: 0 }),
+        }
+    }
+
+    fn is_signaled_flag(state: &State) -> bool {
+        state.flags() & SIGNALED != 0
+    }
+
+    fn error(state: &State) -> Option<Errno> {
+        if state.flags() & SIGNALED == 0 {
+            return None;
+        }
+        // Relaxed: ordered by the Acquire flag load above.
+        Errno::new(state.error.load(Ordering::Relaxed))
+    }
+
+    fn timestamp(state: &State) -> Option<Instant> {
+        if state.flags() & TIMESTAMP == 0 {
+            // The kernel's signal path sets TIMESTAMP before any callback runs and under the
+            // lock, so a pending fence and a fence mid-signal both read as "no timestamp yet"
+            // only while SIGNALED is clear.
+            return None;
+        }
+        // SAFETY: TIMESTAMP observed with Acquire; the write is complete and final.
+        state.timestamp.with(|t| unsafe { *t })
+    }
+
+    fn set_error(state: &State, error: Errno) -> Result<(), FenceError> {
+        let _guard = state.lock.lock();
+        if state.flags() & SIGNALED != 0 {
+            return Err(FenceError::AlreadySignaled);
+        }
+        // Relaxed: the lock orders it against signal, and SIGNALED's Release publishes it.
+        state.error.store(error.get(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn signal(fence: &Fence<Locked>, at: Option<Instant>) -> Result<(), FenceError> {
+        let state = &fence.inner().state;
+        let mut guard = state.lock.lock();
+        signal_locked(fence, &mut guard, at)
+    }
+
+    fn enable_signaling(fence: &Fence<Locked>) {
+        let state = &fence.inner().state;
+        let mut guard = state.lock.lock();
+        let _ = enable_locked(fence, &mut guard);
+    }
+
+    fn add_callback(fence: &Fence<Locked>, func: Callback<Locked>) -> Result<Key, FenceError> {
+        let state = &fence.inner().state;
+        if state.flags() & SIGNALED != 0 {
+            return Err(FenceError::AlreadySignaled);
+        }
+        let mut guard = state.lock.lock();
+        if enable_locked(fence, &mut guard) {
+            return Err(FenceError::AlreadySignaled);
+        }
+        let key = guard.next_key;
+        guard.next_key += 1;
+        guard.callbacks.push_back((key, func));
+        Ok(Key(key))
+    }
+
+    fn remove_callback(fence: &Fence<Locked>, key: Key) -> bool {
+        let mut guard = fence.inner().state.lock.lock();
+        match guard.callbacks.iter().position(|(k, _)| *k == key.0) {
+            Some(i) => {
+                let removed = guard.callbacks.remove(i);
+                drop(guard);
+                drop(removed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn take_pending(state: &mut State) -> Option<State> {
+        let callbacks = std::mem::take(&mut state.lock.get_mut().callbacks);
+        if callbacks.is_empty() {
+            return None;
+        }
+        let next_key = state.lock.get_mut().next_key;
+        // Relaxed: `&mut`: exclusive access.
+        let error = state.error.load(Ordering::Relaxed);
+        Some(State {
+            flags: AtomicU8::new(0),
+            error: AtomicI32::new(error),
+            timestamp: UnsafeCell::new(None),
+            lock: Mutex::new(Guarded { callbacks, next_key }),
+        })
+    }
+
+    fn stub() -> Fence<Locked> {
+        #[cfg(not(loom))]
+        {
+            static STUB: std::sync::OnceLock<Fence<Locked>> = std::sync::OnceLock::new();
+            STUB.get_or_init(|| crate::fence::private_stub(Instant::now())).clone()
+        }
+        #[cfg(loom)]
+        {
+            crate::fence::private_stub(Instant::now())
+        }
+    }
+}
+
+/// `dma_fence_signal_timestamp_locked`: the caller holds the fence's lock. Callbacks run
+/// here, with the lock still held.
+fn signal_locked(
+    fence: &Fence<Locked>,
+    guard: &mut crate::sync::MutexGuard<'_, Guarded>,
+    at: Option<Instant>,
+) -> Result<(), FenceError> {
+    let state = &fence.inner().state;
+    if state.flags() & SIGNALED != 0 {
+        return Err(FenceError::AlreadySignaled);
+    }
+    let callbacks = std::mem::take(&mut guard.callbacks);
+    // SAFETY: we hold the lock and SIGNALED is clear: no other writer, no reader yet.
+    state.timestamp.with_mut(|t| unsafe { *t = Some(at.unwrap_or_else(Instant::now)) });
+    // Release: publishes error and timestamp to lock-free readers of the flags.
+    state.flags.fetch_or(SIGNALED | TIMESTAMP, Ordering::Release);
+    // Each callback is isolated from a panic in another; the first panic is resumed after
+    // the lock is released (by the scope, which outlives the guard's owner).
+    work::scope(|_| {
+        for (_, func) in callbacks {
+            work::catching(|| func(fence));
+        }
+    });
+    Ok(())
+}
+
+/// The enable step under the lock. Returns true if the fence is (now) signalled.
+fn enable_locked(fence: &Fence<Locked>, guard: &mut crate::sync::MutexGuard<'_, Guarded>) -> bool {
+    let state = &fence.inner().state;
+    let flags = state.flags();
+    if flags & SIGNALED != 0 {
+        return true;
+    }
+    if flags & ENABLED != 0 {
+        return false;
+    }
+    // Relaxed: the lock serialises every writer of ENABLED.
+    state.flags.fetch_or(ENABLED, Ordering::Relaxed);
+    if !fence.enable_hook() {
+        let _ = signal_locked(fence, guard, None);
+        return true;
+    }
+    false
+}

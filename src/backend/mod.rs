@@ -1,0 +1,87 @@
+//! The backend trait: what a synchronisation scheme must provide.
+//!
+//! The public types ([`Fence`], the containers) carry the kernel's semantics and are generic
+//! over a [`Backend`]. Each backend is one complete implementation of the fence state, the
+//! callback list and the container internals, in its own module:
+//!
+//! - [`Rcu`](rcu::Rcu): one atomic state word, a lock-free callback list claimed by one swap,
+//!   callbacks run with no lock held, container members behind RCU.
+//! - [`Locked`](locked::Locked): the classic scheme, faithful to the kernel: a lock per fence,
+//!   callbacks run under it, container signalling deferred to a worker.
+//!
+//! The trait is sealed: its methods are the library's internal contract between the public
+//! types and a scheme, not an extension point.
+
+use std::fmt;
+use std::time::Instant;
+
+use crate::error::{Errno, FenceError};
+use crate::fence::{Callback, Fence};
+
+pub(crate) mod locked;
+pub(crate) mod rcu;
+
+/// A fence synchronisation scheme: [`Rcu`](crate::Rcu) (the default) or
+/// [`Locked`](crate::Locked) (the kernel's classic scheme).
+///
+/// Every public type takes `B: Backend = Rcu`; switching scheme is a change of one type.
+///
+/// ```
+/// use rcu_fence::{Backend, Locked, Rcu, Timeline};
+/// fn name<B: Backend>(_: &Timeline<B>) -> &'static str { B::NAME }
+/// assert_eq!(name(&Timeline::new("gpu")), "rcu");
+/// assert_eq!(name(&Timeline::new_in("gpu", Locked)), "locked");
+/// ```
+pub trait Backend: sealed::Sealed + Default + Copy + Send + Sync + fmt::Debug + 'static {
+    /// A short name for tables and benchmark ids.
+    const NAME: &'static str;
+}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// The internal contract a scheme implements. Not nameable outside the crate.
+    pub trait Sealed: Sized + Send + Sync + 'static {
+        /// Per-fence state: signalled flag, error, timestamp, callback list.
+        type State: Send + Sync;
+        /// What a [`CallbackId`](crate::CallbackId) holds to find its callback again.
+        type CallbackKey: Send + Sync + Unpin;
+
+        /// A fresh state, pending, or already signalled at the given time.
+        fn new_state(signaled_at: Option<Instant>) -> Self::State;
+        /// The signalled flag alone: no polling, no lock.
+        fn is_signaled_flag(state: &Self::State) -> bool;
+        /// The error, once signalled.
+        fn error(state: &Self::State) -> Option<Errno>;
+        /// The signal time, once signalled.
+        fn timestamp(state: &Self::State) -> Option<Instant>;
+        /// Records an error while pending.
+        fn set_error(state: &Self::State, error: Errno) -> Result<(), FenceError>;
+        /// Marks the fence signalled and runs its callbacks exactly once.
+        fn signal(fence: &Fence<Self>, at: Option<Instant>) -> Result<(), FenceError>
+        where
+            Self: Backend;
+        /// Calls the fence's enable_signaling hook at most once.
+        fn enable_signaling(fence: &Fence<Self>)
+        where
+            Self: Backend;
+        /// Installs a callback, or refuses it because the fence has signalled.
+        fn add_callback(fence: &Fence<Self>, func: Callback<Self>) -> Result<Self::CallbackKey, FenceError>
+        where
+            Self: Backend;
+        /// True if the callback was removed and will never run.
+        fn remove_callback(fence: &Fence<Self>, key: Self::CallbackKey) -> bool
+        where
+            Self: Backend;
+        /// On the final drop of an unsignalled fence: moves still-queued callbacks into a
+        /// fresh state so they can be run (with `-EDEADLK`) through a new handle.
+        fn take_pending(state: &mut Self::State) -> Option<Self::State>;
+        /// True if dropping a handle goes through the work list (constant stack); false for
+        /// the classic scheme, whose final put recurses like the kernel's.
+        const FLAT_DROP: bool;
+        /// The shared, already signalled stub fence of this backend.
+        fn stub() -> Fence<Self>
+        where
+            Self: Backend;
+    }
+}

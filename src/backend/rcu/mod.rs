@@ -1,0 +1,237 @@
+//! The `Rcu` scheme: one atomic state word per fence, a lock-free callback list claimed by
+//! one swap, callbacks run with no lock held, and every follow-on operation (callbacks of a
+//! fence signalled inside a callback, enabling of nested members, drops) flattened through
+//! the per-thread work list.
+//!
+//! # The fence's state machine
+//!
+//! ```text
+//!  pending ──set_error──▶ pending+error        (CAS on the word; refused once SIGNALED)
+//!     │  └─enable────────▶ ENABLED              (fetch_or; the hook runs for the first caller)
+//!     ▼
+//!  SIGNALED (fetch_or; the winner alone continues) ─▶ TIMESTAMP (timestamp written)
+//!     ─▶ list CLOSED (swap) ─▶ callbacks run in FIFO order, no lock held
+//! ```
+//!
+//! # Orderings
+//! - `signal`'s `fetch_or(SIGNALED)` is `AcqRel`: `Release` publishes everything the
+//!   signaller did before (the work the fence stands for) and freezes the error to readers
+//!   that `Acquire` the word; `Acquire` orders the winner after a racing `set_error`'s CAS.
+//! - the `TIMESTAMP` bit is set with `Release` after the cell is written; `timestamp()`
+//!   reads the cell only after an `Acquire` load shows the bit.
+//! - readers (`is_signaled`, `error`, `status`) load the word with `Acquire`, pairing with
+//!   the signaller's `Release`.
+
+mod callbacks;
+mod state;
+
+use std::time::Instant;
+
+use crate::backend::{Backend, sealed::Sealed};
+use crate::error::{Errno, FenceError};
+use crate::fence::{Callback, Fence};
+use crate::sync::{AtomicU64, Ordering, UnsafeCell, spin_hint, thread};
+use crate::work::{self, Job};
+
+use self::callbacks::{Key, List};
+use self::state::Word;
+
+/// The default backend: callbacks run with no lock held, container members are read
+/// under RCU, and nothing recurses with nesting depth.
+///
+/// ```
+/// use rcu_fence::{Rcu, Timeline};
+/// let tl: Timeline<Rcu> = Timeline::new("gpu"); // the same as Timeline::new_in("gpu", Rcu)
+/// let f = tl.fence(1);
+/// let g = f.clone();
+/// // A callback may use the fence API on its own fence: no lock is held.
+/// f.add_callback(move |me| assert!(me.add_callback(|_| {}).is_err() && g.is_signaled())).unwrap();
+/// f.signal().unwrap();
+/// ```
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Hash)]
+pub struct Rcu;
+
+impl Backend for Rcu {
+    const NAME: &'static str = "rcu";
+}
+
+/// Per-fence state of the `Rcu` backend.
+#[allow(unreachable_pub)]
+pub struct State {
+    word: AtomicU64,
+    /// Written once by the signal winner before `TIMESTAMP` is set.
+    timestamp: UnsafeCell<Option<Instant>>,
+    callbacks: List,
+}
+
+// SAFETY: the timestamp cell is written once by the unique signal winner and read only after
+// an Acquire load observes the Release-set TIMESTAMP bit (see the module's Orderings).
+unsafe impl Sync for State {}
+// SAFETY: all fields are owned values or atomics; the cell holds a plain `Instant`.
+unsafe impl Send for State {}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("word", &self.load()).finish_non_exhaustive()
+    }
+}
+
+impl State {
+    fn load(&self) -> Word {
+        // Acquire: pairs with the signaller's Release; a reader who sees SIGNALED sees
+        // everything the signaller did before.
+        Word(self.word.load(Ordering::Acquire))
+    }
+}
+
+impl Sealed for Rcu {
+    type State = State;
+    type CallbackKey = Key;
+    const FLAT_DROP: bool = true;
+
+    fn new_state(signaled_at: Option<Instant>) -> State {
+        let bits = if signaled_at.is_some() { Word::SIGNALED | Word::TIMESTAMP | Word::ENABLED } else { 0 };
+        State {
+            word: AtomicU64::new(bits),
+            timestamp: UnsafeCell::new(signaled_at),
+            callbacks: List::new(signaled_at.is_some()),
+        }
+    }
+
+    fn is_signaled_flag(state: &State) -> bool {
+        state.load().is_signaled()
+    }
+
+    fn error(state: &State) -> Option<Errno> {
+        let word = state.load();
+        if word.is_signaled() { word.error() } else { None }
+    }
+
+    fn timestamp(state: &State) -> Option<Instant> {
+        let mut word = state.load();
+        if !word.is_signaled() {
+            return None;
+        }
+        // The winner sets TIMESTAMP right after SIGNALED; wait out that short window.
+        let mut spins = 0u32;
+        while !word.has_timestamp() {
+            if spins < 64 {
+                spin_hint();
+            } else {
+                thread::yield_now();
+            }
+            spins += 1;
+            word = state.load();
+        }
+        // SAFETY: TIMESTAMP observed with Acquire: the winner's write is complete and final.
+        state.timestamp.with(|t| unsafe { *t })
+    }
+
+    fn set_error(state: &State, error: Errno) -> Result<(), FenceError> {
+        // Relaxed initial load: the CAS below validates it.
+        let mut current = Word(state.word.load(Ordering::Relaxed));
+        loop {
+            if current.is_signaled() {
+                return Err(FenceError::AlreadySignaled);
+            }
+            let new = current.with_error(error);
+            // Release: the error is published with the word; signal's AcqRel fetch_or reads it.
+            match state.word.compare_exchange_weak(current.0, new.0, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = Word(actual),
+            }
+        }
+    }
+
+    fn signal(fence: &Fence<Rcu>, at: Option<Instant>) -> Result<(), FenceError> {
+        let state = &fence.inner().state;
+        // AcqRel: see the module's Orderings.
+        let previous = Word(state.word.fetch_or(Word::SIGNALED, Ordering::AcqRel));
+        if previous.is_signaled() {
+            return Err(FenceError::AlreadySignaled);
+        }
+        let at = at.unwrap_or_else(Instant::now);
+        // SAFETY: only the winner of SIGNALED gets here, once; readers wait for TIMESTAMP.
+        state.timestamp.with_mut(|t| unsafe { *t = Some(at) });
+        // Release: publishes the timestamp to `timestamp()`'s Acquire load.
+        state.word.fetch_or(Word::TIMESTAMP, Ordering::Release);
+        let first = state.callbacks.close();
+        callbacks::run_or_queue(fence, first);
+        Ok(())
+    }
+
+    fn enable_signaling(fence: &Fence<Rcu>) {
+        work::scope(|nested| enable(fence, nested));
+    }
+
+    fn add_callback(fence: &Fence<Rcu>, func: Callback<Rcu>) -> Result<Key, FenceError> {
+        let state = &fence.inner().state;
+        if state.load().is_signaled() {
+            return Err(FenceError::AlreadySignaled);
+        }
+        work::scope(|nested| {
+            // The kernel enables first, then appends; if enabling finds the work complete,
+            // the fence signals and the callback is refused.
+            enable(fence, nested);
+            state.callbacks.push(func).ok_or(FenceError::AlreadySignaled)
+        })
+    }
+
+    fn remove_callback(_fence: &Fence<Rcu>, key: Key) -> bool {
+        callbacks::remove(key)
+    }
+
+    fn take_pending(state: &mut State) -> Option<State> {
+        let list = state.callbacks.take_pending()?;
+        // Relaxed: `&mut`: exclusive access.
+        let word = Word(state.word.load(Ordering::Relaxed));
+        Some(State { word: AtomicU64::new(word.0 & !Word::ENABLED), timestamp: UnsafeCell::new(None), callbacks: list })
+    }
+
+    fn stub() -> Fence<Rcu> {
+        #[cfg(not(loom))]
+        {
+            static STUB: std::sync::OnceLock<Fence<Rcu>> = std::sync::OnceLock::new();
+            STUB.get_or_init(|| crate::fence::private_stub(Instant::now())).clone()
+        }
+        #[cfg(loom)]
+        {
+            crate::fence::private_stub(Instant::now())
+        }
+    }
+}
+
+/// Sets ENABLED; the first caller runs the hook now (outermost) or from the work list
+/// (nested, so that enabling a container's nested members never recurses).
+fn enable(fence: &Fence<Rcu>, nested: bool) {
+    let state = &fence.inner().state;
+    if state.load().is_enabled() {
+        return;
+    }
+    // AcqRel: the hook runs at most once; ordering it after a racing SIGNALED lets the
+    // check below skip a hook that is no longer needed (the kernel's test_and_set, re-check).
+    let previous = Word(state.word.fetch_or(Word::ENABLED, Ordering::AcqRel));
+    if previous.is_enabled() || previous.is_signaled() {
+        return;
+    }
+    if nested {
+        // SAFETY: `enable_job` takes back this handle once.
+        work::push(unsafe { Job::new(fence.clone().into_raw(), std::ptr::null(), enable_job) });
+    } else {
+        run_enable_hook(fence);
+    }
+}
+
+fn run_enable_hook(fence: &Fence<Rcu>) {
+    if !fence.enable_hook() {
+        let _ = Rcu::signal(fence, None);
+    }
+}
+
+/// # Safety
+/// 1. `fence` is a `Fence<Rcu>::into_raw` handle, used once.
+unsafe fn enable_job(fence: *const (), _: *const ()) {
+    // SAFETY: obligation 1.
+    let fence = unsafe { Fence::<Rcu>::from_raw(fence) };
+    run_enable_hook(&fence);
+}

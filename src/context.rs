@@ -1,0 +1,141 @@
+//! Fence contexts and timelines.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::backend::Backend;
+use crate::fence::{Fence, Kind};
+use crate::ops::FenceOps;
+use crate::{DriverFence, Rcu};
+
+/// The next context to hand out. Context 0 is never handed out: the stub uses it.
+static NEXT_CONTEXT: AtomicU64 = AtomicU64::new(1);
+
+/// Reserves `n` consecutive fresh context ids and returns the first (`dma_fence_context_alloc`).
+///
+/// Ids are unique for the life of the process and never 0. `n == 0` reserves nothing and
+/// returns the id the next allocation will start at.
+///
+/// ```
+/// let a = rcu_fence::context_alloc(2);
+/// let b = rcu_fence::context_alloc(1);
+/// assert!(a > 0 && b >= a + 2);
+/// ```
+pub fn context_alloc(n: u64) -> u64 {
+    // Relaxed: only the uniqueness of the returned range matters, which the RMW gives.
+    NEXT_CONTEXT.fetch_add(n, Ordering::Relaxed)
+}
+
+/// The ops every timeline-created fence shares: names only.
+struct TimelineOps {
+    name: Box<str>,
+}
+
+impl<B: Backend> FenceOps<B> for TimelineOps {
+    fn driver_name(&self) -> &str {
+        "rcu-fence"
+    }
+    fn timeline_name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// One fence context with a name: the place fences of one ordered stream come from.
+///
+/// ```
+/// use rcu_fence::Timeline;
+/// let tl = Timeline::new("gpu");
+/// let (a, b) = (tl.fence(1), tl.fence(2));
+/// assert_eq!(a.context(), tl.context());
+/// assert!(b.is_later(&a));
+/// ```
+pub struct Timeline<B: Backend = Rcu> {
+    context: u64,
+    seqno64: bool,
+    ops: Arc<dyn FenceOps<B>>,
+    name: Arc<str>,
+    _backend: PhantomData<B>,
+}
+
+impl Timeline<Rcu> {
+    /// A timeline on a fresh context, on the default [`Rcu`] backend.
+    pub fn new(name: &str) -> Self {
+        Self::new_in(name, Rcu)
+    }
+}
+
+impl<B: Backend> Timeline<B> {
+    /// A timeline on a fresh context, on the backend `B`.
+    pub fn new_in(name: &str, backend: B) -> Self {
+        let _ = backend;
+        Timeline {
+            context: context_alloc(1),
+            seqno64: false,
+            ops: Arc::new(TimelineOps { name: name.into() }),
+            name: name.into(),
+            _backend: PhantomData,
+        }
+    }
+
+    /// Orders this timeline's fences by plain 64-bit seqno comparison (`dma_fence_init64`)
+    /// instead of the 32-bit wrap-aware one.
+    pub fn seqno64(mut self) -> Self {
+        self.seqno64 = true;
+        self
+    }
+
+    /// The context id.
+    pub fn context(&self) -> u64 {
+        self.context
+    }
+
+    /// The timeline's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// True if fences of this timeline compare seqnos in 64 bits.
+    pub fn is_seqno64(&self) -> bool {
+        self.seqno64
+    }
+
+    /// A new pending fence at `seqno` on this timeline (`dma_fence_init`).
+    pub fn fence(&self, seqno: u64) -> Fence<B> {
+        Fence::new_pending(self.context, seqno, self.seqno64, Kind::Ops(self.ops.clone()))
+    }
+
+    /// A new pending fence whose hooks are the driver's `ops`.
+    pub fn fence_with_ops(&self, seqno: u64, ops: Arc<dyn FenceOps<B>>) -> Fence<B> {
+        Fence::new_pending(self.context, seqno, self.seqno64, Kind::Ops(ops))
+    }
+
+    /// A new fence with a unique producer handle; see [`DriverFence`].
+    pub fn driver_fence(&self, seqno: u64) -> DriverFence<B> {
+        DriverFence::new(self.fence(seqno))
+    }
+}
+
+impl<B: Backend> Clone for Timeline<B> {
+    fn clone(&self) -> Self {
+        Timeline {
+            context: self.context,
+            seqno64: self.seqno64,
+            ops: self.ops.clone(),
+            name: self.name.clone(),
+            _backend: PhantomData,
+        }
+    }
+}
+
+impl<B: Backend> fmt::Debug for Timeline<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timeline")
+            .field("name", &self.name())
+            .field("context", &self.context)
+            .field("seqno64", &self.seqno64)
+            .field("backend", &B::NAME)
+            .finish()
+    }
+}

@@ -1,0 +1,139 @@
+//! The per-thread work list that keeps signal cascades, enabling and final drops flat.
+//!
+//! Every operation that can lead into another fence's operation (signalling runs callbacks,
+//! a callback signals a container, enabling a container enables its members, dropping a
+//! container drops its members) goes through [`scope`]. The first such operation on a thread
+//! becomes the *outermost* one: it does its own step, then drains the queue. Any operation
+//! started while a scope is open on the thread is *nested*: instead of running the follow-on
+//! work on the current stack it appends a [`Job`] and returns. The outermost scope pops jobs
+//! in FIFO order until the queue is empty, so the stack depth is the same whatever the
+//! nesting depth of the containers involved.
+//!
+//! The one visible consequence: a fence signalled from inside a callback has its own
+//! callbacks run after the current callback returns, before the outermost call returns.
+//!
+//! Panics: a panicking job (a user callback) is caught, the remaining jobs still run, and the
+//! first panic is resumed when the outermost scope finishes. If the outermost step itself
+//! panics, the queue is still drained while unwinding, so no queued callback is lost.
+//!
+//! The queue is thread-local and never shared: no synchronisation is needed here.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
+
+/// A type-erased unit of deferred work: `run(a, b)` takes ownership of whatever `a` and `b`
+/// stand for (for example an `Arc::into_raw` fence and a callback list).
+pub(crate) struct Job {
+    a: *const (),
+    b: *const (),
+    run: unsafe fn(*const (), *const ()),
+}
+
+impl Job {
+    /// A job that calls `run(a, b)` once.
+    ///
+    /// # Safety
+    /// 1. `run(a, b)` must be sound to call exactly once, on this thread, at any later point
+    ///    while this thread's queue is drained.
+    /// 2. Ownership of what `a` and `b` stand for passes to the job; `run` releases it.
+    pub(crate) unsafe fn new(a: *const (), b: *const (), run: unsafe fn(*const (), *const ())) -> Job {
+        Job { a, b, run }
+    }
+
+    fn call(self) {
+        // SAFETY: obligation 1 of `Job::new`: the creator vouched for one call; `self` is
+        // consumed, so this is that call.
+        unsafe { (self.run)(self.a, self.b) }
+    }
+}
+
+struct Work {
+    active: Cell<bool>,
+    queue: RefCell<VecDeque<Job>>,
+    panic: RefCell<Option<Box<dyn Any + Send>>>,
+    /// How many jobs have run since the thread started (a cheap progress/observability count).
+    jobs: Cell<u64>,
+}
+
+crate::sync::thread_local! {
+    static WORK: Work = const {
+        Work {
+            active: Cell::new(false),
+            queue: RefCell::new(VecDeque::new()),
+            panic: RefCell::new(None),
+            jobs: Cell::new(0),
+        }
+    };
+}
+
+/// True while an outermost operation is running on this thread.
+pub(crate) fn is_active() -> bool {
+    WORK.with(|w| w.active.get())
+}
+
+/// Appends a job to this thread's queue. Must only be called while a scope is active.
+pub(crate) fn push(job: Job) {
+    WORK.with(|w| {
+        debug_assert!(w.active.get(), "work::push outside a scope");
+        w.queue.borrow_mut().push_back(job);
+    });
+}
+
+/// Runs `f(nested)`. If no scope is open on this thread, `f(false)` runs as the outermost
+/// operation and the queue is drained before returning; otherwise `f(true)` runs directly
+/// and is expected to push its follow-on work instead of doing it.
+pub(crate) fn scope<R>(f: impl FnOnce(bool) -> R) -> R {
+    if WORK.with(|w| w.active.replace(true)) {
+        return f(true);
+    }
+    // Drains (also while unwinding) and closes the scope.
+    struct Outermost;
+    impl Drop for Outermost {
+        fn drop(&mut self) {
+            drain();
+            WORK.with(|w| {
+                w.active.set(false);
+                if std::thread::panicking() {
+                    // The outermost step's own panic is propagating; a callback's panic
+                    // caught meanwhile is dropped rather than resumed by a later scope.
+                    w.panic.borrow_mut().take();
+                }
+            });
+        }
+    }
+    let guard = Outermost;
+    let result = f(false);
+    drop(guard);
+    if let Some(payload) = WORK.with(|w| w.panic.borrow_mut().take()) {
+        panic::resume_unwind(payload);
+    }
+    result
+}
+
+/// Runs `f`, catching a panic and keeping the first one for the outermost scope to resume.
+pub(crate) fn catching(f: impl FnOnce()) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
+        WORK.with(|w| {
+            let mut slot = w.panic.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(payload);
+            }
+        });
+    }
+}
+
+fn drain() {
+    loop {
+        let Some(job) = WORK.with(|w| w.queue.borrow_mut().pop_front()) else { break };
+        WORK.with(|w| w.jobs.set(w.jobs.get() + 1));
+        catching(|| job.call());
+    }
+}
+
+/// Jobs run on this thread so far (for tests and stress statistics).
+#[allow(dead_code)]
+pub(crate) fn jobs_run() -> u64 {
+    WORK.with(|w| w.jobs.get())
+}
