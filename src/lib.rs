@@ -50,3 +50,6 @@ pub use crate::fence::{CallbackId, Fence, stub};
 pub use crate::future::FenceFuture;
 pub use crate::ops::FenceOps;
 pub use crate::wait::wait_any_timeout;
+
+#[cfg(test)]
+mod tests;

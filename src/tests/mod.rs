@@ -1,0 +1,1 @@
+//! Unit tests and loom models that need the crate's internals.
