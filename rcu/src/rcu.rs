@@ -1,0 +1,100 @@
+//! The writer-side free functions: [`defer`] (`call_rcu`), [`synchronize`]
+//! (`synchronize_rcu`), and the bookkeeping helpers [`flush`] and [`pending`].
+//!
+//! Each only forwards to the reclaimer; the protocols are documented with the
+//! reclaimers ([`Epoch`](crate::Epoch), [`Hazard`](crate::Hazard),
+//! [`Reference`](crate::Reference)).
+
+use crate::reclaimer::Reclaimer;
+
+/// Runs `f` once no reader that is now in a read-side critical section can
+/// still be in it (`call_rcu`).
+///
+/// `f` may run on any thread, possibly inside another thread's pin or
+/// collection; it may itself pin, defer, or replace slots. It must not call
+/// [`synchronize`]. With [`Hazard`](crate::Hazard), which protects values rather
+/// than sections, `f` runs at the next reclamation pass whatever readers do.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+///
+/// let ran = Arc::new(AtomicBool::new(false));
+/// let flag = ran.clone();
+/// rcu::defer::<rcu::Reference>(move || flag.store(true, Ordering::SeqCst));
+/// rcu::synchronize::<rcu::Reference>();
+/// assert!(ran.load(Ordering::SeqCst));
+/// ```
+pub fn defer<R: Reclaimer>(f: impl FnOnce() + Send + 'static) {
+    R::defer(Box::new(f));
+}
+
+/// Waits for readers and reclamation (`synchronize_rcu`).
+///
+/// Returns once every reader that was in a read-side critical section when it
+/// was called has left, and every value retired (by [`Slot::replace`],
+/// [`Slot::take`], [`Slot::compare_exchange`]) and every closure deferred
+/// before the call has been dropped or run, including what those drops and
+/// closures deferred in turn when they ran on this thread.
+///
+/// "Before the call" covers this thread's work, and other threads' work once it
+/// is visible to the reclaimer: always for [`Reference`](crate::Reference) and
+/// [`Hazard`](crate::Hazard); for [`Epoch`](crate::Epoch), once the other
+/// thread has exited (so joined threads are always covered), called
+/// [`flush`] or `synchronize`, or filled its local bag.
+///
+/// # Panics
+///
+/// Calling it while the same thread holds a [`Guard`](crate::Guard) of the same
+/// reclaimer, or from a deferred closure, would wait for itself forever; all
+/// three reclaimers detect this and panic.
+///
+/// ```
+/// use rcu::{Epoch, Slot};
+///
+/// let slot: Slot<Box<u8>, Epoch> = Slot::new(Some(Box::new(1)));
+/// slot.take();
+/// rcu::synchronize::<Epoch>(); // the taken value has been dropped
+/// ```
+///
+/// [`Slot::replace`]: crate::Slot::replace
+/// [`Slot::take`]: crate::Slot::take
+/// [`Slot::compare_exchange`]: crate::Slot::compare_exchange
+pub fn synchronize<R: Reclaimer>() {
+    R::synchronize();
+}
+
+/// Offers this thread's deferred work to the reclaimer without waiting, and
+/// reclaims what is already safe to reclaim.
+///
+/// With [`Epoch`](crate::Epoch) this moves the thread's local bag to the global
+/// queue, so that other threads' [`synchronize`] see it; long-lived worker
+/// threads that defer and then idle should call it.
+///
+/// ```
+/// rcu::defer::<rcu::Epoch>(|| ());
+/// rcu::flush::<rcu::Epoch>();
+/// ```
+pub fn flush<R: Reclaimer>() {
+    R::flush();
+}
+
+/// The number of retired values and deferred closures that have not yet been
+/// dropped or run, across all threads. A racy snapshot, for tests and
+/// benchmarks.
+///
+/// ```
+/// use rcu::Reference;
+///
+/// rcu::synchronize::<Reference>();
+/// let before = rcu::pending::<Reference>();
+/// let guard = rcu::pin::<Reference>();
+/// rcu::defer::<Reference>(|| ());
+/// assert!(rcu::pending::<Reference>() >= 1);
+/// drop(guard);
+/// rcu::synchronize::<Reference>();
+/// assert!(rcu::pending::<Reference>() <= before);
+/// ```
+pub fn pending<R: Reclaimer>() -> usize {
+    R::pending()
+}

@@ -1,0 +1,187 @@
+//! [`Reclaimer`]: the strategy that decides when a retired value may be freed.
+//!
+//! A reclaimer provides four things to the rest of the crate:
+//!
+//! - a read-side state ([`Reclaimer::Guard`]) entered by [`pin`](crate::pin),
+//! - `protect`: reading a slot's pointer so that the pointee stays alive for as
+//!   long as that read-side state is held,
+//! - `retire` and `defer`: handing over an unlinked value, or a closure, to be
+//!   dropped or run once no reader can still be using what it refers to,
+//! - `synchronize`: waiting for that to have happened for everything handed
+//!   over so far.
+//!
+//! Three strategies are provided, each a complete implementation in its own file:
+//!
+//! | reclaimer | readers | writers | garbage held back by a stalled reader |
+//! |---|---|---|---|
+//! | [`Epoch`] | pin a crossbeam-epoch participant | defer into a thread-local bag | everything retired since it pinned |
+//! | [`Hazard`] | publish the one pointer they read | retire into haphazard's domain | only the value it protects |
+//! | [`Reference`] | hold a global `RwLock` for reading | queue; run once the lock can be taken for writing | everything queued since it entered |
+//!
+//! The trait is sealed: the crate relies on each strategy's exact guarantees.
+//!
+//! # Bookkeeping shared by all three
+//!
+//! Each reclaimer counts the values and closures handed to it that have not yet
+//! been dropped or run ([`pending`](crate::pending)), and counts, per thread,
+//! how many it handed over (`tally`). `synchronize` uses the per-thread count
+//! to notice that a deferred closure it ran deferred more work (a value whose
+//! drop replaces or takes another slot), and repeats until such cascades have
+//! been drained as well.
+
+use core::fmt::Debug;
+
+use crate::Pointer;
+use crate::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+#[cfg(not(loom))]
+mod epoch;
+#[cfg(not(loom))]
+mod hazard;
+mod reference;
+
+#[cfg(not(loom))]
+pub use epoch::Epoch;
+#[cfg(not(loom))]
+pub use hazard::Hazard;
+pub use reference::Reference;
+
+/// A closure handed to [`defer`](crate::defer).
+pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// The strategy that decides when a retired value may be freed.
+///
+/// Implemented by [`Epoch`], [`Hazard`] and [`Reference`]; sealed. Code that is
+/// generic over the strategy names it as a type parameter:
+///
+/// ```
+/// use rcu::{Reclaimer, Reference, Slot};
+///
+/// fn first<R: Reclaimer>(slot: &Slot<Box<u32>, R>) -> u32 {
+///     let mut guard = rcu::pin::<R>();
+///     slot.load(&mut guard).map_or(0, |v| **v)
+/// }
+///
+/// let slot: Slot<Box<u32>, Reference> = Slot::new(Some(Box::new(7)));
+/// assert_eq!(first(&slot), 7);
+/// assert_eq!(Reference::NAME, "reference");
+/// ```
+pub trait Reclaimer: sealed::Ops + Send + Sync + Default + Debug + 'static {
+    /// The read-side state a [`Guard`](crate::Guard) holds. It is `!Send`: a
+    /// read-side critical section belongs to the thread that entered it.
+    type Guard: Debug;
+
+    /// A short lower-case name, for test and benchmark ids.
+    const NAME: &'static str;
+}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// What a reclaimer provides to the rest of the crate. Sealed inside this
+    /// module so that the crate alone implements and calls it.
+    pub trait Ops: Sized {
+        /// Enters a read-side critical section (re-entrant).
+        fn pin() -> <Self as Reclaimer>::Guard
+        where
+            Self: Reclaimer;
+
+        /// Reads `src` so that its pointee stays alive while `guard` is held,
+        /// or until the next `protect` through the same guard, whichever comes
+        /// first.
+        fn protect(guard: &mut <Self as Reclaimer>::Guard, src: &AtomicPtr<()>) -> *mut ()
+        where
+            Self: Reclaimer;
+
+        /// Drops the value behind `raw` once no reader can still see it.
+        ///
+        /// # Safety
+        ///
+        /// 1. `raw` came from `P::into_raw`, and the caller gives up ownership.
+        /// 2. `raw` has been unlinked: no new reader can reach it from a slot.
+        unsafe fn retire<P: Pointer>(raw: *mut ());
+
+        /// Runs `job` once no reader that is now in a read-side critical
+        /// section can still be in it (see each reclaimer for the exact rule).
+        fn defer(job: Job);
+
+        /// Waits until every value retired and every job deferred before the
+        /// call has been dropped or run.
+        fn synchronize();
+
+        /// Offers this thread's retired values to the reclaimer without
+        /// waiting: makes them visible to other threads' reclamation and
+        /// frees those that are already safe to free.
+        fn flush();
+
+        /// The retired values and deferred jobs not yet dropped or run.
+        fn pending() -> usize;
+    }
+}
+
+/// The reclaimer a [`Slot`](crate::Slot) or [`Guard`](crate::Guard) uses when
+/// none is named: [`Epoch`] (or [`Reference`] under loom, where only the
+/// reference reclaimer is modelled).
+#[cfg(not(loom))]
+pub type DefaultReclaimer = Epoch;
+
+/// The reclaimer a [`Slot`](crate::Slot) or [`Guard`](crate::Guard) uses when
+/// none is named: [`Reference`] under loom.
+#[cfg(loom)]
+pub type DefaultReclaimer = Reference;
+
+/// A count of retired values and deferred jobs not yet dropped or run.
+#[derive(Debug)]
+pub(crate) struct Pending(AtomicUsize);
+
+impl Pending {
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> Self {
+        Self(AtomicUsize::new(0))
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
+        Self(AtomicUsize::new(0))
+    }
+
+    /// Records one more item handed over.
+    pub(crate) fn add(&self) {
+        // Relaxed: a statistic; `synchronize` orders through its own
+        // protocol, and Hazard's check of zero pairs with `done` below.
+        self.0.fetch_add(1, Ordering::Relaxed);
+        tally::bump();
+    }
+
+    /// Records that an item was dropped or run.
+    pub(crate) fn done(&self) {
+        // Release: the item's drop happens before a `get` that observes the
+        // decrement (Hazard's `synchronize` returns on it).
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+
+    pub(crate) fn get(&self) -> usize {
+        // Acquire: pairs with the Release in `done`; whoever sees the count
+        // fall also sees the drops that caused it.
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Per-thread count of items handed over, used to detect cascades.
+pub(crate) mod tally {
+    use core::cell::Cell;
+
+    crate::sync::thread_local! {
+        static HANDED_OVER: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn bump() {
+        // During thread teardown the count is gone; nothing reads it then.
+        let _ = HANDED_OVER.try_with(|n| n.set(n.get().wrapping_add(1)));
+    }
+
+    /// The number of items this thread has handed over so far.
+    pub(crate) fn now() -> usize {
+        HANDED_OVER.try_with(Cell::get).unwrap_or(0)
+    }
+}
