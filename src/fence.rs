@@ -13,7 +13,9 @@ use std::mem::ManuallyDrop;
 use std::sync::Arc as StdArc;
 use std::time::{Duration, Instant};
 
+use crate::array::FenceArray;
 use crate::backend::Backend;
+use crate::chain::FenceChain;
 use crate::error::{Errno, FenceError, Status};
 use crate::ops::FenceOps;
 use crate::sync::Arc;
@@ -29,6 +31,10 @@ pub(crate) enum Kind<B: Backend> {
     Ops(StdArc<dyn FenceOps<B>>),
     /// The already-signalled stub (`dma_fence_get_stub`).
     Stub,
+    /// A fence array.
+    Array(Box<FenceArray<B>>),
+    /// A fence chain link.
+    Chain(Box<FenceChain<B>>),
 }
 
 /// The shared object behind every [`Fence`] handle.
@@ -278,6 +284,42 @@ impl<B: Backend> Fence<B> {
         match &self.inner.kind {
             Kind::Ops(ops) => ops.set_deadline(self, deadline),
             Kind::Stub => {}
+            // Containers forward to their leaves, iteratively (the kernel forwards to members).
+            Kind::Array(_) | Kind::Chain(_) => {
+                for leaf in crate::unwrap(self) {
+                    leaf.set_deadline(deadline);
+                }
+            }
+        }
+    }
+
+    /// The array behind this fence, if it is one (`to_dma_fence_array`).
+    pub fn as_array(&self) -> Option<&FenceArray<B>> {
+        match &self.inner.kind {
+            Kind::Array(array) => Some(array),
+            _ => None,
+        }
+    }
+
+    /// The chain link behind this fence, if it is one (`to_dma_fence_chain`).
+    pub fn as_chain(&self) -> Option<&FenceChain<B>> {
+        match &self.inner.kind {
+            Kind::Chain(chain) => Some(chain),
+            _ => None,
+        }
+    }
+
+    /// True for arrays and chains (`dma_fence_is_container`).
+    pub fn is_container(&self) -> bool {
+        matches!(self.inner.kind, Kind::Array(_) | Kind::Chain(_))
+    }
+
+    /// The error a container has recorded from its members, applied when it signals.
+    pub(crate) fn container_error(&self) -> Option<Errno> {
+        match &self.inner.kind {
+            Kind::Array(array) => array.recorded_error(),
+            Kind::Chain(chain) => chain.recorded_error(),
+            _ => None,
         }
     }
 
@@ -301,6 +343,8 @@ impl<B: Backend> Fence<B> {
         match &self.inner.kind {
             Kind::Ops(ops) => ops.driver_name(),
             Kind::Stub => "stub",
+            Kind::Array(_) => "dma_fence_array",
+            Kind::Chain(_) => "dma_fence_chain",
         }
     }
 
@@ -309,6 +353,7 @@ impl<B: Backend> Fence<B> {
         match &self.inner.kind {
             Kind::Ops(ops) => ops.timeline_name(),
             Kind::Stub => "stub",
+            Kind::Array(_) | Kind::Chain(_) => "unbound",
         }
     }
 
@@ -317,6 +362,8 @@ impl<B: Backend> Fence<B> {
         match &self.inner.kind {
             Kind::Ops(ops) => ops.enable_signaling(self),
             Kind::Stub => false,
+            Kind::Array(array) => array.enable(self),
+            Kind::Chain(_) => B::chain_enable(self),
         }
     }
 
@@ -325,6 +372,8 @@ impl<B: Backend> Fence<B> {
         match &self.inner.kind {
             Kind::Ops(ops) => ops.signaled(self),
             Kind::Stub => true,
+            Kind::Array(array) => array.poll(),
+            Kind::Chain(_) => crate::chain::poll(self),
         }
     }
 }
@@ -390,6 +439,25 @@ impl<B: Backend> fmt::Debug for Fence<B> {
 /// ```
 pub fn stub<B: Backend>() -> Fence<B> {
     B::stub()
+}
+
+/// A pending fence with the stub's identity, for callers that set an error before signalling.
+pub(crate) fn private_stub_pending<B: Backend>() -> Fence<B> {
+    Fence::new_pending(0, 0, false, Kind::Stub)
+}
+
+// SAFETY: `into_raw` gives up one strong reference as a pointer to the shared inner object,
+// which stays allocated until `from_raw`'s handle is dropped; a `ManuallyDrop<Fence>` rebuilt
+// from it is a valid borrowed handle while that reference is alive (an `Arc`'s contract).
+unsafe impl<B: Backend> rcu::Pointer for Fence<B> {
+    fn into_raw(self) -> *mut () {
+        Fence::into_raw(self) as *mut ()
+    }
+
+    unsafe fn from_raw(ptr: *mut ()) -> Self {
+        // SAFETY: the trait's contract: `ptr` came from `into_raw` and ownership returns once.
+        unsafe { Fence::from_raw(ptr as *const ()) }
+    }
 }
 
 /// A new stub signalled at `at`, not shared (`dma_fence_allocate_private_stub`).

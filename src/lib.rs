@@ -31,24 +31,32 @@
 mod sync;
 mod work;
 
+mod array;
 mod backend;
+mod chain;
 mod context;
 mod driver;
 mod error;
 mod fence;
 mod future;
 mod ops;
+mod syncobj;
+mod unwrap;
 mod wait;
 
+pub use crate::array::FenceArray;
 pub use crate::backend::Backend;
 pub use crate::backend::locked::Locked;
 pub use crate::backend::rcu::Rcu;
+pub use crate::chain::{ChainWalk, FenceChain, chain_find_seqno, chain_walk};
 pub use crate::context::{Timeline, context_alloc};
 pub use crate::driver::DriverFence;
 pub use crate::error::{Errno, FenceError, Status};
 pub use crate::fence::{CallbackId, Fence, stub};
 pub use crate::future::FenceFuture;
 pub use crate::ops::FenceOps;
+pub use crate::syncobj::Syncobj;
+pub use crate::unwrap::{Unwrap, merge, unwrap};
 pub use crate::wait::wait_any_timeout;
 
 #[cfg(test)]

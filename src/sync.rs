@@ -8,14 +8,14 @@
 #[cfg(not(loom))]
 pub(crate) use std::sync::Arc;
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::thread;
 
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::thread;
 
@@ -27,8 +27,10 @@ pub(crate) use loom::future::AtomicWaker;
 
 /// A mutual-exclusion lock without poisoning: a panic while holding it (a callback run
 /// under the `Locked` backend's lock) does not make the fence unusable.
+/// (`pub` only so the sealed backend trait can name it; not reachable by users.)
 #[derive(Debug, Default)]
-pub(crate) struct Mutex<T>(
+#[allow(unreachable_pub)]
+pub struct Mutex<T>(
     #[cfg(not(loom))] parking_lot::Mutex<T>,
     #[cfg(loom)] loom::sync::Mutex<T>,
 );

@@ -79,6 +79,42 @@ pub(crate) mod sealed {
         /// True if dropping a handle goes through the work list (constant stack); false for
         /// the classic scheme, whose final put recurses like the kernel's.
         const FLAT_DROP: bool;
+        /// A container's reference to one member (an array member, a chain's `prev` or
+        /// `fence`): `Rcu` holds it in an RCU slot, `Locked` under a lock.
+        type Member: Send + Sync;
+        /// Holds `fence` as a member.
+        fn member_new(fence: Option<Fence<Self>>) -> Self::Member
+        where
+            Self: Backend;
+        /// A new reference to the member, if the container still holds it.
+        fn member_get(member: &Self::Member) -> Option<Fence<Self>>
+        where
+            Self: Backend;
+        /// True if the container still holds the member (a racy snapshot).
+        fn member_is_held(member: &Self::Member) -> bool;
+        /// Called by a container's callback once the member has signalled: `Rcu` releases
+        /// the container's reference (deferred past readers); `Locked` keeps it until the
+        /// container's release, as the kernel does.
+        fn member_signaled(member: &Self::Member);
+        /// Replaces the member if it is still `current` (by identity): the chain's garbage
+        /// collection. Returns false if someone else changed it first.
+        fn member_replace(member: &Self::Member, current: &Fence<Self>, new: Option<Fence<Self>>) -> bool
+        where
+            Self: Backend;
+        /// Signals a container whose last member completed, from inside that member's
+        /// callback: `Rcu` signals at once (no lock is held); `Locked` defers to a worker,
+        /// as the kernel's irq_work does.
+        fn signal_container(container: Fence<Self>)
+        where
+            Self: Backend;
+        /// The chain link's `enable_signaling` hook (the two schemes differ in kind).
+        fn chain_enable(link: &Fence<Self>) -> bool
+        where
+            Self: Backend;
+        /// Called when a container is built over `members` (the kernel's nesting WARN_ON).
+        fn check_nesting(container: &'static str, members: &[&Fence<Self>])
+        where
+            Self: Backend;
         /// The shared, already signalled stub fence of this backend.
         fn stub() -> Fence<Self>
         where

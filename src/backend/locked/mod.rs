@@ -17,6 +17,9 @@
 //! - `SIGNALED` is set with `Release` after the error and timestamp are stored (under the
 //!   lock); readers load the flags with `Acquire` before reading either.
 
+mod chain;
+mod irq_work;
+
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -92,6 +95,49 @@ impl Sealed for Locked {
     type State = State;
     type CallbackKey = Key;
     const FLAT_DROP: bool = false;
+    type Member = Mutex<Option<Fence<Locked>>>;
+
+    fn member_new(fence: Option<Fence<Locked>>) -> Self::Member {
+        Mutex::new(fence)
+    }
+
+    fn member_get(member: &Self::Member) -> Option<Fence<Locked>> {
+        member.lock().clone()
+    }
+
+    fn member_is_held(member: &Self::Member) -> bool {
+        member.lock().is_some()
+    }
+
+    fn member_signaled(_member: &Self::Member) {
+        // The kernel's containers keep their members until their own release.
+    }
+
+    fn member_replace(member: &Self::Member, current: &Fence<Locked>, new: Option<Fence<Locked>>) -> bool {
+        let mut slot = member.lock();
+        if slot.as_ref().is_some_and(|f| f.ptr_eq(current)) {
+            let old = std::mem::replace(&mut *slot, new);
+            drop(slot);
+            drop(old);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn signal_container(container: Fence<Locked>) {
+        // The member's callback runs under the member's lock; signalling the container here
+        // would take the container's lock inside it. The kernel bounces to irq_work.
+        irq_work::queue_work(move || {
+            let _ = container.signal();
+        });
+    }
+
+    fn chain_enable(link: &Fence<Locked>) -> bool {
+        chain::enable(link)
+    }
+
+    fn check_nesting(_container: &'static str, _members: &[&Fence<Locked>]) {}
 
     fn new_state(signaled_at: Option<Instant>) -> State {
         State {
@@ -216,6 +262,12 @@ fn signal_locked(
         return Err(FenceError::AlreadySignaled);
     }
     let callbacks = std::mem::take(&mut guard.callbacks);
+    if state.error.load(Ordering::Relaxed) == 0 {
+        if let Some(e) = fence.container_error() {
+            // Relaxed: under the lock; published by SIGNALED's Release below.
+            state.error.store(e.get(), Ordering::Relaxed);
+        }
+    }
     // SAFETY: we hold the lock and SIGNALED is clear: no other writer, no reader yet.
     state.timestamp.with_mut(|t| unsafe { *t = Some(at.unwrap_or_else(Instant::now)) });
     // Release: publishes error and timestamp to lock-free readers of the flags.

@@ -23,6 +23,7 @@
 //!   the signaller's `Release`.
 
 mod callbacks;
+mod chain;
 mod state;
 
 use std::time::Instant;
@@ -88,6 +89,43 @@ impl Sealed for Rcu {
     type State = State;
     type CallbackKey = Key;
     const FLAT_DROP: bool = true;
+    type Member = rcu::Slot<Fence<Rcu>>;
+
+    fn member_new(fence: Option<Fence<Rcu>>) -> Self::Member {
+        rcu::Slot::new(fence)
+    }
+
+    fn member_get(member: &Self::Member) -> Option<Fence<Rcu>> {
+        member.load_clone()
+    }
+
+    fn member_is_held(member: &Self::Member) -> bool {
+        !member.is_empty()
+    }
+
+    fn member_signaled(member: &Self::Member) {
+        // The container's reference goes; readers that still see it keep it alive until
+        // they leave their read-side section.
+        member.take();
+    }
+
+    fn member_replace(member: &Self::Member, current: &Fence<Rcu>, new: Option<Fence<Rcu>>) -> bool {
+        member.compare_exchange(current.addr() as *const (), new).is_ok()
+    }
+
+    fn signal_container(container: Fence<Rcu>) {
+        // No lock is held in a callback: signal directly. The kernel bounces this through
+        // irq_work because its member callback runs under the member's lock.
+        let _ = container.signal();
+    }
+
+    fn chain_enable(link: &Fence<Rcu>) -> bool {
+        chain::enable(link)
+    }
+
+    fn check_nesting(_container: &'static str, _members: &[&Fence<Rcu>]) {
+        // Any nesting is allowed on this backend.
+    }
 
     fn new_state(signaled_at: Option<Instant>) -> State {
         let bits = if signaled_at.is_some() { Word::SIGNALED | Word::TIMESTAMP | Word::ENABLED } else { 0 };
@@ -145,8 +183,28 @@ impl Sealed for Rcu {
 
     fn signal(fence: &Fence<Rcu>, at: Option<Instant>) -> Result<(), FenceError> {
         let state = &fence.inner().state;
-        // AcqRel: see the module's Orderings.
-        let previous = Word(state.word.fetch_or(Word::SIGNALED, Ordering::AcqRel));
+        let previous = match fence.container_error() {
+            // AcqRel: see the module's Orderings.
+            None => Word(state.word.fetch_or(Word::SIGNALED, Ordering::AcqRel)),
+            // A container applies its members' first error with the signal, unless an
+            // error was set on the container itself.
+            Some(error) => {
+                // Relaxed: the CAS validates it.
+                let mut current = Word(state.word.load(Ordering::Relaxed));
+                loop {
+                    if current.is_signaled() {
+                        break current;
+                    }
+                    let base = if current.error().is_some() { current } else { current.with_error(error) };
+                    let new = Word(base.0 | Word::SIGNALED);
+                    // AcqRel: as the fetch_or above.
+                    match state.word.compare_exchange_weak(current.0, new.0, Ordering::AcqRel, Ordering::Relaxed) {
+                        Ok(_) => break current,
+                        Err(actual) => current = Word(actual),
+                    }
+                }
+            }
+        };
         if previous.is_signaled() {
             return Err(FenceError::AlreadySignaled);
         }

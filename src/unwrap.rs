@@ -1,0 +1,204 @@
+//! Iterating the leaf fences inside any container (`dma_fence_unwrap`), and merging a set
+//! of fences into one flat fence (`dma_fence_unwrap_merge`).
+//!
+//! [`Unwrap`] keeps an explicit stack of cursors (one per container being iterated), so it
+//! descends any nesting depth with constant call stack; each cursor holds a reference to its
+//! container. A chain is walked with [`chain_walk`](crate::chain_walk), which collects
+//! signalled links. Leaves are yielded as new references.
+//!
+//! Errors are not lost: a container that releases its signalled members (the `Rcu`
+//! backend) keeps their first error, and so does a collected chain link. [`Unwrap::error`]
+//! reports the first error seen so far among the containers and signalled leaves visited;
+//! [`merge`] carries it into its result.
+
+use std::fmt;
+use std::time::Instant;
+
+use crate::array::FenceArray;
+use crate::backend::Backend;
+use crate::chain::{ChainWalk, chain_walk};
+use crate::context::context_alloc;
+use crate::error::{Errno, FenceError};
+use crate::fence::{Fence, Kind, seqno_is_later};
+use crate::Rcu;
+
+enum Cursor<B: Backend> {
+    One(Option<Fence<B>>),
+    Array { array: Fence<B>, next: usize },
+    Chain(ChainWalk<B>),
+}
+
+/// The iterator returned by [`unwrap`].
+pub struct Unwrap<B: Backend = Rcu> {
+    stack: Vec<Cursor<B>>,
+    error: Option<Errno>,
+}
+
+/// Iterates the leaf (non-container) fences inside `fence`, at any depth, with constant
+/// stack (`dma_fence_unwrap_for_each`): a plain fence yields itself; an array its members
+/// in order; a chain, newest link first, each unsignalled link's own fence (the head's
+/// always). Nested containers are descended into.
+///
+/// ```
+/// use rcu_fence::{FenceArray, Timeline, context_alloc, unwrap};
+/// let tl = Timeline::new("gpu");
+/// let (a, b, c) = (tl.fence(1), tl.fence(2), tl.fence(3));
+/// let inner = FenceArray::create(vec![a, b], context_alloc(1), 1, false).unwrap();
+/// let outer = FenceArray::create(vec![inner, c], context_alloc(1), 1, false).unwrap();
+/// let seqnos: Vec<u64> = unwrap(&outer).map(|f| f.seqno()).collect();
+/// assert_eq!(seqnos, [1, 2, 3]);
+/// ```
+pub fn unwrap<B: Backend>(fence: &Fence<B>) -> Unwrap<B> {
+    Unwrap { stack: vec![Cursor::One(Some(fence.clone()))], error: None }
+}
+
+impl<B: Backend> Unwrap<B> {
+    /// The first error seen so far among visited containers (including members they have
+    /// already released) and signalled leaves.
+    pub fn error(&self) -> Option<Errno> {
+        self.error
+    }
+
+    fn note(&mut self, error: Option<Errno>) {
+        if self.error.is_none() {
+            self.error = error;
+        }
+    }
+}
+
+impl<B: Backend> Iterator for Unwrap<B> {
+    type Item = Fence<B>;
+
+    fn next(&mut self) -> Option<Fence<B>> {
+        loop {
+            let candidate = match self.stack.last_mut()? {
+                Cursor::One(slot) => slot.take(),
+                Cursor::Array { array, next } => {
+                    let members = array.as_array().expect("an array cursor holds an array");
+                    let mut found = None;
+                    while *next < members.num_fences() && found.is_none() {
+                        found = members.fence(*next);
+                        *next += 1;
+                    }
+                    found
+                }
+                Cursor::Chain(walk) => match walk.next() {
+                    // A link stands for its own fence; a released one has signalled.
+                    Some(link) => match link.as_chain() {
+                        Some(chain) => match chain.fence() {
+                            Some(own) => Some(own),
+                            None => {
+                                self.note(chain.recorded_error());
+                                continue;
+                            }
+                        },
+                        None => Some(link),
+                    },
+                    None => None,
+                },
+            };
+            let Some(fence) = candidate else {
+                self.stack.pop();
+                continue;
+            };
+            match &fence.inner().kind {
+                Kind::Array(array) => {
+                    self.note(array.recorded_error());
+                    self.note(fence.error());
+                    self.stack.push(Cursor::Array { array: fence, next: 0 });
+                }
+                Kind::Chain(chain) => {
+                    self.note(chain.recorded_error());
+                    self.note(fence.error());
+                    self.stack.push(Cursor::Chain(chain_walk(&fence)));
+                }
+                _ => {
+                    if fence.test_signaled_flag() {
+                        self.note(fence.error());
+                    }
+                    return Some(fence);
+                }
+            }
+        }
+    }
+}
+
+impl<B: Backend> fmt::Debug for Unwrap<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unwrap").field("depth", &self.stack.len()).field("error", &self.error).finish()
+    }
+}
+
+/// Merges `fences` into one flat fence (`dma_fence_unwrap_merge`). Inputs are not consumed.
+///
+/// Every input is unwrapped to its leaves; signalled leaves are left out; one fence per
+/// context remains (the later seqno wins). The result is a signalled stub if nothing is
+/// left, the single remaining fence if one is left, and otherwise a new array over what is
+/// left, sorted by context.
+///
+/// **Errors are kept.** The kernel silently drops the error of a signalled fence it leaves
+/// out; here the first such error (from a signalled leaf, or recorded by a container for a
+/// member it has released) is carried by the result: the stub is signalled with it, and the
+/// single remaining fence is then wrapped in a one-member array that carries it.
+///
+/// ```
+/// use rcu_fence::{Errno, Status, Timeline, merge};
+/// let tl = Timeline::new("gpu");
+/// let (a, b) = (tl.fence(1), tl.fence(2));
+/// let merged = merge(&[a.clone(), b.clone()]).unwrap();
+/// assert!(merged.ptr_eq(&b)); // one context: the later seqno wins
+///
+/// let failed = tl.fence(3);
+/// failed.set_error(Errno::ETIME).unwrap();
+/// failed.signal().unwrap();
+/// let m = merge(&[failed]).unwrap();
+/// assert_eq!(m.status(), Status::Error(Errno::ETIME));
+/// ```
+pub fn merge<B: Backend>(fences: &[Fence<B>]) -> Result<Fence<B>, FenceError> {
+    let mut pending = Vec::new();
+    let mut error = None;
+    let mut latest: Option<Instant> = None;
+    for input in fences {
+        let mut leaves = unwrap(input);
+        for leaf in &mut leaves {
+            if leaf.is_signaled() {
+                error = error.or(leaf.error());
+                latest = latest.max(leaf.timestamp());
+            } else {
+                pending.push(leaf);
+            }
+        }
+        error = error.or(leaves.error());
+    }
+    // Context ascending; within a context the later seqno first; then keep the first.
+    pending.sort_by(|a, b| {
+        a.context().cmp(&b.context()).then_with(|| {
+            if seqno_is_later(a.seqno(), b.seqno(), a.inner().seqno64) {
+                std::cmp::Ordering::Less
+            } else if seqno_is_later(b.seqno(), a.seqno(), a.inner().seqno64) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+    });
+    pending.dedup_by(|later, first| later.context() == first.context());
+    match (pending.len(), error) {
+        (0, _) => {
+            let stub = crate::fence::private_stub_pending::<B>();
+            if let Some(e) = error {
+                let _ = stub.set_error(e);
+            }
+            let _ = stub.signal_timestamp(latest.unwrap_or_else(Instant::now));
+            Ok(stub)
+        }
+        (1, None) => Ok(pending.pop().expect("one fence")),
+        _ => {
+            let array = FenceArray::create(pending, context_alloc(1), 1, false)?;
+            if let Some(e) = error {
+                let _ = array.set_error(e);
+            }
+            Ok(array)
+        }
+    }
+}
