@@ -17,7 +17,7 @@
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use crate::backend::Backend;
 use crate::error::Status;
@@ -27,6 +27,15 @@ use crate::sync::{Arc, AtomicBool, AtomicWaker, Ordering};
 struct Waiter {
     waker: AtomicWaker,
     done: AtomicBool,
+}
+
+/// `AtomicWaker::register` by reference: `atomic_waker` takes `&Waker`, loom's model
+/// takes the waker by value and offers `register_by_ref` instead.
+fn register(slot: &AtomicWaker, waker: &Waker) {
+    #[cfg(not(loom))]
+    slot.register(waker);
+    #[cfg(loom)]
+    slot.register_by_ref(waker);
 }
 
 /// The future returned by `fence.await` (and `(&fence).await`): resolves to the fence's
@@ -72,7 +81,7 @@ impl<B: Backend> Future for FenceFuture<B> {
         }
         match &this.pending {
             Some((_, waiter)) => {
-                waiter.waker.register(cx.waker());
+                register(&waiter.waker, cx.waker());
                 // Acquire: pairs with the callback's Release store.
                 if waiter.done.load(Ordering::Acquire) || this.fence.test_signaled_flag() {
                     this.pending = None;
@@ -85,7 +94,7 @@ impl<B: Backend> Future for FenceFuture<B> {
                     return Poll::Ready(this.fence.status_now());
                 }
                 let waiter = Arc::new(Waiter { waker: AtomicWaker::new(), done: AtomicBool::new(false) });
-                waiter.waker.register(cx.waker());
+                register(&waiter.waker, cx.waker());
                 let w = waiter.clone();
                 let installed = this.fence.add_callback(move |_| {
                     // Release: see the module's Orderings.

@@ -59,5 +59,19 @@ pub use crate::syncobj::Syncobj;
 pub use crate::unwrap::{Unwrap, merge, unwrap};
 pub use crate::wait::wait_any_timeout;
 
+/// Waits until every reference a container has released (a signalled member, a collected
+/// chain link) has actually been dropped (`synchronize_rcu`): releases are deferred past
+/// readers that might still see them. Tests and leak checks call it before counting.
+/// Must not be called while this thread is inside a read-side section (iterating
+/// [`FenceArray::fences`] or [`unwrap`] holds none across `next`, so it is safe between
+/// items).
+///
+/// ```
+/// rcu_fence::synchronize_rcu();
+/// ```
+pub fn synchronize_rcu() {
+    rcu::synchronize::<rcu::DefaultReclaimer>();
+}
+
 #[cfg(test)]
 mod tests;
