@@ -78,7 +78,10 @@ macro_rules! fence_thread_local {
 }
 #[cfg(loom)]
 macro_rules! fence_thread_local {
-    ($($t:tt)*) => { loom::thread_local!($($t)*); };
+    // loom's macro takes no `const { }` initialiser: unwrap it.
+    ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = const { $init:expr };) => {
+        loom::thread_local!($(#[$attr])* $vis static $name: $t = $init);
+    };
 }
 pub(crate) use fence_thread_local as thread_local;
 

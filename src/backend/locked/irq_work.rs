@@ -8,6 +8,7 @@
 #[cfg(not(loom))]
 use std::sync::{Condvar, Mutex, OnceLock};
 
+#[cfg(not(loom))]
 type Work = Box<dyn FnOnce() + Send>;
 
 #[cfg(not(loom))]
