@@ -125,8 +125,7 @@ pub(crate) fn catching(f: impl FnOnce()) {
 }
 
 fn drain() {
-    loop {
-        let Some(job) = WORK.with(|w| w.queue.borrow_mut().pop_front()) else { break };
+    while let Some(job) = WORK.with(|w| w.queue.borrow_mut().pop_front()) {
         WORK.with(|w| w.jobs.set(w.jobs.get() + 1));
         catching(|| job.call());
     }

@@ -106,6 +106,13 @@ impl Node {
         }
     }
 
+    /// The next node. Only the list's claimer or an exclusive owner calls this.
+    fn next(&self) -> *const Node {
+        // SAFETY: `next` is written before publication and then only by the claimer's
+        // reversal; the callers are that claimer or an exclusive owner, so no write races.
+        self.next.with(|n| unsafe { *n })
+    }
+
     /// Runs the callback unless it was removed. Called only by the list's claimer.
     fn run(&self, fence: &Fence<Rcu>) {
         // Acquire: pairs with nothing the remover publishes on the failure path (it wrote
@@ -194,7 +201,7 @@ impl List {
             // Relaxed: exclusive access to the list; a remover's CAS on this node happened
             // before the fence's last handle was dropped (it held a handle to call remove).
             any_queued |= node.state.load(Ordering::Relaxed) == QUEUED;
-            cur = node.next.with(|n| unsafe { *n });
+            cur = node.next();
         }
         let list = List { head: AtomicPtr::new(top) };
         if any_queued {
@@ -217,7 +224,7 @@ impl Drop for List {
         while !cur.is_null() {
             // SAFETY: exclusive; each node's list reference is released once here.
             let node = unsafe { Arc::from_raw(cur) };
-            cur = node.next.with(|n| unsafe { *n });
+            cur = node.next();
         }
     }
 }
@@ -249,7 +256,7 @@ pub(crate) unsafe fn run(fence: &Fence<Rcu>, first: *const Node) {
     while !cur.is_null() {
         // SAFETY: obligation 1: each node's list reference is taken back once.
         let node = unsafe { Arc::from_raw(cur) };
-        cur = node.next.with(|n| unsafe { *n });
+        cur = node.next();
         node.run(fence);
     }
 }
