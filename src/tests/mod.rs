@@ -1,1 +1,4 @@
 //! Unit tests and loom models that need the crate's internals.
+
+#[cfg(loom)]
+mod loom_callbacks;

@@ -1,0 +1,122 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::Thread;
+
+use rcu_fence::{Backend, Timeline};
+
+/// Expands one `#[test]` per backend for each generic test function `name::<B>()`:
+/// `rcu::name` and `locked::name`.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod rcu {
+            $(#[test] fn $name() { super::$name::<rcu_fence::Rcu>(); })*
+        }
+        mod locked {
+            $(#[test] fn $name() { super::$name::<rcu_fence::Locked>(); })*
+        }
+    };
+}
+pub(crate) use both_backends;
+
+/// A fresh timeline named "gpu" on backend `B`.
+pub(crate) fn timeline<B: Backend>() -> Timeline<B> {
+    Timeline::new_in("gpu", B::default())
+}
+
+/// A shared counter.
+#[derive(Clone, Default)]
+pub(crate) struct Counter(Arc<AtomicUsize>);
+
+impl Counter {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+    pub(crate) fn inc(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+    /// A guard that increments this counter when dropped.
+    pub(crate) fn drop_guard(&self) -> DropGuard {
+        DropGuard(self.clone())
+    }
+}
+
+/// Increments its counter when dropped.
+pub(crate) struct DropGuard(Counter);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.inc();
+    }
+}
+
+/// A shared, ordered log of events.
+#[derive(Clone, Default)]
+pub(crate) struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+    pub(crate) fn push(&self, event: impl Into<String>) {
+        self.0.lock().unwrap().push(event.into());
+    }
+    pub(crate) fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+    pub(crate) fn snapshot(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A waker that counts its wakes and unparks a thread.
+pub(crate) struct CountingWaker {
+    pub(crate) wakes: AtomicUsize,
+    thread: Thread,
+}
+
+impl CountingWaker {
+    /// A waker for the current thread, and the shared counter behind it.
+    pub(crate) fn new() -> (Arc<CountingWaker>, Waker) {
+        let inner = Arc::new(CountingWaker {
+            wakes: AtomicUsize::new(0),
+            thread: std::thread::current(),
+        });
+        let waker = Waker::from(inner.clone());
+        (inner, waker)
+    }
+    pub(crate) fn wakes(&self) -> usize {
+        self.wakes.load(Ordering::SeqCst)
+    }
+}
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
+/// A minimal executor: polls `f` on this thread, parking between wakes.
+pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
+    let (_, waker) = CountingWaker::new();
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
