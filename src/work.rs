@@ -68,9 +68,11 @@ crate::sync::thread_local! {
     };
 }
 
-/// True while an outermost operation is running on this thread.
+/// True while an outermost operation is running on this thread. False after the thread's
+/// work list has been destroyed (a fence dropped from another thread-local's destructor at
+/// thread exit): such late operations run directly.
 pub(crate) fn is_active() -> bool {
-    WORK.with(|w| w.active.get())
+    WORK.try_with(|w| w.active.get()).unwrap_or(false)
 }
 
 /// Appends a job to this thread's queue. Must only be called while a scope is active.
@@ -85,8 +87,11 @@ pub(crate) fn push(job: Job) {
 /// operation and the queue is drained before returning; otherwise `f(true)` runs directly
 /// and is expected to push its follow-on work instead of doing it.
 pub(crate) fn scope<R>(f: impl FnOnce(bool) -> R) -> R {
-    if WORK.with(|w| w.active.replace(true)) {
-        return f(true);
+    match WORK.try_with(|w| w.active.replace(true)) {
+        Ok(true) => return f(true),
+        Ok(false) => {}
+        // At thread exit, after the list is gone: run directly (nothing can be queued).
+        Err(_) => return f(false),
     }
     // Drains (also while unwinding) and closes the scope.
     struct Outermost;
@@ -115,12 +120,14 @@ pub(crate) fn scope<R>(f: impl FnOnce(bool) -> R) -> R {
 /// Runs `f`, catching a panic and keeping the first one for the outermost scope to resume.
 pub(crate) fn catching(f: impl FnOnce()) {
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
-        WORK.with(|w| {
+        let kept = WORK.try_with(|w| {
             let mut slot = w.panic.borrow_mut();
             if slot.is_none() {
                 *slot = Some(payload);
             }
         });
+        // At thread exit the payload has nowhere to go; it was reported by the panic hook.
+        drop(kept);
     }
 }
 

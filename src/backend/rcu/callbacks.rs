@@ -123,11 +123,13 @@ impl Node {
         }
         // SAFETY: winning QUEUED → RUNNING grants exclusive access to `func`.
         let func = self.func.with_mut(|f| unsafe { (*f).take() });
-        let previous = RUNNING_NODE.with(|r| r.replace(self as *const Node));
+        let previous = RUNNING_NODE.try_with(|r| r.replace(self as *const Node)).ok();
         if let Some(func) = func {
             work::catching(|| func(fence));
         }
-        RUNNING_NODE.with(|r| r.set(previous));
+        if let Some(previous) = previous {
+            let _ = RUNNING_NODE.try_with(|r| r.set(previous));
+        }
         // AcqRel: see the module's Orderings.
         if self.state.swap(DONE, Ordering::AcqRel) == WAITED {
             // SAFETY: the remover wrote `waiter` before its Release CAS to WAITED, which our
@@ -299,7 +301,7 @@ pub(crate) fn remove(key: Key) -> bool {
             true
         }
         Err(RUNNING) => {
-            if RUNNING_NODE.with(|r| r.get()) == Arc::as_ptr(&node) {
+            if RUNNING_NODE.try_with(|r| r.get()).ok() == Some(Arc::as_ptr(&node)) {
                 return false; // called from inside this very callback
             }
             // SAFETY: only the key holder writes `waiter`, and the key is unique; the runner
