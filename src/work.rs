@@ -120,14 +120,13 @@ pub(crate) fn scope<R>(f: impl FnOnce(bool) -> R) -> R {
 /// Runs `f`, catching a panic and keeping the first one for the outermost scope to resume.
 pub(crate) fn catching(f: impl FnOnce()) {
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
-        let kept = WORK.try_with(|w| {
+        // At thread exit the payload has nowhere to go; the panic hook has reported it.
+        let _ = WORK.try_with(|w| {
             let mut slot = w.panic.borrow_mut();
             if slot.is_none() {
                 *slot = Some(payload);
             }
         });
-        // At thread exit the payload has nowhere to go; it was reported by the panic hook.
-        drop(kept);
     }
 }
 
