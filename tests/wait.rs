@@ -1,0 +1,231 @@
+//! Blocking waits on one fence and on any of several, on both backends.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcu_fence::{Backend, Errno, Fence, FenceError, Status, wait_any_timeout};
+
+use common::{Counter, timeline};
+
+common::both_backends!(
+    wait_returns_when_signalled_from_another_thread,
+    wait_on_signalled_fence_returns_at_once,
+    wait_timeout_zero_only_checks,
+    short_timeout_expires_and_leaves_no_callback,
+    huge_timeout_waits_like_infinity,
+    wait_timeout_returns_when_signalled_in_time,
+    wait_any_empty_is_refused,
+    wait_any_zero_timeout_only_checks,
+    wait_any_reports_the_signalled_index,
+    wait_any_times_out_and_leaves_no_callbacks,
+    wait_any_huge_timeout_waits_like_infinity,
+    many_waiters_all_return,
+);
+
+/// Signals `f` from a new thread after a short delay (which only makes it likely that the
+/// waiter is parked by then; no assertion depends on it).
+fn signal_later<B: Backend>(f: &Fence<B>, error: Option<Errno>) -> thread::JoinHandle<()> {
+    let g = f.clone();
+    thread::spawn(move || {
+        thread::sleep(Duration::from_millis(20));
+        if let Some(e) = error {
+            g.set_error(e).unwrap();
+        }
+        g.signal().unwrap();
+    })
+}
+
+/// Adds `mine` counting callbacks, signals `f` and returns how many of them ran.
+fn count_callbacks_run_by_signal<B: Backend>(f: &Fence<B>, mine: usize) -> usize {
+    let ran = Counter::new();
+    for _ in 0..mine {
+        let r = ran.clone();
+        f.add_callback(move |_| r.inc()).unwrap();
+    }
+    f.signal().unwrap();
+    ran.get()
+}
+
+/// True if this thread was unparked (by anything) in the meantime: `park_timeout` returns
+/// at once when an unpark token is pending.
+fn has_unpark_token() -> bool {
+    let start = Instant::now();
+    thread::park_timeout(Duration::from_millis(200));
+    start.elapsed() < Duration::from_millis(150)
+}
+
+fn wait_returns_when_signalled_from_another_thread<B: Backend>() {
+    let f = timeline::<B>().fence(1);
+    let signaller = signal_later(&f, Some(Errno::ETIME));
+    assert_eq!(f.wait(), Status::Error(Errno::ETIME));
+    assert!(f.test_signaled_flag());
+    signaller.join().unwrap();
+
+    let g = timeline::<B>().fence(1);
+    let signaller = signal_later(&g, None);
+    assert_eq!(g.wait(), Status::Signaled);
+    signaller.join().unwrap();
+}
+
+fn wait_on_signalled_fence_returns_at_once<B: Backend>() {
+    let f = timeline::<B>().fence(1);
+    f.set_error(Errno::ENODATA).unwrap();
+    f.signal().unwrap();
+    assert_eq!(f.wait(), Status::Error(Errno::ENODATA));
+    assert_eq!(
+        f.wait_timeout(Duration::from_secs(100)),
+        Ok(Status::Error(Errno::ENODATA))
+    );
+}
+
+fn wait_timeout_zero_only_checks<B: Backend>() {
+    let f = timeline::<B>().fence(1);
+    assert_eq!(f.wait_timeout(Duration::ZERO), Err(FenceError::TimedOut));
+    assert_eq!(f.status(), Status::Pending);
+    f.signal().unwrap();
+    assert_eq!(f.wait_timeout(Duration::ZERO), Ok(Status::Signaled));
+}
+
+fn short_timeout_expires_and_leaves_no_callback<B: Backend>() {
+    let f = timeline::<B>().fence(1);
+    let timeout = Duration::from_millis(20);
+    let start = Instant::now();
+    assert_eq!(f.wait_timeout(timeout), Err(FenceError::TimedOut));
+    assert!(
+        start.elapsed() >= timeout,
+        "returned after {:?}",
+        start.elapsed()
+    );
+    assert_eq!(f.status(), Status::Pending);
+    // Signal from another thread: a left-over waiter callback would unpark this thread.
+    let g = f.clone();
+    let ran = thread::spawn(move || count_callbacks_run_by_signal(&g, 3))
+        .join()
+        .unwrap();
+    assert_eq!(ran, 3);
+    assert!(
+        !has_unpark_token(),
+        "the timed-out wait left its callback installed"
+    );
+}
+
+fn huge_timeout_waits_like_infinity<B: Backend>() {
+    let f = timeline::<B>().fence(1);
+    let signaller = signal_later(&f, None);
+    assert_eq!(f.wait_timeout(Duration::MAX), Ok(Status::Signaled));
+    signaller.join().unwrap();
+    let g = timeline::<B>().fence(1);
+    let signaller = signal_later(&g, None);
+    assert_eq!(
+        g.wait_timeout(Duration::from_secs(u64::MAX / 2)),
+        Ok(Status::Signaled)
+    );
+    signaller.join().unwrap();
+}
+
+fn wait_timeout_returns_when_signalled_in_time<B: Backend>() {
+    let f = timeline::<B>().fence(1);
+    let signaller = signal_later(&f, Some(Errno::ECANCELED));
+    let start = Instant::now();
+    assert_eq!(
+        f.wait_timeout(Duration::from_secs(30)),
+        Ok(Status::Error(Errno::ECANCELED))
+    );
+    assert!(start.elapsed() < Duration::from_secs(20));
+    signaller.join().unwrap();
+}
+
+fn wait_any_empty_is_refused<B: Backend>() {
+    assert_eq!(
+        wait_any_timeout::<B>(&[], Duration::ZERO),
+        Err(FenceError::Empty)
+    );
+    assert_eq!(
+        wait_any_timeout::<B>(&[], Duration::from_secs(1)),
+        Err(FenceError::Empty)
+    );
+}
+
+fn wait_any_zero_timeout_only_checks<B: Backend>() {
+    let tl = timeline::<B>();
+    let fences: Vec<_> = (1..=4).map(|s| tl.fence(s)).collect();
+    assert_eq!(
+        wait_any_timeout(&fences, Duration::ZERO),
+        Err(FenceError::TimedOut)
+    );
+    fences[2].signal().unwrap();
+    assert_eq!(wait_any_timeout(&fences, Duration::ZERO), Ok(2));
+}
+
+fn wait_any_reports_the_signalled_index<B: Backend>() {
+    let tl = timeline::<B>();
+    let fences: Vec<_> = (1..=4).map(|s| tl.fence(s)).collect();
+    let signaller = signal_later(&fences[3], None);
+    assert_eq!(wait_any_timeout(&fences, Duration::from_secs(30)), Ok(3));
+    signaller.join().unwrap();
+    // Several signalled: the index of one of them.
+    fences[1].signal().unwrap();
+    let i = wait_any_timeout(&fences, Duration::from_secs(1)).unwrap();
+    assert!(i == 1 || i == 3, "index {i}");
+    assert!(fences[i].test_signaled_flag());
+}
+
+fn wait_any_times_out_and_leaves_no_callbacks<B: Backend>() {
+    let tl = timeline::<B>();
+    let fences: Vec<_> = (1..=3).map(|s| tl.fence(s)).collect();
+    let timeout = Duration::from_millis(20);
+    let start = Instant::now();
+    assert_eq!(
+        wait_any_timeout(&fences, timeout),
+        Err(FenceError::TimedOut)
+    );
+    assert!(start.elapsed() >= timeout);
+    let moved = fences.clone();
+    let ran = thread::spawn(move || {
+        moved
+            .iter()
+            .map(|f| count_callbacks_run_by_signal(f, 1))
+            .sum::<usize>()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(ran, 3);
+    assert!(
+        !has_unpark_token(),
+        "the timed-out wait_any left a callback installed"
+    );
+}
+
+fn wait_any_huge_timeout_waits_like_infinity<B: Backend>() {
+    let tl = timeline::<B>();
+    let fences: Vec<_> = (1..=2).map(|s| tl.fence(s)).collect();
+    let signaller = signal_later(&fences[0], None);
+    assert_eq!(wait_any_timeout(&fences, Duration::MAX), Ok(0));
+    signaller.join().unwrap();
+}
+
+fn many_waiters_all_return<B: Backend>() {
+    let f = timeline::<B>().fence(1);
+    thread::scope(|s| {
+        let waiters: Vec<_> = (0..8)
+            .map(|i| {
+                let f = &f;
+                s.spawn(move || {
+                    if i % 2 == 0 {
+                        Ok(f.wait())
+                    } else {
+                        f.wait_timeout(Duration::from_secs(30))
+                    }
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(20));
+        f.set_error(Errno::ETIME).unwrap();
+        f.signal().unwrap();
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), Ok(Status::Error(Errno::ETIME)));
+        }
+    });
+}
