@@ -42,6 +42,7 @@ common::both_backends!(
     signaled_hook_polled_by_status,
     set_deadline_forwarded_only_while_pending,
     names_come_from_ops_or_timeline,
+    panicking_callback_does_not_stop_the_others,
 );
 
 fn add_callback_on_signaled_fence_is_refused<B: Backend>() {
@@ -719,4 +720,27 @@ mod stale_id {
     fn locked() {
         super::stale_id_of_dropped_fence_does_not_remove_anothers_callback::<rcu_fence::Locked>();
     }
+}
+
+/// A panicking callback: the others still run, the fence is signalled, and the panic
+/// reaches the signaller.
+fn panicking_callback_does_not_stop_the_others<B: Backend>() {
+    let f = timeline::<B>().fence(1);
+    let log = Log::new();
+    let l = log.clone();
+    f.add_callback(move |_| l.push("first")).unwrap();
+    f.add_callback(|_| panic!("callback panic")).unwrap();
+    let l = log.clone();
+    f.add_callback(move |_| l.push("third")).unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.signal()));
+    let payload = result.expect_err("the callback's panic is resumed in the signaller");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"callback panic"));
+    assert_eq!(log.take(), ["first", "third"]);
+    assert_eq!(f.status(), Status::Signaled);
+    // The fence stays usable.
+    assert_eq!(
+        f.add_callback(|_| {}).unwrap_err(),
+        FenceError::AlreadySignaled
+    );
+    assert_eq!(f.wait(), Status::Signaled);
 }

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +22,7 @@ macro_rules! both_backends {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use both_backends;
 
 /// A fresh timeline named "gpu" on backend `B`.

@@ -1,0 +1,260 @@
+//! Races with real threads, checked with exact counts, on both backends.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use rand::Rng;
+use rcu_fence::{Backend, Errno, FenceError, Status};
+
+use common::{Counter, block_on, timeline};
+
+common::both_backends!(
+    adders_race_a_signaller,
+    remove_races_signal,
+    two_signallers_race,
+    set_error_races_signal,
+    awaiter_races_signal,
+    remove_waits_for_a_running_callback,
+);
+
+/// Busy-waits for a random short while, to vary the interleavings.
+fn jitter(max: u32) {
+    let n = rand::rng().random_range(0..max);
+    for _ in 0..n {
+        std::hint::spin_loop();
+    }
+}
+
+/// Several threads add callbacks while one signals: every callback whose add returned `Ok`
+/// ran exactly once, every refused one never ran.
+fn adders_race_a_signaller<B: Backend>() {
+    const ITERATIONS: usize = 200;
+    const ADDERS: usize = 4;
+    const PER_ADDER: usize = 16;
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 0..ITERATIONS {
+        let f = timeline::<B>().fence(1);
+        let runs: Arc<Vec<AtomicUsize>> = Arc::new(
+            (0..ADDERS * PER_ADDER)
+                .map(|_| AtomicUsize::new(0))
+                .collect(),
+        );
+        let total = Counter::new();
+        let start = Barrier::new(ADDERS + 1);
+        let results: Vec<Vec<bool>> = thread::scope(|s| {
+            let adders: Vec<_> = (0..ADDERS)
+                .map(|a| {
+                    let (f, start, runs, total) = (&f, &start, &runs, &total);
+                    s.spawn(move || {
+                        start.wait();
+                        (0..PER_ADDER)
+                            .map(|k| {
+                                let (runs, total) = (runs.clone(), total.clone());
+                                let added = f.add_callback(move |me| {
+                                    assert!(me.test_signaled_flag());
+                                    runs[a * PER_ADDER + k].fetch_add(1, Ordering::SeqCst);
+                                    total.inc();
+                                });
+                                match added {
+                                    Ok(_) => true,
+                                    Err(e) => {
+                                        assert_eq!(e, FenceError::AlreadySignaled);
+                                        false
+                                    }
+                                }
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            start.wait();
+            jitter(2000);
+            f.signal().unwrap();
+            adders.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (a, added) in results.iter().enumerate() {
+            for (k, &ok) in added.iter().enumerate() {
+                assert_eq!(
+                    runs[a * PER_ADDER + k].load(Ordering::SeqCst),
+                    ok as usize,
+                    "adder {a} callback {k}"
+                );
+            }
+        }
+        let ok = results.iter().flatten().filter(|&&ok| ok).count();
+        assert_eq!(total.get(), ok);
+        accepted += ok;
+        refused += ADDERS * PER_ADDER - ok;
+    }
+    // Not asserted (scheduling decides), but useful when reading a run's output.
+    println!("accepted {accepted}, refused {refused}");
+}
+
+/// remove_callback racing the signal. The callback sets `done` as its last action, after a
+/// short spin: whenever remove returns false, the callback has finished, so `done` is
+/// already set; when it returns true, the callback never runs.
+fn remove_races_signal<B: Backend>() {
+    const ITERATIONS: usize = 1000;
+    let (mut removed_count, mut ran_count) = (0, 0);
+    for _ in 0..ITERATIONS {
+        let f = timeline::<B>().fence(1);
+        let started = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        let (st, d) = (started.clone(), done.clone());
+        let id = f
+            .add_callback(move |_| {
+                st.store(true, Ordering::SeqCst);
+                for _ in 0..200 {
+                    std::hint::spin_loop();
+                }
+                d.store(true, Ordering::SeqCst);
+            })
+            .unwrap();
+        let start = Barrier::new(2);
+        thread::scope(|s| {
+            let signaller = s.spawn(|| {
+                start.wait();
+                f.signal().unwrap();
+            });
+            start.wait();
+            jitter(400);
+            let removed = f.remove_callback(id);
+            if removed {
+                removed_count += 1;
+            } else {
+                ran_count += 1;
+                assert!(
+                    done.load(Ordering::SeqCst),
+                    "remove returned false before the callback finished"
+                );
+            }
+            signaller.join().unwrap();
+            assert_eq!(
+                started.load(Ordering::SeqCst),
+                !removed,
+                "removed: {removed}"
+            );
+            assert_eq!(done.load(Ordering::SeqCst), !removed);
+        });
+    }
+    println!("removed {removed_count}, ran {ran_count}");
+}
+
+/// Two threads signal the same fence: exactly one succeeds, and every callback runs once,
+/// on the winner's thread.
+fn two_signallers_race<B: Backend>() {
+    const ITERATIONS: usize = 500;
+    for _ in 0..ITERATIONS {
+        let f = timeline::<B>().fence(1);
+        let threads = Arc::new(Mutex::new(Vec::new()));
+        for _ in 0..3 {
+            let t = threads.clone();
+            f.add_callback(move |_| t.lock().unwrap().push(thread::current().id()))
+                .unwrap();
+        }
+        let start = Barrier::new(2);
+        let outcomes: Vec<_> = thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    let (f, start) = (&f, &start);
+                    s.spawn(move || {
+                        start.wait();
+                        (f.signal(), thread::current().id())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winners: Vec<_> = outcomes
+            .iter()
+            .filter(|(r, _)| r.is_ok())
+            .map(|(_, id)| *id)
+            .collect();
+        assert_eq!(winners.len(), 1, "{outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .any(|(r, _)| *r == Err(FenceError::AlreadySignaled))
+        );
+        assert_eq!(*threads.lock().unwrap(), vec![winners[0]; 3]);
+    }
+}
+
+/// set_error racing the signal: the error is reported iff set_error succeeded.
+fn set_error_races_signal<B: Backend>() {
+    const ITERATIONS: usize = 500;
+    for _ in 0..ITERATIONS {
+        let f = timeline::<B>().fence(1);
+        let start = Barrier::new(2);
+        let set = thread::scope(|s| {
+            let setter = s.spawn(|| {
+                start.wait();
+                jitter(200);
+                f.set_error(Errno::ETIME)
+            });
+            start.wait();
+            f.signal().unwrap();
+            setter.join().unwrap()
+        });
+        match set {
+            Ok(()) => assert_eq!(f.status(), Status::Error(Errno::ETIME)),
+            Err(e) => {
+                assert_eq!(e, FenceError::AlreadySignaled);
+                assert_eq!(f.status(), Status::Signaled);
+            }
+        }
+    }
+}
+
+/// A future awaited on one thread while another signals: the awaiter always wakes.
+fn awaiter_races_signal<B: Backend>() {
+    const ITERATIONS: usize = 300;
+    for _ in 0..ITERATIONS {
+        let f = timeline::<B>().fence(1);
+        let g = f.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let awaiter = thread::spawn(move || {
+            let _ = tx.send(block_on(async { g.await }));
+        });
+        jitter(2000);
+        f.signal().unwrap();
+        let status = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("lost wake-up: the awaiter never woke");
+        assert_eq!(status, Status::Signaled);
+        awaiter.join().unwrap();
+    }
+}
+
+/// remove_callback called while the callback runs on another thread: it returns false
+/// only once the callback has finished. (The sleep inside the callback makes it likely that
+/// remove is called mid-run; the assertions hold however the threads are scheduled.)
+fn remove_waits_for_a_running_callback<B: Backend>() {
+    let f = timeline::<B>().fence(1);
+    let started = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let (st, d) = (started.clone(), done.clone());
+    let id = f
+        .add_callback(move |_| {
+            st.store(true, Ordering::SeqCst);
+            thread::sleep(Duration::from_millis(50));
+            d.store(true, Ordering::SeqCst);
+        })
+        .unwrap();
+    thread::scope(|s| {
+        let signaller = s.spawn(|| f.signal().unwrap());
+        while !started.load(Ordering::SeqCst) {
+            std::hint::spin_loop();
+        }
+        assert!(!f.remove_callback(id));
+        assert!(
+            done.load(Ordering::SeqCst),
+            "remove returned false while the callback was still running"
+        );
+        signaller.join().unwrap();
+    });
+}
