@@ -305,3 +305,32 @@ fn timeline_named_fences_keep_names_in_callbacks() {
         format!("rcu-fence:ring {}:1 signaled", tl.context())
     );
 }
+
+/// On `Rcu` the `enable_signaling` hook runs with no lock held, so it may signal the fence
+/// itself; the callback being added is then refused.
+#[test]
+fn enable_signaling_hook_may_signal_the_fence_itself() {
+    struct SignalsAtOnce;
+    impl FenceOps<Rcu> for SignalsAtOnce {
+        fn driver_name(&self) -> &str {
+            "drv"
+        }
+        fn timeline_name(&self) -> &str {
+            "tl"
+        }
+        fn enable_signaling(&self, fence: &Fence<Rcu>) -> bool {
+            fence.set_error(Errno::ENODATA).unwrap();
+            fence.signal().unwrap();
+            true
+        }
+    }
+    let f = timeline::<Rcu>().fence_with_ops(1, Arc::new(SignalsAtOnce));
+    let ran = Counter::new();
+    let r = ran.clone();
+    assert_eq!(
+        f.add_callback(move |_| r.inc()).unwrap_err(),
+        FenceError::AlreadySignaled
+    );
+    assert_eq!(ran.get(), 0);
+    assert_eq!(f.status(), Status::Error(Errno::ENODATA));
+}

@@ -243,3 +243,34 @@ fn loom_wait_vs_signal() {
         signaller.join().unwrap();
     });
 }
+
+/// The final drop of a pending fence (which runs its queued callbacks with `-EDEADLK`)
+/// racing a remover on another thread that holds the other handle: `true` ⇒ the callback
+/// never runs; `false` ⇒ it ran, saw `-EDEADLK`, and its effects are visible.
+#[test]
+fn loom_final_drop_vs_remove() {
+    loom::model(|| {
+        let f = fence();
+        let effect = Effect::new();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let (e, s) = (effect.clone(), seen.clone());
+        let id = f
+            .add_callback(move |me| {
+                e.write();
+                if me.status() == Status::Error(Errno::EDEADLK) {
+                    s.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+            .unwrap();
+        let g = f.clone();
+        let remover = thread::spawn(move || {
+            let removed = g.remove_callback(id);
+            drop(g);
+            removed
+        });
+        drop(f);
+        let removed = remover.join().unwrap();
+        assert_eq!(effect.read(), usize::from(!removed));
+        assert_eq!(seen.load(Ordering::SeqCst), usize::from(!removed));
+    });
+}
