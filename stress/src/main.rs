@@ -1,1 +1,390 @@
-fn main(){}
+//! Stress runs and the nesting evaluation of rcu-fence, on both backends.
+//!
+//! `cargo run --release -p stress` runs every scenario on the `Rcu` and the `Locked`
+//! backend and prints one table row per scenario and backend: throughput, callbacks
+//! delivered, violations of the fence guarantees, leaked objects, peak stack, signal to
+//! callback latency and lock dependencies. The exit status is non-zero if any guarantee of
+//! the `Rcu` backend (or any guarantee the classic scheme is meant to keep) was broken.
+//!
+//! Every random choice comes from the seed printed at the start; `--seed` replays them.
+
+use std::io::IsTerminal;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rcu_fence::{Backend, Locked, Rcu};
+
+mod checks;
+mod report;
+mod scenarios;
+
+use checks::{Checks, Watchdog};
+use report::{Outcome, RunReport};
+use scenarios::{Entry, RunConfig, mix, name_hash};
+
+/// Which fence backends to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BackendChoice {
+    /// Lock-free callbacks, containers on RCU (the library's default).
+    Rcu,
+    /// The kernel's classic scheme: callbacks under the fence's lock.
+    Locked,
+    /// Both, `rcu` first.
+    Both,
+}
+
+impl BackendChoice {
+    fn names(self) -> Vec<&'static str> {
+        match self {
+            BackendChoice::Rcu => vec![Rcu::NAME],
+            BackendChoice::Locked => vec![Locked::NAME],
+            BackendChoice::Both => vec![Rcu::NAME, Locked::NAME],
+        }
+    }
+}
+
+/// Stress runs and the nesting evaluation of rcu-fence, on both fence backends.
+///
+/// Runs each scenario on each chosen backend for a time (or operation) budget, checks
+/// every fence guarantee as it goes, and prints a table at the end. Exits with 1 if a
+/// guarantee was broken, 2 if an operation got stuck (the watchdog names it).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// Backend(s) to run on.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
+    backend: BackendChoice,
+
+    /// Scenario to run (see --list), several separated by commas, or `all`.
+    #[arg(long, default_value = "all", value_name = "NAME|all")]
+    scenario: String,
+
+    /// Worker threads [default: available cores; at most 4 with --quick].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+
+    /// Time budget of each scenario on each backend, in seconds [default: 3; 0.5 with
+    /// --quick; none if only --ops is given].
+    #[arg(long, value_name = "S")]
+    seconds: Option<f64>,
+
+    /// Operation budget of each scenario on each backend (with --seconds too, whichever
+    /// runs out first).
+    #[arg(long, value_name = "N")]
+    ops: Option<u64>,
+
+    /// Nesting depth for the container scenarios [default: 10000; 1000 with --quick].
+    #[arg(long, value_name = "D")]
+    depth: Option<usize>,
+
+    /// Fan-out of the container scenarios, and fences per thread in `flat` [default: 8;
+    /// 4 with --quick].
+    #[arg(long, value_name = "W")]
+    width: Option<usize>,
+
+    /// Seed of every random choice [default: random, printed at the start].
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+
+    /// CI-sized run: small budgets, the whole run under a minute.
+    #[arg(long)]
+    quick: bool,
+
+    /// Seconds an operation may make no progress before the run fails as stuck.
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    watchdog: u64,
+
+    /// List the scenarios and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+/// The run-wide settings, resolved from the command line.
+#[derive(Clone, Debug)]
+struct Settings {
+    seed: u64,
+    threads: usize,
+    seconds: Option<Duration>,
+    ops: Option<u64>,
+    depth: usize,
+    width: usize,
+    quick: bool,
+    json: Option<PathBuf>,
+}
+
+impl Settings {
+    fn from_cli(cli: &Cli) -> Result<Settings, String> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = cli
+            .threads
+            .unwrap_or(if cli.quick { cores.min(4) } else { cores });
+        if threads == 0 {
+            return Err("--threads must be at least 1".into());
+        }
+        let seconds = match (cli.seconds, cli.ops) {
+            (Some(s), _) if !(s.is_finite() && s > 0.0) => {
+                return Err("--seconds must be positive".into());
+            }
+            (Some(s), _) => Some(Duration::from_secs_f64(s)),
+            (None, Some(_)) => None,
+            (None, None) => Some(Duration::from_secs_f64(if cli.quick { 0.5 } else { 3.0 })),
+        };
+        if cli.ops == Some(0) {
+            return Err("--ops must be at least 1".into());
+        }
+        Ok(Settings {
+            seed: cli.seed.unwrap_or_else(rand::random),
+            threads,
+            seconds,
+            ops: cli.ops,
+            depth: cli
+                .depth
+                .unwrap_or(if cli.quick { 1_000 } else { 10_000 })
+                .max(1),
+            width: cli.width.unwrap_or(if cli.quick { 4 } else { 8 }).max(1),
+            quick: cli.quick,
+            json: cli.json.clone(),
+        })
+    }
+
+    fn run_config(&self, scenario: &str, backend: &str) -> RunConfig {
+        RunConfig {
+            threads: self.threads,
+            seconds: self.seconds,
+            ops: self.ops,
+            depth: self.depth,
+            width: self.width,
+            seed: mix(
+                self.seed,
+                name_hash(scenario) ^ name_hash(backend).rotate_left(17),
+            ),
+            quick: self.quick,
+        }
+    }
+
+    fn report<'a>(&self, results: &'a [Outcome], stalled: Option<String>) -> RunReport<'a> {
+        RunReport {
+            seed: self.seed,
+            threads: self.threads,
+            seconds_per_scenario: self.seconds.map(|s| s.as_secs_f64()),
+            ops_per_scenario: self.ops,
+            depth: self.depth,
+            width: self.width,
+            quick: self.quick,
+            passed: stalled.is_none() && !results.iter().any(Outcome::failed),
+            stalled,
+            results,
+        }
+    }
+
+    fn write_json(&self, results: &[Outcome], stalled: Option<String>) {
+        if let Some(path) = &self.json {
+            if let Err(e) = self.report(results, stalled).write(path) {
+                eprintln!("stress: cannot write {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+fn select(spec: &str) -> Result<Vec<Entry>, String> {
+    let all = scenarios::all();
+    if spec == "all" {
+        return Ok(all);
+    }
+    spec.split(',')
+        .map(str::trim)
+        .map(|name| {
+            all.iter().copied().find(|e| e.name == name).ok_or_else(|| {
+                let known: Vec<_> = all.iter().map(|e| e.name).collect();
+                format!(
+                    "unknown scenario `{name}` (known: {}, or all)",
+                    known.join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// Progress on stderr: a bar on a terminal, one line per start and end otherwise.
+enum Progress {
+    Bar(ProgressBar),
+    Lines { total: usize },
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+                )
+                .expect("a valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            Progress::Bar(bar)
+        } else {
+            Progress::Lines { total }
+        }
+    }
+
+    fn start(&self, n: usize, label: &str) {
+        match self {
+            Progress::Bar(bar) => bar.set_message(label.to_string()),
+            Progress::Lines { total } => eprintln!("[{n}/{total}] {label} ..."),
+        }
+    }
+
+    fn end(&self, n: usize, label: &str, outcome: &Outcome) {
+        match self {
+            Progress::Bar(bar) => {
+                bar.println(format!("{label}: {}", outcome.summary()));
+                bar.inc(1);
+            }
+            Progress::Lines { total } => eprintln!("[{n}/{total}] {label}: {}", outcome.summary()),
+        }
+    }
+
+    fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Runs one scenario on one backend; a panic is reported as a violation.
+fn run_one(entry: &Entry, backend: &'static str, cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
+    match catch_unwind(AssertUnwindSafe(|| entry.run(backend, cfg, checks))) {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "(no message)".into());
+            let mut outcome = Outcome::new(entry.name, backend, cfg.seed, cfg.threads);
+            outcome.violations = checks.violations.count() + 1;
+            outcome.notes.push(format!("panicked: {why}"));
+            outcome.notes.extend(checks.violations.descriptions());
+            outcome
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.list {
+        for e in scenarios::all() {
+            println!("{:<12} {}", e.name, e.about);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let (settings, entries) =
+        match Settings::from_cli(&cli).and_then(|s| Ok((s, select(&cli.scenario)?))) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("stress: {e}");
+                return ExitCode::from(64);
+            }
+        };
+    let backends = cli.backend.names();
+    let budget = match (settings.seconds, settings.ops) {
+        (Some(s), Some(n)) => format!("{:.1} s or {n} ops", s.as_secs_f64()),
+        (Some(s), None) => format!("{:.1} s", s.as_secs_f64()),
+        (None, Some(n)) => format!("{n} ops"),
+        (None, None) => unreachable!("one budget is always set"),
+    };
+    println!(
+        "stress: seed {} (replay with --seed {}), {} threads, {budget} per scenario and backend, backends {}, \
+         scenarios {}{}",
+        settings.seed,
+        settings.seed,
+        settings.threads,
+        backends.join("+"),
+        entries.iter().map(|e| e.name).collect::<Vec<_>>().join(","),
+        if settings.quick { " (quick)" } else { "" },
+    );
+
+    let results: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+    let on_stall: Arc<dyn Fn(String) + Send + Sync> = {
+        let results = results.clone();
+        let settings = settings.clone();
+        Arc::new(move |why: String| {
+            // A stuck operation cannot be recovered from: report what we have and leave.
+            let done = results.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            eprintln!("\nstress: FAILED: watchdog: {why}");
+            print!("{}", report::table(&done));
+            println!("stress: stuck; replay with --seed {}", settings.seed);
+            settings.write_json(&done, Some(why));
+            std::process::exit(2);
+        })
+    };
+
+    let total = entries.len() * backends.len();
+    let progress = Progress::new(total);
+    let started = Instant::now();
+    let mut n = 0;
+    for entry in &entries {
+        for &backend in &backends {
+            n += 1;
+            let label = format!("{} on {backend}", entry.name);
+            progress.start(n, &label);
+            let cfg = settings.run_config(entry.name, backend);
+            let checks = Arc::new(Checks::new(cfg.threads, entry.helpers));
+            let watchdog = Watchdog::start(
+                checks.watch.clone(),
+                label.clone(),
+                Duration::from_secs(cli.watchdog.max(1)),
+                on_stall.clone(),
+            );
+            let outcome = run_one(entry, backend, &cfg, &checks);
+            drop(watchdog);
+            progress.end(n, &label, &outcome);
+            results
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(outcome);
+        }
+    }
+    progress.finish();
+
+    let results = results.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    println!();
+    print!("{}", report::table(&results));
+    settings.write_json(&results, None);
+    let failed: Vec<&Outcome> = results.iter().filter(|o| o.failed()).collect();
+    println!(
+        "stress: {} runs in {:.1} s",
+        results.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if failed.is_empty() {
+        println!("stress: passed (seed {})", settings.seed);
+        ExitCode::SUCCESS
+    } else {
+        for o in &failed {
+            eprintln!(
+                "stress: FAILED: {} on {}: {} violations, {} leaked{}",
+                o.scenario,
+                o.backend,
+                o.violations,
+                o.leaked,
+                o.notes
+                    .first()
+                    .map(|n| format!(" (first: {n})"))
+                    .unwrap_or_default()
+            );
+        }
+        eprintln!("stress: replay with --seed {}", settings.seed);
+        ExitCode::FAILURE
+    }
+}
