@@ -362,13 +362,21 @@ fn main() -> ExitCode {
     print!("{}", report::table(&results));
     settings.write_json(&results, None);
     let failed: Vec<&Outcome> = results.iter().filter(|o| o.failed()).collect();
+    let skipped = results.iter().filter(|o| o.skipped.is_some()).count();
     println!(
-        "stress: {} runs in {:.1} s",
+        "stress: {} runs in {:.1} s, seed {}",
         results.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        settings.seed
     );
+    let passed = results.len() - failed.len() - skipped;
+    let skipped = if skipped > 0 {
+        format!(", {skipped} skipped")
+    } else {
+        String::new()
+    };
+    println!("stress: {passed} passed, {} failed{skipped}", failed.len());
     if failed.is_empty() {
-        println!("stress: passed (seed {})", settings.seed);
         ExitCode::SUCCESS
     } else {
         for o in &failed {
