@@ -271,13 +271,14 @@ fn callback<B: Backend>(
 }
 
 /// Counts the workers blocked in `wait` or `.await`, so that at least one worker is always
-/// free to signal: the ticker is only the backstop.
+/// free to signal: the ticker is only the backstop. (A lone worker never blocks: it would
+/// measure the ticker's sleep.)
 #[derive(Debug, Default)]
 struct Waiting(AtomicUsize);
 
 impl Waiting {
     fn may_block(&self, workers: usize) -> bool {
-        workers == 1 || self.0.load(Ordering::Relaxed) + 1 < workers
+        self.0.load(Ordering::Relaxed) + 1 < workers
     }
 
     fn block<T>(&self, f: impl FnOnce() -> T) -> T {
@@ -376,7 +377,7 @@ fn worker<B: Backend>(
                 heart.at(Op::RemoveCallback);
                 meter.add(1);
                 let answer = h.fence.remove_callback(h.id);
-                h.ticket.removed(answer, "remove_callback");
+                h.ticket.removed(answer, "worker");
                 if !answer {
                     v.check(h.fence.test_signaled_flag(), || {
                         "remove_callback returned false on a fence that is not signalled".into()
