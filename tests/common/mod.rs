@@ -121,3 +121,65 @@ pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
         std::thread::park();
     }
 }
+
+pub(crate) mod alloc;
+
+/// True on the `Rcu` backend, whose containers signal synchronously and release members.
+pub(crate) fn is_rcu<B: Backend>() -> bool {
+    B::NAME == rcu_fence::Rcu::NAME
+}
+
+/// How long a test waits for something that must happen (a container signalled by the
+/// `Locked` backend's worker). Generous: it only bounds a failing test.
+pub(crate) const SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits for `fence` to signal (within [`SETTLE`]) and returns its status; panics on timeout.
+pub(crate) fn settle<B: Backend>(fence: &rcu_fence::Fence<B>) -> rcu_fence::Status {
+    fence.wait_timeout(SETTLE).expect("the fence signals")
+}
+
+/// Fence hooks that count `enable_signaling` calls.
+pub(crate) struct CountingOps(pub(crate) Counter);
+
+impl<B: Backend> rcu_fence::FenceOps<B> for CountingOps {
+    fn driver_name(&self) -> &str {
+        "counting"
+    }
+    fn timeline_name(&self) -> &str {
+        "counting"
+    }
+    fn enable_signaling(&self, _fence: &rcu_fence::Fence<B>) -> bool {
+        self.0.inc();
+        true
+    }
+}
+
+/// A fence on `tl` whose `enable_signaling` calls are counted by `enables`.
+pub(crate) fn counted_fence<B: Backend>(
+    tl: &Timeline<B>,
+    seqno: u64,
+    enables: &Counter,
+) -> rcu_fence::Fence<B> {
+    tl.fence_with_ops(seqno, Arc::new(CountingOps(enables.clone())))
+}
+
+/// A fresh timeline with its own context named `name` on backend `B`.
+pub(crate) fn timeline_named<B: Backend>(name: &str) -> Timeline<B> {
+    Timeline::new_in(name, B::default())
+}
+
+/// Spins (yielding) until `cond` holds or [`SETTLE`] passes; returns the last answer. For
+/// effects of the `Locked` backend's worker thread that no fence reports (a reference it
+/// drops after signalling).
+pub(crate) fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+}
