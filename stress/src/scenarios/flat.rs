@@ -252,10 +252,7 @@ fn callback<B: Backend>(
                     sibling.and_then(|cell| cell.lock().unwrap_or_else(|e| e.into_inner()).take());
                 if let Some((id, their)) = taken {
                     let answer = f.remove_callback(id);
-                    their.removed(
-                        answer,
-                        "remove_callback of a sibling from inside a callback",
-                    );
+                    their.removed(answer, "sibling callback");
                 }
             }
             Kind::Cascade(j) => {
