@@ -109,7 +109,13 @@ impl<B: Backend> fmt::Debug for CallbackId<B> {
 }
 
 impl<B: Backend> Fence<B> {
-    pub(crate) fn from_inner(inner: FenceInner<B>) -> Self {
+    pub(crate) fn from_inner(mut inner: FenceInner<B>) -> Self {
+        let container = match inner.kind {
+            Kind::Array(_) => Some("array"),
+            Kind::Chain(_) => Some("chain"),
+            Kind::Ops(_) | Kind::Stub => None,
+        };
+        B::init_state(&mut inner.state, container);
         Fence { inner: ManuallyDrop::new(Arc::new(inner)) }
     }
 
@@ -123,6 +129,12 @@ impl<B: Backend> Fence<B> {
 
     pub(crate) fn inner(&self) -> &FenceInner<B> {
         &self.inner
+    }
+
+    /// True if this handle is the only reference to the fence (the kernel's `refcount <= 1`
+    /// test in the chain's release). Stable only when no other handle can be cloned from.
+    pub(crate) fn is_unique(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1
     }
 
     /// The identity used by callback ids and `ptr_eq`.

@@ -47,6 +47,7 @@ mod wait;
 pub use crate::array::FenceArray;
 pub use crate::backend::Backend;
 pub use crate::backend::locked::Locked;
+pub use crate::backend::locked::lockdep;
 pub use crate::backend::rcu::Rcu;
 pub use crate::chain::{ChainWalk, FenceChain, chain_find_seqno, chain_walk};
 pub use crate::context::{Timeline, context_alloc};

@@ -49,6 +49,9 @@ pub(crate) mod sealed {
 
         /// A fresh state, pending, or already signalled at the given time.
         fn new_state(signaled_at: Option<Instant>) -> Self::State;
+        /// Called once as a fence is built, with `Some("array")` or `Some("chain")` for a
+        /// container's own fence: `Locked` gives the lock its lockdep class. Default: nothing.
+        fn init_state(_state: &mut Self::State, _container: Option<&'static str>) {}
         /// The signalled flag alone: no polling, no lock.
         fn is_signaled_flag(state: &Self::State) -> bool;
         /// The error, once signalled.

@@ -21,8 +21,10 @@ struct Queue {
 fn queue() -> &'static Queue {
     static QUEUE: OnceLock<&'static Queue> = OnceLock::new();
     QUEUE.get_or_init(|| {
-        let q: &'static Queue =
-            Box::leak(Box::new(Queue { jobs: Mutex::new(Default::default()), ready: Condvar::new() }));
+        let q: &'static Queue = Box::leak(Box::new(Queue {
+            jobs: Mutex::new(Default::default()),
+            ready: Condvar::new(),
+        }));
         std::thread::Builder::new()
             .name("fence-irq-work".into())
             .spawn(move || run(q))
@@ -53,7 +55,10 @@ pub(crate) fn queue_work(work: impl FnOnce() + Send + 'static) {
     #[cfg(not(loom))]
     {
         let q = queue();
-        q.jobs.lock().unwrap_or_else(|e| e.into_inner()).push_back(Box::new(work));
+        q.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(Box::new(work));
         q.ready.notify_one();
     }
     #[cfg(loom)]

@@ -5,13 +5,21 @@
 //! - `signal` takes the lock, sets `SIGNALED`, and runs every callback **with the lock held**
 //!   (`dma_fence_signal_timestamp_locked`). A callback therefore must not call anything that
 //!   takes the same fence's lock (`remove_callback`, `enable_sw_signaling`, `signal` of the
-//!   same fence): that is a self-deadlock, as in the kernel.
+//!   same fence): that is a self-deadlock, as in the kernel. Here the lock recorder
+//!   ([`lockdep`]) sees it coming and panics with a message instead of hanging.
 //! - `enable_signaling` runs the hook with the lock held; `false` signals under the lock.
 //! - `add_callback` tests the flag without the lock first, then enables and appends under it.
 //! - `remove_callback` takes the lock, which doubles as a barrier against a callback in flight.
 //! - Flags, error and timestamp are readable without the lock, as the kernel's flag tests
 //!   and `fence->error` are.
-//! - The final put is plain recursive `Drop`, as the kernel's release is.
+//! - The final put is plain recursive `Drop`, as the kernel's release is (an array drops its
+//!   members, a nested array its own, and so on), except along a chain's `prev`: a member
+//!   slot being dropped unlinks uniquely held chain links one by one
+//!   (`dma_fence_chain_release`), so a long chain frees in constant stack.
+//! - Every lock (a fence's own, a container member slot) reports to [`lockdep`] with its
+//!   class: a container's own lock is class `array` or `chain`, so container → member
+//!   nesting shows as such. Building a container over a container the kernel forbids is
+//!   counted as a nesting warning there (the kernel's `WARN_ON`); the object is still built.
 //!
 //! # Orderings
 //! - `SIGNALED` is set with `Release` after the error and timestamp are stored (under the
@@ -19,6 +27,7 @@
 
 mod chain;
 mod irq_work;
+pub mod lockdep;
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -26,8 +35,10 @@ use std::time::Instant;
 use crate::backend::{Backend, sealed::Sealed};
 use crate::error::{Errno, FenceError};
 use crate::fence::{Callback, Fence};
-use crate::sync::{AtomicI32, AtomicU8, Mutex, Ordering, UnsafeCell};
+use crate::sync::{AtomicI32, AtomicU8, Ordering, UnsafeCell};
 use crate::work;
+
+use self::lockdep::{Lock, LockClass, LockGuard};
 
 /// The classic scheme, faithful to the kernel: callbacks run under the fence's lock,
 /// container signalling is deferred to a worker, and nesting is reported, not supported.
@@ -64,7 +75,8 @@ pub struct State {
     error: AtomicI32,
     /// Written under the lock by the signaller before TIMESTAMP is set.
     timestamp: UnsafeCell<Option<Instant>>,
-    lock: Mutex<Guarded>,
+    /// `fence->lock`; its lockdep class is set by `init_state` from what the fence is.
+    lock: Lock<Guarded>,
 }
 
 // SAFETY: the timestamp cell is written once, under the lock, before the Release store of
@@ -80,7 +92,9 @@ pub struct Key(u64);
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("flags", &self.flags()).finish_non_exhaustive()
+        f.debug_struct("State")
+            .field("flags", &self.flags())
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,30 +105,70 @@ impl State {
     }
 }
 
+/// A container's reference to one member (an array member, a chain's `prev` or `fence`),
+/// under a lock of class `member`.
+#[allow(unreachable_pub)]
+pub struct Member {
+    slot: Lock<Option<Fence<Locked>>>,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Member {
+    /// The kernel's `dma_fence_chain_release` loop: while the member is a chain link held
+    /// only here, steal its `prev` and free the link, whose own release then has no `prev`
+    /// to recurse into; stop at a shared or non-chain fence and drop that reference.
+    ///
+    /// The kernel runs this loop in the chain's release, on `prev` only; here it runs for
+    /// every member slot, so a uniquely held chain dropped as an array member or as a
+    /// chain's `fence` unlinks the same way, as the kernel's release of that chain would.
+    /// `is_unique` is stable: the container owning this slot is being freed, so nobody else
+    /// can reach the member and clone it.
+    fn drop(&mut self) {
+        let mut next = self.slot.get_mut().take();
+        while let Some(fence) = next.take() {
+            if let Some(link) = fence.as_chain().filter(|_| fence.is_unique()) {
+                next = link.prev.slot.lock("chain_release").take();
+            }
+            drop(fence);
+        }
+    }
+}
+
 impl Sealed for Locked {
     type State = State;
     type CallbackKey = Key;
     const FLAT_DROP: bool = false;
-    type Member = Mutex<Option<Fence<Locked>>>;
+    type Member = Member;
 
     fn member_new(fence: Option<Fence<Locked>>) -> Self::Member {
-        Mutex::new(fence)
+        Member {
+            slot: Lock::new(LockClass::Member, fence),
+        }
     }
 
     fn member_get(member: &Self::Member) -> Option<Fence<Locked>> {
-        member.lock().clone()
+        member.slot.lock("member_get").clone()
     }
 
     fn member_is_held(member: &Self::Member) -> bool {
-        member.lock().is_some()
+        member.slot.lock("member_is_held").is_some()
     }
 
     fn member_signaled(_member: &Self::Member) {
         // The kernel's containers keep their members until their own release.
     }
 
-    fn member_replace(member: &Self::Member, current: &Fence<Locked>, new: Option<Fence<Locked>>) -> bool {
-        let mut slot = member.lock();
+    fn member_replace(
+        member: &Self::Member,
+        current: &Fence<Locked>,
+        new: Option<Fence<Locked>>,
+    ) -> bool {
+        let mut slot = member.slot.lock("member_replace");
         if slot.as_ref().is_some_and(|f| f.ptr_eq(current)) {
             let old = std::mem::replace(&mut *slot, new);
             drop(slot);
@@ -137,15 +191,55 @@ impl Sealed for Locked {
         chain::enable(link)
     }
 
-    fn check_nesting(_container: &'static str, _members: &[&Fence<Locked>]) {}
+    /// The kernel's nesting `WARN_ON`s, counted by [`lockdep`] (the object is still built):
+    /// an array over an array or a chain, a chain whose `fence` is a chain. A chain over an
+    /// array is the legal worst case (chain → array → fence) and is not counted.
+    fn check_nesting(container: &'static str, members: &[&Fence<Locked>]) {
+        let outer = match container {
+            "array" => LockClass::Array,
+            "chain" => LockClass::Chain,
+            _ => return,
+        };
+        for member in members {
+            let inner = if member.as_array().is_some() {
+                LockClass::Array
+            } else if member.as_chain().is_some() {
+                LockClass::Chain
+            } else {
+                continue;
+            };
+            if outer == LockClass::Array || inner == LockClass::Chain {
+                lockdep::nesting_warning(outer, inner);
+            }
+        }
+    }
 
     fn new_state(signaled_at: Option<Instant>) -> State {
         State {
-            flags: AtomicU8::new(if signaled_at.is_some() { SIGNALED | TIMESTAMP | ENABLED } else { 0 }),
+            flags: AtomicU8::new(if signaled_at.is_some() {
+                SIGNALED | TIMESTAMP | ENABLED
+            } else {
+                0
+            }),
             error: AtomicI32::new(0),
             timestamp: UnsafeCell::new(signaled_at),
-            lock: Mutex::new(Guarded { callbacks: VecDeque::new(), next_key: 0 }),
+            lock: Lock::new(
+                LockClass::Fence,
+                Guarded {
+                    callbacks: VecDeque::new(),
+                    next_key: 0,
+                },
+            ),
         }
+    }
+
+    fn init_state(state: &mut State, container: Option<&'static str>) {
+        let class = match container {
+            Some("array") => LockClass::Array,
+            Some("chain") => LockClass::Chain,
+            _ => LockClass::Fence,
+        };
+        state.lock.set_class(class);
     }
 
     fn is_signaled_flag(state: &State) -> bool {
@@ -172,7 +266,7 @@ impl Sealed for Locked {
     }
 
     fn set_error(state: &State, error: Errno) -> Result<(), FenceError> {
-        let _guard = state.lock.lock();
+        let _guard = state.lock.lock("set_error");
         if state.flags() & SIGNALED != 0 {
             return Err(FenceError::AlreadySignaled);
         }
@@ -183,13 +277,13 @@ impl Sealed for Locked {
 
     fn signal(fence: &Fence<Locked>, at: Option<Instant>) -> Result<(), FenceError> {
         let state = &fence.inner().state;
-        let mut guard = state.lock.lock();
+        let mut guard = state.lock.lock("signal");
         signal_locked(fence, &mut guard, at)
     }
 
     fn enable_signaling(fence: &Fence<Locked>) {
         let state = &fence.inner().state;
-        let mut guard = state.lock.lock();
+        let mut guard = state.lock.lock("enable_signaling");
         let _ = enable_locked(fence, &mut guard);
     }
 
@@ -198,7 +292,7 @@ impl Sealed for Locked {
         if state.flags() & SIGNALED != 0 {
             return Err(FenceError::AlreadySignaled);
         }
-        let mut guard = state.lock.lock();
+        let mut guard = state.lock.lock("add_callback");
         if enable_locked(fence, &mut guard) {
             return Err(FenceError::AlreadySignaled);
         }
@@ -209,7 +303,7 @@ impl Sealed for Locked {
     }
 
     fn remove_callback(fence: &Fence<Locked>, key: Key) -> bool {
-        let mut guard = fence.inner().state.lock.lock();
+        let mut guard = fence.inner().state.lock.lock("remove_callback");
         match guard.callbacks.iter().position(|(k, _)| *k == key.0) {
             Some(i) => {
                 let removed = guard.callbacks.remove(i);
@@ -233,7 +327,13 @@ impl Sealed for Locked {
             flags: AtomicU8::new(0),
             error: AtomicI32::new(error),
             timestamp: UnsafeCell::new(None),
-            lock: Mutex::new(Guarded { callbacks, next_key }),
+            lock: Lock::new(
+                state.lock.class(),
+                Guarded {
+                    callbacks,
+                    next_key,
+                },
+            ),
         })
     }
 
@@ -241,7 +341,8 @@ impl Sealed for Locked {
         #[cfg(not(loom))]
         {
             static STUB: std::sync::OnceLock<Fence<Locked>> = std::sync::OnceLock::new();
-            STUB.get_or_init(|| crate::fence::private_stub(Instant::now())).clone()
+            STUB.get_or_init(|| crate::fence::private_stub(Instant::now()))
+                .clone()
         }
         #[cfg(loom)]
         {
@@ -254,7 +355,7 @@ impl Sealed for Locked {
 /// here, with the lock still held.
 fn signal_locked(
     fence: &Fence<Locked>,
-    guard: &mut crate::sync::MutexGuard<'_, Guarded>,
+    guard: &mut LockGuard<'_, Guarded>,
     at: Option<Instant>,
 ) -> Result<(), FenceError> {
     let state = &fence.inner().state;
@@ -269,9 +370,13 @@ fn signal_locked(
         }
     }
     // SAFETY: we hold the lock and SIGNALED is clear: no other writer, no reader yet.
-    state.timestamp.with_mut(|t| unsafe { *t = Some(at.unwrap_or_else(Instant::now)) });
+    state
+        .timestamp
+        .with_mut(|t| unsafe { *t = Some(at.unwrap_or_else(Instant::now)) });
     // Release: publishes error and timestamp to lock-free readers of the flags.
-    state.flags.fetch_or(SIGNALED | TIMESTAMP, Ordering::Release);
+    state
+        .flags
+        .fetch_or(SIGNALED | TIMESTAMP, Ordering::Release);
     // Each callback is isolated from a panic in another; the first panic is resumed after
     // the lock is released (by the scope, which outlives the guard's owner).
     work::scope(|_| {
@@ -283,7 +388,7 @@ fn signal_locked(
 }
 
 /// The enable step under the lock. Returns true if the fence is (now) signalled.
-fn enable_locked(fence: &Fence<Locked>, guard: &mut crate::sync::MutexGuard<'_, Guarded>) -> bool {
+fn enable_locked(fence: &Fence<Locked>, guard: &mut LockGuard<'_, Guarded>) -> bool {
     let state = &fence.inner().state;
     let flags = state.flags();
     if flags & SIGNALED != 0 {
