@@ -391,3 +391,26 @@ fn reset_clears() {
         );
     });
 }
+
+/// With recording off nothing is recorded, and a lock taken while it was on is still
+/// released cleanly after it is turned off.
+#[test]
+fn recording_can_be_turned_off() {
+    let _serial = serial();
+    on_fresh_thread(|| {
+        let tl = timeline();
+        let (a, b) = (tl.fence(1), tl.fence(2));
+        let b2 = b.clone();
+        a.add_callback(move |_| {
+            lockdep::set_enabled(false); // a's lock was recorded as held
+            b2.signal().unwrap();
+        })
+        .unwrap();
+        a.signal().unwrap();
+        let report = lockdep::thread_report();
+        lockdep::set_enabled(true);
+        assert!(b.test_signaled_flag());
+        assert!(report.is_empty(), "{report}");
+        assert_eq!(lockdep::held_locks(), 0);
+    });
+}

@@ -26,7 +26,9 @@ fn arm(link: &Fence<Locked>) -> bool {
         let Some(fence) = contained else { continue };
         let head = link.clone();
         let armed = fence.add_callback(move |_| {
-            // Runs under `fence`'s lock: bounce to irq_work for the re-arm.
+            // Runs under `fence`'s lock: bounce to irq_work for the re-arm. The re-arm runs
+            // without the link's lock, as the kernel's irq_work handler does in 6.x (a 2026
+            // lockdep fix wraps it in the lock; a later RFC removes that again).
             queue_work(move || {
                 if !arm(&head) {
                     let _ = head.signal();

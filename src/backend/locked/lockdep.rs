@@ -27,7 +27,8 @@
 //! Taking a lock pushes one entry on a thread-local stack and releasing it pops it; only
 //! when other locks are held does the acquire scan them and add to the edge counters. There
 //! are four classes, so the graph is a fixed 4×4 matrix of counters: no map, no global lock
-//! on the hot path.
+//! on the hot path. [`set_enabled`] turns recording off (the kernel's lockdep is a debug
+//! option too).
 //!
 //! # Synchronisation
 //! This is a diagnostic, not part of any fence protocol: it uses `std` atomics and
@@ -321,6 +322,24 @@ pub fn held_locks() -> usize {
     imp::held_locks()
 }
 
+/// Turns the recording of lock acquisitions on or off for the whole process; it is on by
+/// default. The kernel's lockdep is a debug option, off in production builds: benchmarks
+/// may turn it off to time the bare classic scheme. While it is off, a self-deadlock
+/// hangs as it would in the kernel. Nesting warnings are counted either way (they cost
+/// nothing on the lock paths). Locks taken before a change are released correctly.
+///
+/// ```no_run
+/// rcu_fence::lockdep::set_enabled(false); // time the bare scheme
+/// ```
+pub fn set_enabled(on: bool) {
+    imp::set_enabled(on);
+}
+
+/// True if lock acquisitions are being recorded (see [`set_enabled`]).
+pub fn is_enabled() -> bool {
+    imp::is_enabled()
+}
+
 /// Counts one of the kernel's nesting `WARN_ON`s: `container` built over `member`.
 pub(crate) fn nesting_warning(container: LockClass, member: LockClass) {
     imp::nesting_warning(container, member);
@@ -419,6 +438,10 @@ mod imp {
         None
     }
     pub(super) fn reset() {}
+    pub(super) fn set_enabled(_: bool) {}
+    pub(super) fn is_enabled() -> bool {
+        false
+    }
     pub(super) fn held_locks() -> usize {
         0
     }
@@ -436,7 +459,7 @@ mod imp {
 mod imp {
     use std::cell::RefCell;
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use super::*;
 
@@ -457,6 +480,18 @@ mod imp {
         warnings: [const { [const { AtomicU64::new(0) }; CLASSES] }; CLASSES],
         self_deadlocks: AtomicU64::new(0),
     };
+
+    static ENABLED: AtomicBool = AtomicBool::new(true);
+
+    pub(super) fn set_enabled(on: bool) {
+        // Relaxed: a switch with nothing to publish; a thread may see the change late.
+        ENABLED.store(on, Ordering::Relaxed);
+    }
+
+    pub(super) fn is_enabled() -> bool {
+        // Relaxed: as in `set_enabled`.
+        ENABLED.load(Ordering::Relaxed)
+    }
 
     /// One lock this thread holds.
     struct HeldLock {
@@ -541,6 +576,12 @@ mod imp {
     }
 
     pub(super) fn acquire(class: LockClass, addr: usize, op: &'static str) -> Held {
+        if !is_enabled() {
+            return Held {
+                addr,
+                pushed: false,
+            };
+        }
         // At thread exit (a fence dropped by another thread-local's destructor) the stack is
         // gone: record nothing.
         let outcome = THREAD.try_with(|t| {

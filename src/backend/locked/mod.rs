@@ -64,7 +64,15 @@ const ENABLED: u8 = 1 << 2;
 /// What the lock guards.
 struct Guarded {
     callbacks: VecDeque<(u64, Callback<Locked>)>,
-    next_key: u64,
+}
+
+/// A callback key unique in the process, so that a stale [`Key`] of a freed fence cannot
+/// match a callback of a new fence allocated at the same address.
+fn next_key() -> u64 {
+    // A plain id allocator, not part of any protocol (hence `std`'s atomic, as
+    // `context_alloc`'s). Relaxed: only uniqueness matters, which the RMW gives.
+    static NEXT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Per-fence state of the `Locked` backend.
@@ -227,7 +235,6 @@ impl Sealed for Locked {
                 LockClass::Fence,
                 Guarded {
                     callbacks: VecDeque::new(),
-                    next_key: 0,
                 },
             ),
         }
@@ -296,8 +303,7 @@ impl Sealed for Locked {
         if enable_locked(fence, &mut guard) {
             return Err(FenceError::AlreadySignaled);
         }
-        let key = guard.next_key;
-        guard.next_key += 1;
+        let key = next_key();
         guard.callbacks.push_back((key, func));
         Ok(Key(key))
     }
@@ -320,20 +326,13 @@ impl Sealed for Locked {
         if callbacks.is_empty() {
             return None;
         }
-        let next_key = state.lock.get_mut().next_key;
         // Relaxed: `&mut`: exclusive access.
         let error = state.error.load(Ordering::Relaxed);
         Some(State {
             flags: AtomicU8::new(0),
             error: AtomicI32::new(error),
             timestamp: UnsafeCell::new(None),
-            lock: Lock::new(
-                state.lock.class(),
-                Guarded {
-                    callbacks,
-                    next_key,
-                },
-            ),
+            lock: Lock::new(state.lock.class(), Guarded { callbacks }),
         })
     }
 
