@@ -17,8 +17,10 @@
 //!   only run once every bag ahead of it has been taken, so the marker
 //!   running means everything queued ahead of it was taken too; the crate's
 //!   count of running jobs is then awaited to reach zero, so that a bag taken
-//!   by another thread has finished. Repeated while the jobs run here
-//!   deferred more (a cascade).
+//!   by another thread has finished. A job that defers more (a cascade,
+//!   e.g. a value whose drop replaces another slot) flushes its thread's bag
+//!   and counts itself; `synchronize` repeats while that count moves (at most
+//!   64 rounds, so other threads' endless cascades cannot hold it).
 //!
 //! # Races considered
 //!
@@ -75,6 +77,11 @@ static COLLECTOR: OnceLock<Collector> = OnceLock::new();
 static PENDING: Pending = Pending::new();
 /// Deferred jobs currently running, on any thread.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Deferred jobs so far that deferred more work when they ran.
+static CASCADES: AtomicUsize = AtomicUsize::new(0);
+/// Bound on `synchronize`'s rounds, so that other threads' endless cascades
+/// cannot keep it looping.
+const MAX_ROUNDS: usize = 64;
 
 fn collector() -> &'static Collector {
     COLLECTOR.get_or_init(Collector::new)
@@ -128,10 +135,18 @@ impl Ops for Epoch {
             // Relaxed: only `synchronize` reads it, after the marker's
             // Acquire; the decrement below carries the Release.
             RUNNING.fetch_add(1, Ordering::Relaxed);
+            let before = tally::now();
             job();
+            if tally::now() != before {
+                // The job deferred more (a cascade) into this thread's bag,
+                // which may belong to a thread that then idles: publish it.
+                pin().flush();
+                // Relaxed: read by `synchronize` after the Acquire below.
+                CASCADES.fetch_add(1, Ordering::Relaxed);
+            }
             PENDING.done();
-            // Release: the job's effects happen before a `synchronize` that
-            // sees the count at zero (its Acquire load).
+            // Release: the job's effects (and the cascade count) happen
+            // before a `synchronize` that sees the count at zero.
             RUNNING.fetch_sub(1, Ordering::Release);
         });
     }
@@ -147,12 +162,14 @@ impl Ops for Epoch {
             "rcu::synchronize called from a deferred closure: it would wait for itself"
         );
         SYNCHRONIZING.with(|s| s.set(true));
-        loop {
-            let before = tally::now();
+        for _ in 0..MAX_ROUNDS {
+            // Relaxed: compared after the Acquire load of `RUNNING` below,
+            // which orders every increment made by a finished job.
+            let cascades = CASCADES.load(Ordering::Relaxed);
             let ran = Arc::new(AtomicBool::new(false));
             let marker = Arc::clone(&ran);
             // Release: the jobs run before the marker (in its bag or earlier
-            // bags on this thread) happen before `synchronize` sees the flag.
+            // bags) happen before `synchronize` sees the flag.
             Self::defer(Box::new(move || marker.store(true, Ordering::Release)));
             // Acquire: pairs with the marker's Release.
             while !ran.load(Ordering::Acquire) {
@@ -163,8 +180,8 @@ impl Ops for Epoch {
             while RUNNING.load(Ordering::Acquire) != 0 {
                 yield_now();
             }
-            // The marker itself accounts for one hand-over.
-            if tally::now().wrapping_sub(before) <= 1 {
+            // Relaxed: ordered by the Acquire load of `RUNNING` above.
+            if CASCADES.load(Ordering::Relaxed) == cascades {
                 break;
             }
         }
