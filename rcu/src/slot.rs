@@ -92,6 +92,9 @@ impl<P: Pointer, R: Reclaimer> Slot<P, R> {
     /// The view stays valid for as long as `guard` and the slot are borrowed. A
     /// second load through the same guard ends the first view (hazard pointers
     /// protect one value per guard); use another guard to hold two at once.
+    ///
+    /// The view borrows the slot as well as the guard: dropping a slot drops
+    /// its value at once, so a view must not outlive the slot.
     pub fn load<'g>(&'g self, guard: &'g mut Guard<R>) -> Option<Shared<'g, P>> {
         let raw = R::protect(&mut guard.raw, &self.ptr);
         if raw.is_null() {
@@ -319,6 +322,17 @@ impl<P: Pointer + fmt::Debug> fmt::Debug for Shared<'_, P> {
 
 /// Exclusive access to a slot's value, from [`Slot::get_mut`]. The value
 /// (possibly replaced through `DerefMut`) goes back into the slot on drop.
+///
+/// ```
+/// use rcu::Slot;
+///
+/// let mut slot: Slot<Box<String>> = Slot::new(Some(Box::new("a".into())));
+/// if let Some(mut value) = slot.get_mut() {
+///     value.push('b'); // in place
+///     *value = Box::new("c".into()); // or swapped: the old box drops here
+/// }
+/// assert_eq!(slot.load_clone().unwrap().as_str(), "c");
+/// ```
 pub struct SlotMut<'a, P: Pointer> {
     value: ManuallyDrop<P>,
     slot: &'a mut AtomicPtr<()>,

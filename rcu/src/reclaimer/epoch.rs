@@ -162,6 +162,14 @@ impl Ops for Epoch {
             "rcu::synchronize called from a deferred closure: it would wait for itself"
         );
         SYNCHRONIZING.with(|s| s.set(true));
+        // Clears the flag on every exit, including a panic in a job run here.
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                let _ = SYNCHRONIZING.try_with(|s| s.set(false));
+            }
+        }
+        let _reset = Reset;
         for _ in 0..MAX_ROUNDS {
             // Relaxed: compared after the Acquire load of `RUNNING` below,
             // which orders every increment made by a finished job.
@@ -185,7 +193,6 @@ impl Ops for Epoch {
                 break;
             }
         }
-        SYNCHRONIZING.with(|s| s.set(false));
     }
 
     fn flush() {

@@ -122,6 +122,14 @@ pub(crate) mod sealed {
 /// The reclaimer a [`Slot`](crate::Slot) or [`Guard`](crate::Guard) uses when
 /// none is named: [`Epoch`] (or [`Reference`] under loom, where only the
 /// reference reclaimer is modelled).
+///
+/// ```
+/// use rcu::{DefaultReclaimer, Reclaimer, Slot};
+///
+/// let slot: Slot<Box<u8>> = Slot::empty(); // same as Slot<Box<u8>, DefaultReclaimer>
+/// assert!(slot.is_empty());
+/// assert_eq!(DefaultReclaimer::NAME, "epoch");
+/// ```
 #[cfg(not(loom))]
 pub type DefaultReclaimer = Epoch;
 
