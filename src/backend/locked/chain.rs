@@ -25,7 +25,11 @@ fn arm(link: &Fence<Locked>) -> bool {
         };
         let Some(fence) = contained else { continue };
         let head = link.clone();
-        let armed = fence.add_callback(move |_| {
+        let armed = fence.add_callback(move |signaled| {
+            // Our divergence from the kernel (whose chain reports no error): the link keeps
+            // the first error among the fences it waited on. Earlier links' errors reach it
+            // through the walk's collection.
+            record_error(&head, signaled);
             // Runs under `fence`'s lock: bounce to irq_work for the re-arm. The re-arm runs
             // without the link's lock, as the kernel's irq_work handler does in 6.x (a 2026
             // lockdep fix wraps it in the lock; a later RFC removes that again).
@@ -38,6 +42,15 @@ fn arm(link: &Fence<Locked>) -> bool {
         if armed.is_ok() {
             return true;
         }
+        // Already signalled: it will not call back, so record its error now.
+        record_error(link, &fence);
     }
     false
+}
+
+/// Records `input`'s error in the chain link `link` (the first one sticks).
+fn record_error(link: &Fence<Locked>, input: &Fence<Locked>) {
+    if let Some(chain) = link.as_chain() {
+        chain.record_error(input);
+    }
 }
