@@ -269,10 +269,11 @@ fn find_seqno_racing_signaller<B: Backend>() {
         order.shuffle(&mut StdRng::seed_from_u64(seed));
         let head = c.head().clone();
         let ctx = head.context();
+        let fences = &c.fences;
         std::thread::scope(|s| {
             s.spawn(|| {
                 for &i in &order {
-                    c.fences[i].signal().unwrap();
+                    fences[i].signal().unwrap();
                 }
             });
             for t in 0..2 {
@@ -281,14 +282,32 @@ fn find_seqno_racing_signaller<B: Backend>() {
                     let mut rng = StdRng::seed_from_u64(seed * 10 + t);
                     for _ in 0..2000 {
                         let point = rng.random_range(1..=n);
-                        if let Some(link) = find(head, point) {
-                            assert!(link.as_chain().is_some(), "find returns a link");
-                            assert_eq!(link.context(), ctx);
-                            assert!(
-                                link.seqno() >= point,
-                                "link {} for point {point}",
-                                link.seqno()
-                            );
+                        // Points are 1..=n, so a link's prev_seqno is its seqno - 1: find
+                        // returns the point's own link, or (out of order) an older one when
+                        // every point between them had signalled, or None when every point
+                        // up to `point` had. Signalled flags only go up, so checking after
+                        // the call is sound.
+                        let done_after = |seqno: u64| {
+                            fences[seqno as usize..point as usize]
+                                .iter()
+                                .all(|f| f.test_signaled_flag())
+                        };
+                        match find(head, point) {
+                            Some(link) => {
+                                assert!(link.as_chain().is_some(), "find returns a link");
+                                assert_eq!(link.context(), ctx);
+                                assert!(
+                                    link.seqno() <= point,
+                                    "link {} for point {point}",
+                                    link.seqno()
+                                );
+                                assert!(
+                                    done_after(link.seqno()),
+                                    "link {} for point {point}",
+                                    link.seqno()
+                                );
+                            }
+                            None => assert!(done_after(0), "None for point {point}"),
                         }
                     }
                 });
