@@ -83,15 +83,17 @@ impl<B: Backend> Iterator for Unwrap<B> {
                     found
                 }
                 Cursor::Chain(walk) => match walk.next() {
-                    // A link stands for its own fence; a released one has signalled.
+                    // A link stands for its own fence; a released one has signalled. The
+                    // walk has just collected the signalled links behind this one and
+                    // recorded their errors in it, so note its error whatever it yields.
                     Some(link) => match link.as_chain() {
-                        Some(chain) => match chain.fence() {
-                            Some(own) => Some(own),
-                            None => {
-                                self.note(chain.recorded_error());
-                                continue;
+                        Some(chain) => {
+                            self.note(chain.recorded_error());
+                            match chain.fence() {
+                                Some(own) => Some(own),
+                                None => continue,
                             }
-                        },
+                        }
                         None => Some(link),
                     },
                     None => None,
