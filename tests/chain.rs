@@ -581,6 +581,7 @@ both_backends!(
     walk_plain_prev_and_plain_head,
     poll_without_enabling,
     point_needs_earlier_points,
+    errors_reach_later_points,
     signalled_chain_releases_on_rcu,
     signal_forward,
     signal_backward,
@@ -595,16 +596,4 @@ both_backends!(
 fn rcu_signal_backward_65536() {
     let n = 65536;
     signal_in_order::<rcu_fence::Rcu>(n, &(0..n).rev().collect::<Vec<_>>());
-}
-
-#[test]
-fn rcu_errors_reach_later_points() {
-    errors_reach_later_points::<rcu_fence::Rcu>();
-}
-
-#[test]
-#[ignore = "bug: the Locked chain records a point's error only when a later link's walk \
-            collects it, never for the link's own fence (src/backend/locked/chain.rs, arm)"]
-fn locked_errors_reach_later_points() {
-    errors_reach_later_points::<rcu_fence::Locked>();
 }
