@@ -704,7 +704,6 @@ mod hook_error {
         super::enable_signaling_may_set_error_when_returning_false::<rcu_fence::Rcu>();
     }
     #[test]
-    #[ignore = "bug: Locked calls enable_signaling under the fence lock and set_error takes the same lock"]
     fn locked() {
         super::enable_signaling_may_set_error_when_returning_false::<rcu_fence::Locked>();
     }
@@ -716,7 +715,6 @@ mod stale_id {
         super::stale_id_of_dropped_fence_does_not_remove_anothers_callback::<rcu_fence::Rcu>();
     }
     #[test]
-    #[ignore = "bug: Locked callback keys are per-fence counters matched by fence address; a reused address matches"]
     fn locked() {
         super::stale_id_of_dropped_fence_does_not_remove_anothers_callback::<rcu_fence::Locked>();
     }

@@ -20,6 +20,7 @@ use crate::fence::{Callback, Fence};
 
 pub(crate) mod locked;
 pub(crate) mod rcu;
+pub(crate) mod word;
 
 /// A fence synchronisation scheme: [`Rcu`](crate::Rcu) (the default) or
 /// [`Locked`](crate::Locked) (the kernel's classic scheme).

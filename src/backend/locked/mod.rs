@@ -22,8 +22,9 @@
 //!   counted as a nesting warning there (the kernel's `WARN_ON`); the object is still built.
 //!
 //! # Orderings
-//! - `SIGNALED` is set with `Release` after the error and timestamp are stored (under the
-//!   lock); readers load the flags with `Acquire` before reading either.
+//! - `SIGNALED` and `TIMESTAMP` are set by one `AcqRel` RMW after the timestamp is stored
+//!   (under the lock); readers load the word with `Acquire` before reading the timestamp.
+//!   The error lives in the same word (`backend::word`), so `set_error` needs no lock.
 
 mod chain;
 mod irq_work;
@@ -35,7 +36,8 @@ use std::time::Instant;
 use crate::backend::{Backend, sealed::Sealed};
 use crate::error::{Errno, FenceError};
 use crate::fence::{Callback, Fence};
-use crate::sync::{AtomicI32, AtomicU8, Ordering, UnsafeCell};
+use crate::backend::word::{self, Word};
+use crate::sync::{AtomicU64, Ordering, UnsafeCell};
 use crate::work;
 
 use self::lockdep::{Lock, LockClass, LockGuard};
@@ -57,9 +59,9 @@ impl Backend for Locked {
     const NAME: &'static str = "locked";
 }
 
-const SIGNALED: u8 = 1 << 0;
-const TIMESTAMP: u8 = 1 << 1;
-const ENABLED: u8 = 1 << 2;
+const SIGNALED: u64 = Word::SIGNALED;
+const TIMESTAMP: u64 = Word::TIMESTAMP;
+const ENABLED: u64 = Word::ENABLED;
 
 /// What the lock guards.
 struct Guarded {
@@ -78,9 +80,9 @@ fn next_key() -> u64 {
 /// Per-fence state of the `Locked` backend.
 #[allow(unreachable_pub)]
 pub struct State {
-    flags: AtomicU8,
-    /// Written under the lock while pending; frozen once SIGNALED.
-    error: AtomicI32,
+    /// Flags and error (`backend::word`): readable without the lock, as the kernel's flag
+    /// tests and `fence->error` are; `set_error` takes no lock, as in the kernel.
+    word: AtomicU64,
     /// Written under the lock by the signaller before TIMESTAMP is set.
     timestamp: UnsafeCell<Option<Instant>>,
     /// `fence->lock`; its lockdep class is set by `init_state` from what the fence is.
@@ -107,9 +109,10 @@ impl std::fmt::Debug for State {
 }
 
 impl State {
-    fn flags(&self) -> u8 {
-        // Acquire: pairs with the Release that set SIGNALED/TIMESTAMP after error/timestamp.
-        self.flags.load(Ordering::Acquire)
+    fn flags(&self) -> u64 {
+        // Acquire: pairs with the signaller's Release RMW that set SIGNALED/TIMESTAMP after
+        // the timestamp was written.
+        self.word.load(Ordering::Acquire)
     }
 }
 
@@ -224,12 +227,7 @@ impl Sealed for Locked {
 
     fn new_state(signaled_at: Option<Instant>) -> State {
         State {
-            flags: AtomicU8::new(if signaled_at.is_some() {
-                SIGNALED | TIMESTAMP | ENABLED
-            } else {
-                0
-            }),
-            error: AtomicI32::new(0),
+            word: AtomicU64::new(if signaled_at.is_some() { SIGNALED | TIMESTAMP | ENABLED } else { 0 }),
             timestamp: UnsafeCell::new(signaled_at),
             lock: Lock::new(
                 LockClass::Fence,
@@ -257,8 +255,7 @@ impl Sealed for Locked {
         if state.flags() & SIGNALED == 0 {
             return None;
         }
-        // Relaxed: ordered by the Acquire flag load above.
-        Errno::new(state.error.load(Ordering::Relaxed))
+        Word(state.flags()).error()
     }
 
     fn timestamp(state: &State) -> Option<Instant> {
@@ -273,13 +270,7 @@ impl Sealed for Locked {
     }
 
     fn set_error(state: &State, error: Errno) -> Result<(), FenceError> {
-        let _guard = state.lock.lock("set_error");
-        if state.flags() & SIGNALED != 0 {
-            return Err(FenceError::AlreadySignaled);
-        }
-        // Relaxed: the lock orders it against signal, and SIGNALED's Release publishes it.
-        state.error.store(error.get(), Ordering::Relaxed);
-        Ok(())
+        word::set_error(&state.word, error)
     }
 
     fn signal(fence: &Fence<Locked>, at: Option<Instant>) -> Result<(), FenceError> {
@@ -326,11 +317,10 @@ impl Sealed for Locked {
         if callbacks.is_empty() {
             return None;
         }
-        // Relaxed: `&mut`: exclusive access.
-        let error = state.error.load(Ordering::Relaxed);
+        // Relaxed: `&mut`: exclusive access. Keep the error, drop the flags.
+        let error_bits = state.word.load(Ordering::Relaxed) & !0xffff_ffff;
         Some(State {
-            flags: AtomicU8::new(0),
-            error: AtomicI32::new(error),
+            word: AtomicU64::new(error_bits),
             timestamp: UnsafeCell::new(None),
             lock: Lock::new(state.lock.class(), Guarded { callbacks }),
         })
@@ -362,20 +352,13 @@ fn signal_locked(
         return Err(FenceError::AlreadySignaled);
     }
     let callbacks = std::mem::take(&mut guard.callbacks);
-    if state.error.load(Ordering::Relaxed) == 0 {
-        if let Some(e) = fence.container_error() {
-            // Relaxed: under the lock; published by SIGNALED's Release below.
-            state.error.store(e.get(), Ordering::Relaxed);
-        }
-    }
     // SAFETY: we hold the lock and SIGNALED is clear: no other writer, no reader yet.
     state
         .timestamp
         .with_mut(|t| unsafe { *t = Some(at.unwrap_or_else(Instant::now)) });
-    // Release: publishes error and timestamp to lock-free readers of the flags.
-    state
-        .flags
-        .fetch_or(SIGNALED | TIMESTAMP, Ordering::Release);
+    // One RMW under the lock: a racing lock-free set_error lands before it or fails; the
+    // timestamp written above is published with TIMESTAMP (see `backend::word`).
+    word::signal(&state.word, SIGNALED | TIMESTAMP, fence.container_error());
     // Each callback is isolated from a panic in another; the first panic is resumed after
     // the lock is released (by the scope, which outlives the guard's owner).
     work::scope(|_| {
@@ -396,8 +379,8 @@ fn enable_locked(fence: &Fence<Locked>, guard: &mut LockGuard<'_, Guarded>) -> b
     if flags & ENABLED != 0 {
         return false;
     }
-    // Relaxed: the lock serialises every writer of ENABLED.
-    state.flags.fetch_or(ENABLED, Ordering::Relaxed);
+    // Relaxed: the lock serialises every writer of ENABLED; other bits change by RMW.
+    state.word.fetch_or(ENABLED, Ordering::Relaxed);
     if !fence.enable_hook() {
         let _ = signal_locked(fence, guard, None);
         return true;

@@ -24,7 +24,6 @@
 
 mod callbacks;
 mod chain;
-mod state;
 
 use std::time::Instant;
 
@@ -35,7 +34,7 @@ use crate::sync::{AtomicU64, Ordering, UnsafeCell, spin_hint, thread};
 use crate::work::{self, Job};
 
 use self::callbacks::{Key, List};
-use self::state::Word;
+use crate::backend::word::{self, Word};
 
 /// The default backend: callbacks run with no lock held, container members are read
 /// under RCU, and nothing recurses with nesting depth.
@@ -166,45 +165,14 @@ impl Sealed for Rcu {
     }
 
     fn set_error(state: &State, error: Errno) -> Result<(), FenceError> {
-        // Relaxed initial load: the CAS below validates it.
-        let mut current = Word(state.word.load(Ordering::Relaxed));
-        loop {
-            if current.is_signaled() {
-                return Err(FenceError::AlreadySignaled);
-            }
-            let new = current.with_error(error);
-            // Release: the error is published with the word; signal's AcqRel fetch_or reads it.
-            match state.word.compare_exchange_weak(current.0, new.0, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => return Ok(()),
-                Err(actual) => current = Word(actual),
-            }
-        }
+        word::set_error(&state.word, error)
     }
 
     fn signal(fence: &Fence<Rcu>, at: Option<Instant>) -> Result<(), FenceError> {
         let state = &fence.inner().state;
-        let previous = match fence.container_error() {
-            // AcqRel: see the module's Orderings.
-            None => Word(state.word.fetch_or(Word::SIGNALED, Ordering::AcqRel)),
-            // A container applies its members' first error with the signal, unless an
-            // error was set on the container itself.
-            Some(error) => {
-                // Relaxed: the CAS validates it.
-                let mut current = Word(state.word.load(Ordering::Relaxed));
-                loop {
-                    if current.is_signaled() {
-                        break current;
-                    }
-                    let base = if current.error().is_some() { current } else { current.with_error(error) };
-                    let new = Word(base.0 | Word::SIGNALED);
-                    // AcqRel: as the fetch_or above.
-                    match state.word.compare_exchange_weak(current.0, new.0, Ordering::AcqRel, Ordering::Relaxed) {
-                        Ok(_) => break current,
-                        Err(actual) => current = Word(actual),
-                    }
-                }
-            }
-        };
+        // See the module's Orderings; a container applies its members' first error with
+        // the signal, unless an error was set on the container itself.
+        let previous = word::signal(&state.word, Word::SIGNALED, fence.container_error());
         if previous.is_signaled() {
             return Err(FenceError::AlreadySignaled);
         }
