@@ -2,3 +2,5 @@
 
 #[cfg(loom)]
 mod loom_callbacks;
+#[cfg(loom)]
+mod loom_containers;

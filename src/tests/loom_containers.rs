@@ -1,0 +1,233 @@
+//! Loom models of the containers on the `Rcu` backend: the array's pending count with
+//! concurrent member signallers (all and any mode), the chain walk's collection racing a
+//! signaller that walks too, and an array member released by its callback while another
+//! thread iterates the members.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p rcu-fence --release
+//! --lib loom_`.
+
+use std::sync::Arc as StdArc;
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+
+use crate::{
+    Errno, Fence, FenceArray, FenceChain, FenceOps, Rcu, Status, Timeline, chain_walk,
+    context_alloc,
+};
+
+/// Hooks that count the fence's release: the hooks are dropped with the fence.
+struct Freed(Arc<AtomicUsize>);
+
+impl Drop for Freed {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl FenceOps<Rcu> for Freed {
+    fn driver_name(&self) -> &str {
+        "loom"
+    }
+    fn timeline_name(&self) -> &str {
+        "loom"
+    }
+}
+
+fn tracked(tl: &Timeline<Rcu>, seqno: u64, freed: &Arc<AtomicUsize>) -> Fence<Rcu> {
+    tl.fence_with_ops(seqno, StdArc::new(Freed(freed.clone())))
+}
+
+fn counting_callback(f: &Fence<Rcu>) -> Arc<AtomicUsize> {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    f.add_callback(move |_| {
+        r.fetch_add(1, Ordering::SeqCst);
+    })
+    .unwrap();
+    runs
+}
+
+/// All mode, two members signalled on two threads (one with an error): the array signals
+/// exactly once, after both, with that error; both members are released.
+#[test]
+fn loom_array_two_signallers() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let freed = Arc::new(AtomicUsize::new(0));
+        let (a, b) = (tracked(&tl, 1, &freed), tracked(&tl, 2, &freed));
+        let array =
+            FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
+        let runs = counting_callback(&array);
+        let ta = thread::spawn(move || {
+            a.set_error(Errno::ETIME).unwrap();
+            a.signal().unwrap();
+        });
+        let tb = thread::spawn(move || b.signal().unwrap());
+        ta.join().unwrap();
+        tb.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(array.status(), Status::Error(Errno::ETIME));
+        assert_eq!(array.as_array().unwrap().fences().count(), 0);
+        crate::synchronize_rcu();
+        assert_eq!(freed.load(Ordering::SeqCst), 2, "each member released once");
+        drop(array);
+        crate::synchronize_rcu();
+        assert_eq!(freed.load(Ordering::SeqCst), 2);
+    });
+}
+
+/// Both members fail: the array reports one of the two errors, once.
+#[test]
+fn loom_array_two_errors() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let (a, b) = (tl.fence(1), tl.fence(2));
+        let array =
+            FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
+        let runs = counting_callback(&array);
+        let ta = thread::spawn(move || {
+            a.set_error(Errno::ETIME).unwrap();
+            a.signal().unwrap();
+        });
+        b.set_error(Errno::ECANCELED).unwrap();
+        b.signal().unwrap();
+        ta.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let status = array.status();
+        assert!(
+            status == Status::Error(Errno::ETIME) || status == Status::Error(Errno::ECANCELED),
+            "{status:?}"
+        );
+    });
+}
+
+/// Any mode, two members signalled on two threads: the array signals exactly once.
+#[test]
+fn loom_array_any_two_signallers() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let (a, b) = (tl.fence(1), tl.fence(2));
+        let array =
+            FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, true).unwrap();
+        let runs = counting_callback(&array);
+        let ta = thread::spawn(move || a.signal().unwrap());
+        let tb = thread::spawn(move || b.signal().unwrap());
+        ta.join().unwrap();
+        tb.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(array.status(), Status::Signaled);
+    });
+}
+
+/// Enabling races the members' signals: whoever finishes a member, the array signals
+/// exactly once.
+#[test]
+fn loom_array_enable_vs_signal() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let (a, b) = (tl.fence(1), tl.fence(2));
+        let array =
+            FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
+        let ta = thread::spawn(move || {
+            a.signal().unwrap();
+            b.signal().unwrap();
+        });
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        let added = array
+            .add_callback(move |_| {
+                r.fetch_add(1, Ordering::SeqCst);
+            })
+            .is_ok();
+        ta.join().unwrap();
+        assert!(array.is_signaled());
+        assert_eq!(runs.load(Ordering::SeqCst), usize::from(added));
+    });
+}
+
+/// The chain walk's collection racing another walker after a signal: no panic, every
+/// yielded item is a live link in order, and each collected fence is released once.
+#[test]
+fn loom_chain_gc_vs_walker() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let freed = Arc::new(AtomicUsize::new(0));
+        let fences: Vec<_> = (1..=3).map(|s| tracked(&tl, s, &freed)).collect();
+        let mut head: Option<Fence<Rcu>> = None;
+        for (i, f) in fences.iter().enumerate() {
+            head = Some(FenceChain::create(head, f.clone(), i as u64 + 1));
+        }
+        let head = head.unwrap();
+        let middle = fences[1].clone();
+        let h = head.clone();
+        let walker = thread::spawn(move || {
+            let seqnos: Vec<u64> = chain_walk(&h).map(|l| l.seqno()).collect();
+            assert!(seqnos == [3, 2, 1] || seqnos == [3, 1], "{seqnos:?}");
+        });
+        middle.signal().unwrap();
+        drop(middle);
+        let seqnos: Vec<u64> = chain_walk(&head).map(|l| l.seqno()).collect();
+        assert_eq!(seqnos, [3, 1]);
+        walker.join().unwrap();
+        assert_eq!(
+            chain_walk(&head).map(|l| l.seqno()).collect::<Vec<_>>(),
+            [3, 1]
+        );
+        drop(fences);
+        drop(head);
+        crate::synchronize_rcu();
+        assert_eq!(
+            freed.load(Ordering::SeqCst),
+            3,
+            "every fence released exactly once"
+        );
+    });
+}
+
+/// An array member released by its callback while another thread iterates the members:
+/// the reader sees each member at most once, each valid, and the released one goes once.
+#[test]
+fn loom_slot_release_vs_reader() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let freed = Arc::new(AtomicUsize::new(0));
+        let (a, b) = (tracked(&tl, 1, &freed), tracked(&tl, 2, &freed));
+        let array =
+            FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
+        array.enable_sw_signaling();
+        let reader_array = array.clone();
+        let reader = thread::spawn(move || {
+            let seen: Vec<u64> = reader_array
+                .as_array()
+                .unwrap()
+                .fences()
+                .map(|f| f.seqno())
+                .collect();
+            assert!(seen == [1, 2] || seen == [2], "{seen:?}");
+        });
+        a.signal().unwrap();
+        drop(a);
+        reader.join().unwrap();
+        let held: Vec<u64> = array
+            .as_array()
+            .unwrap()
+            .fences()
+            .map(|f| f.seqno())
+            .collect();
+        assert_eq!(held, [2]);
+        crate::synchronize_rcu();
+        assert_eq!(
+            freed.load(Ordering::SeqCst),
+            1,
+            "the released member went once"
+        );
+        assert!(!array.test_signaled_flag());
+        b.signal().unwrap();
+        assert!(array.test_signaled_flag());
+        drop((b, array));
+        crate::synchronize_rcu();
+        assert_eq!(freed.load(Ordering::SeqCst), 2);
+    });
+}
