@@ -114,7 +114,7 @@ fn unwrap_skips_signalled_links<B: Backend>() {
 fn merge_single_and_duplicates<B: Backend>() {
     let tl = timeline::<B>();
     let f = tl.fence(1);
-    assert!(merge(&[f.clone()]).unwrap().ptr_eq(&f));
+    assert!(merge(std::slice::from_ref(&f)).unwrap().ptr_eq(&f));
     assert!(
         merge(&[f.clone(), f.clone()]).unwrap().ptr_eq(&f),
         "merge_duplicate"
