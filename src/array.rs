@@ -129,11 +129,13 @@ impl<B: Backend> FenceArray<B> {
             let Some(member) = B::member_get(slot) else { continue };
             let array = fence.clone();
             let installed = member.add_callback(move |m| {
+                crate::trace::member!(&array, m, index = index);
                 let this = array.as_array().expect("an array's callback holds the array");
                 if this.finish_member(index, m) {
                     B::signal_container(array);
                 }
             });
+            crate::trace::member!(if installed.is_err(), fence, &member, index = index);
             if installed.is_err() && self.finish_member(index, &member) {
                 return false;
             }

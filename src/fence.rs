@@ -116,6 +116,7 @@ impl<B: Backend> Fence<B> {
             Kind::Ops(_) | Kind::Stub => None,
         };
         B::init_state(&mut inner.state, container);
+        crate::trace::event!("fence_init"; inner.context, inner.seqno);
         Fence { inner: ManuallyDrop::new(Arc::new(inner)) }
     }
 
@@ -252,6 +253,7 @@ impl<B: Backend> Fence<B> {
     /// it may use any fence API, signal other fences and drop any handle.
     pub fn add_callback(&self, f: impl FnOnce(&Fence<B>) + Send + 'static) -> Result<CallbackId<B>, FenceError> {
         let key = B::add_callback(self, Box::new(f))?;
+        crate::trace::event!("fence_callback_added", self);
         Ok(CallbackId { owner: self.addr(), key })
     }
 
@@ -271,6 +273,7 @@ impl<B: Backend> Fence<B> {
         if id.owner != self.addr() {
             return Err(FenceError::ForeignCallback);
         }
+        crate::trace::event!("fence_callback_removed", self);
         Ok(B::remove_callback(self, id.key))
     }
 

@@ -41,6 +41,7 @@ mod fence;
 mod future;
 mod ops;
 mod syncobj;
+mod trace;
 mod unwrap;
 mod wait;
 

@@ -37,6 +37,7 @@ pub(crate) fn wait_until<B: Backend>(fence: &Fence<B>, deadline: Option<Instant>
         Ok(id) => id,
         Err(_) => return Ok(fence.status_now()),
     };
+    crate::trace::event!("fence_wait_start", fence);
     while !fence.test_signaled_flag() {
         match deadline {
             None => thread::park(),
@@ -50,6 +51,7 @@ pub(crate) fn wait_until<B: Backend>(fence: &Fence<B>, deadline: Option<Instant>
         }
     }
     fence.remove_callback(id);
+    crate::trace::event!("fence_wait_end", fence, signaled = fence.test_signaled_flag());
     if fence.test_signaled_flag() { Ok(fence.status_now()) } else { Err(FenceError::TimedOut) }
 }
 

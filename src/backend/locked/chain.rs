@@ -29,6 +29,7 @@ fn arm(link: &Fence<Locked>) -> bool {
             // Our divergence from the kernel (whose chain reports no error): the link keeps
             // the first error among the fences it waited on. Earlier links' errors reach it
             // through the walk's collection.
+            crate::trace::member!(&head, signaled);
             record_error(&head, signaled);
             // Runs under `fence`'s lock: bounce to irq_work for the re-arm. The re-arm runs
             // without the link's lock, as the kernel's irq_work handler does in 6.x (a 2026

@@ -359,10 +359,12 @@ fn signal_locked(
     // One RMW under the lock: a racing lock-free set_error lands before it or fails; the
     // timestamp written above is published with TIMESTAMP (see `backend::word`).
     word::signal(&state.word, SIGNALED | TIMESTAMP, fence.container_error());
+    crate::trace::signaled!(fence);
     // Each callback is isolated from a panic in another; the first panic is resumed after
     // the lock is released (by the scope, which outlives the guard's owner).
     work::scope(|_| {
         for (_, func) in callbacks {
+            crate::trace::event!("fence_callback_run", fence);
             work::catching(|| func(fence));
         }
     });
@@ -381,6 +383,7 @@ fn enable_locked(fence: &Fence<Locked>, guard: &mut LockGuard<'_, Guarded>) -> b
     }
     // Relaxed: the lock serialises every writer of ENABLED; other bits change by RMW.
     state.word.fetch_or(ENABLED, Ordering::Relaxed);
+    crate::trace::event!("fence_enable_signal", fence);
     if !fence.enable_hook() {
         let _ = signal_locked(fence, guard, None);
         return true;

@@ -125,6 +125,7 @@ impl Node {
         let func = self.func.with_mut(|f| unsafe { (*f).take() });
         let previous = RUNNING_NODE.try_with(|r| r.replace(self as *const Node)).ok();
         if let Some(func) = func {
+            crate::trace::event!("fence_callback_run", fence);
             work::catching(|| func(fence));
         }
         if let Some(previous) = previous {

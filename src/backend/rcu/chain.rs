@@ -40,6 +40,7 @@ enum Input {
 fn finish(link: &Fence<Rcu>, input: Input, signaled: Option<&Fence<Rcu>>) -> bool {
     let chain = link.as_chain().expect("a chain callback holds its link");
     if let Some(signaled) = signaled {
+        crate::trace::member!(link, signaled, own = matches!(input, Input::Own));
         chain.record_error(signaled);
     }
     match input {

@@ -176,6 +176,7 @@ impl Sealed for Rcu {
         if previous.is_signaled() {
             return Err(FenceError::AlreadySignaled);
         }
+        crate::trace::signaled!(fence);
         let at = at.unwrap_or_else(Instant::now);
         // SAFETY: only the winner of SIGNALED gets here, once; readers wait for TIMESTAMP.
         state.timestamp.with_mut(|t| unsafe { *t = Some(at) });
@@ -249,6 +250,7 @@ fn enable(fence: &Fence<Rcu>, nested: bool) {
 }
 
 fn run_enable_hook(fence: &Fence<Rcu>) {
+    crate::trace::event!("fence_enable_signal", fence);
     if !fence.enable_hook() {
         let _ = Rcu::signal(fence, None);
     }
