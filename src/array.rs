@@ -30,11 +30,11 @@
 
 use std::fmt;
 
+use crate::Rcu;
 use crate::backend::Backend;
 use crate::error::{Errno, FenceError};
 use crate::fence::{Fence, Kind};
 use crate::sync::{AtomicI32, AtomicUsize, Ordering};
-use crate::Rcu;
 
 /// A fence over a set of member fences (`dma_fence_array`).
 ///
@@ -65,7 +65,12 @@ impl<B: Backend> FenceArray<B> {
     /// On `Rcu` any fence may be a member, containers included, at any depth. On `Locked`
     /// a container member is still accepted but counted as a nesting warning, as the
     /// kernel's `WARN_ON` does.
-    pub fn create(fences: Vec<Fence<B>>, context: u64, seqno: u64, signal_on_any: bool) -> Result<Fence<B>, FenceError> {
+    pub fn create(
+        fences: Vec<Fence<B>>,
+        context: u64,
+        seqno: u64,
+        signal_on_any: bool,
+    ) -> Result<Fence<B>, FenceError> {
         if fences.is_empty() {
             return Err(FenceError::Empty);
         }
@@ -77,7 +82,12 @@ impl<B: Backend> FenceArray<B> {
             pending: AtomicUsize::new(pending),
             first_error: AtomicI32::new(0),
         };
-        Ok(Fence::new_pending(context, seqno, false, Kind::Array(Box::new(array))))
+        Ok(Fence::new_pending(
+            context,
+            seqno,
+            false,
+            Kind::Array(Box::new(array)),
+        ))
     }
 
     /// How many members the array was built with.
@@ -111,7 +121,9 @@ impl<B: Backend> FenceArray<B> {
     fn finish_member(&self, index: usize, member: &Fence<B>) -> bool {
         if let Some(e) = member.error() {
             // AcqRel: see the module's Orderings. Failure (an earlier error): keep it.
-            let _ = self.first_error.compare_exchange(0, e.get(), Ordering::AcqRel, Ordering::Relaxed);
+            let _ =
+                self.first_error
+                    .compare_exchange(0, e.get(), Ordering::AcqRel, Ordering::Relaxed);
         }
         B::member_signaled(&self.members[index]);
         if self.signal_on_any {
@@ -126,11 +138,15 @@ impl<B: Backend> FenceArray<B> {
     /// The `enable_signaling` hook: one callback per member; `false` if already complete.
     pub(crate) fn enable(&self, fence: &Fence<B>) -> bool {
         for (index, slot) in self.members.iter().enumerate() {
-            let Some(member) = B::member_get(slot) else { continue };
+            let Some(member) = B::member_get(slot) else {
+                continue;
+            };
             let array = fence.clone();
             let installed = member.add_callback(move |m| {
                 crate::trace::member!(&array, m, index = index);
-                let this = array.as_array().expect("an array's callback holds the array");
+                let this = array
+                    .as_array()
+                    .expect("an array's callback holds the array");
                 if this.finish_member(index, m) {
                     B::signal_container(array);
                 }
@@ -150,7 +166,11 @@ impl<B: Backend> FenceArray<B> {
             return true;
         }
         let done = |m: &Fence<B>| m.test_signaled_flag() || (!m.is_container() && m.is_signaled());
-        let mut remaining = if self.signal_on_any { 1 } else { self.members.len() };
+        let mut remaining = if self.signal_on_any {
+            1
+        } else {
+            self.members.len()
+        };
         for slot in self.members.iter() {
             // A released member has signalled.
             let finished = match B::member_get(slot) {

@@ -24,12 +24,12 @@
 
 use std::fmt;
 
+use crate::Rcu;
 use crate::backend::Backend;
 use crate::context::context_alloc;
 use crate::error::{Errno, FenceError};
 use crate::fence::{Fence, Kind};
 use crate::sync::{AtomicI32, AtomicUsize, Ordering};
-use crate::Rcu;
 
 /// A link of a fence chain (`dma_fence_chain`).
 ///
@@ -114,7 +114,9 @@ impl<B: Backend> FenceChain<B> {
     pub(crate) fn record_error(&self, input: &Fence<B>) {
         if let Some(e) = input.error() {
             // AcqRel: the completing finisher must see it (release sequence on `pending`).
-            let _ = self.first_error.compare_exchange(0, e.get(), Ordering::AcqRel, Ordering::Relaxed);
+            let _ =
+                self.first_error
+                    .compare_exchange(0, e.get(), Ordering::AcqRel, Ordering::Relaxed);
         }
     }
 }
@@ -147,7 +149,9 @@ impl<B: Backend> fmt::Debug for FenceChain<B> {
 /// assert_eq!(seqnos, [3, 1]); // point 2 was collected
 /// ```
 pub fn chain_walk<B: Backend>(head: &Fence<B>) -> ChainWalk<B> {
-    ChainWalk { next: Some(head.clone()) }
+    ChainWalk {
+        next: Some(head.clone()),
+    }
 }
 
 /// The iterator returned by [`chain_walk`]; it holds a reference to the current link only.
@@ -167,7 +171,9 @@ impl<B: Backend> Iterator for ChainWalk<B> {
 
 impl<B: Backend> fmt::Debug for ChainWalk<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChainWalk").field("next", &self.next).finish()
+        f.debug_struct("ChainWalk")
+            .field("next", &self.next)
+            .finish()
     }
 }
 
@@ -186,7 +192,12 @@ fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
                     chain.record_error(&own);
                 }
                 if let Some(e) = prev_chain.recorded_error() {
-                    let _ = chain.first_error.compare_exchange(0, e.get(), Ordering::AcqRel, Ordering::Relaxed);
+                    let _ = chain.first_error.compare_exchange(
+                        0,
+                        e.get(),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
                 }
                 B::member_get(&prev_chain.prev)
             }
@@ -221,7 +232,10 @@ fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
 /// a.signal().unwrap();
 /// assert!(chain_find_seqno(&p2, 1).unwrap().is_none() || p1.is_signaled());
 /// ```
-pub fn chain_find_seqno<B: Backend>(head: &Fence<B>, seqno: u64) -> Result<Option<Fence<B>>, FenceError> {
+pub fn chain_find_seqno<B: Backend>(
+    head: &Fence<B>,
+    seqno: u64,
+) -> Result<Option<Fence<B>>, FenceError> {
     if seqno == 0 {
         return Ok(Some(head.clone()));
     }
@@ -230,7 +244,9 @@ pub fn chain_find_seqno<B: Backend>(head: &Fence<B>, seqno: u64) -> Result<Optio
     }
     for node in chain_walk(head) {
         match node.as_chain() {
-            Some(link) if node.context() == head.context() && link.prev_seqno() >= seqno => continue,
+            Some(link) if node.context() == head.context() && link.prev_seqno() >= seqno => {
+                continue;
+            }
             _ => return Ok(Some(node)),
         }
     }

@@ -103,7 +103,12 @@ impl<B: Backend> Timeline<B> {
 
     /// A new pending fence at `seqno` on this timeline (`dma_fence_init`).
     pub fn fence(&self, seqno: u64) -> Fence<B> {
-        Fence::new_pending(self.context, seqno, self.seqno64, Kind::Ops(self.ops.clone()))
+        Fence::new_pending(
+            self.context,
+            seqno,
+            self.seqno64,
+            Kind::Ops(self.ops.clone()),
+        )
     }
 
     /// A new pending fence whose hooks are the driver's `ops`.

@@ -2,10 +2,10 @@
 
 use std::fmt;
 
+use crate::Rcu;
 use crate::backend::Backend;
 use crate::error::Errno;
 use crate::fence::Fence;
-use crate::Rcu;
 
 /// The producer's handle to a fence it must complete (as in the kernel's newer Rust
 /// binding). [`signal`](DriverFence::signal) consumes it, so a fence cannot be signalled
@@ -30,7 +30,9 @@ impl<B: Backend> DriverFence<B> {
     }
 
     fn handle(&self) -> &Fence<B> {
-        self.fence.as_ref().expect("a DriverFence holds its fence until consumed")
+        self.fence
+            .as_ref()
+            .expect("a DriverFence holds its fence until consumed")
     }
 
     /// The shared consumer handle.

@@ -35,7 +35,11 @@ impl Errno {
 
     /// An error code in `-4095..=-1`; `None` for 0, positive or out-of-range values.
     pub const fn new(code: i32) -> Option<Errno> {
-        if code < 0 && code >= -Self::MAX_ERRNO { Some(Errno(code)) } else { None }
+        if code < 0 && code >= -Self::MAX_ERRNO {
+            Some(Errno(code))
+        } else {
+            None
+        }
     }
 
     /// The (negative) code.

@@ -13,6 +13,7 @@ use std::mem::ManuallyDrop;
 use std::sync::Arc as StdArc;
 use std::time::{Duration, Instant};
 
+use crate::Rcu;
 use crate::array::FenceArray;
 use crate::backend::Backend;
 use crate::chain::FenceChain;
@@ -20,7 +21,6 @@ use crate::error::{Errno, FenceError, Status};
 use crate::ops::FenceOps;
 use crate::sync::Arc;
 use crate::work::{self, Job};
-use crate::Rcu;
 
 /// A boxed callback as the backends store it.
 pub(crate) type Callback<B> = Box<dyn FnOnce(&Fence<B>) + Send>;
@@ -104,7 +104,9 @@ pub struct CallbackId<B: Backend = Rcu> {
 
 impl<B: Backend> fmt::Debug for CallbackId<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CallbackId").field("fence", &(self.owner as *const ())).finish_non_exhaustive()
+        f.debug_struct("CallbackId")
+            .field("fence", &(self.owner as *const ()))
+            .finish_non_exhaustive()
     }
 }
 
@@ -117,15 +119,29 @@ impl<B: Backend> Fence<B> {
         };
         B::init_state(&mut inner.state, container);
         crate::trace::event!("fence_init"; inner.context, inner.seqno);
-        Fence { inner: ManuallyDrop::new(Arc::new(inner)) }
+        Fence {
+            inner: ManuallyDrop::new(Arc::new(inner)),
+        }
     }
 
     pub(crate) fn new_pending(context: u64, seqno: u64, seqno64: bool, kind: Kind<B>) -> Self {
-        Self::from_inner(FenceInner { context, seqno, seqno64, kind, state: B::new_state(None) })
+        Self::from_inner(FenceInner {
+            context,
+            seqno,
+            seqno64,
+            kind,
+            state: B::new_state(None),
+        })
     }
 
     pub(crate) fn new_signaled(context: u64, seqno: u64, kind: Kind<B>, at: Instant) -> Self {
-        Self::from_inner(FenceInner { context, seqno, seqno64: false, kind, state: B::new_state(Some(at)) })
+        Self::from_inner(FenceInner {
+            context,
+            seqno,
+            seqno64: false,
+            kind,
+            state: B::new_state(Some(at)),
+        })
     }
 
     pub(crate) fn inner(&self) -> &FenceInner<B> {
@@ -158,7 +174,9 @@ impl<B: Backend> Fence<B> {
     pub(crate) unsafe fn from_raw(ptr: *const ()) -> Self {
         // SAFETY: obligation 1: the pointer is an `Arc<FenceInner<B>>` given up once.
         let arc = unsafe { Arc::from_raw(ptr as *const FenceInner<B>) };
-        Fence { inner: ManuallyDrop::new(arc) }
+        Fence {
+            inner: ManuallyDrop::new(arc),
+        }
     }
 
     /// The fence's context (timeline) id.
@@ -251,10 +269,16 @@ impl<B: Backend> Fence<B> {
     /// `Err(AlreadySignaled)` and drops `f` without calling it. The callback runs on the
     /// signalling thread, exactly once. On the `Rcu` backend it runs with no lock held, so
     /// it may use any fence API, signal other fences and drop any handle.
-    pub fn add_callback(&self, f: impl FnOnce(&Fence<B>) + Send + 'static) -> Result<CallbackId<B>, FenceError> {
+    pub fn add_callback(
+        &self,
+        f: impl FnOnce(&Fence<B>) + Send + 'static,
+    ) -> Result<CallbackId<B>, FenceError> {
         let key = B::add_callback(self, Box::new(f))?;
         crate::trace::event!("fence_callback_added", self);
-        Ok(CallbackId { owner: self.addr(), key })
+        Ok(CallbackId {
+            owner: self.addr(),
+            key,
+        })
     }
 
     /// Takes back a callback (`dma_fence_remove_callback`).
@@ -395,12 +419,18 @@ impl<B: Backend> Fence<B> {
 
 /// The kernel's `__dma_fence_is_later`: `a` later than `b`.
 pub(crate) fn seqno_is_later(a: u64, b: u64, seqno64: bool) -> bool {
-    if seqno64 { a > b } else { (a.wrapping_sub(b) as u32 as i32) > 0 }
+    if seqno64 {
+        a > b
+    } else {
+        (a.wrapping_sub(b) as u32 as i32) > 0
+    }
 }
 
 impl<B: Backend> Clone for Fence<B> {
     fn clone(&self) -> Self {
-        Fence { inner: ManuallyDrop::new(Arc::clone(&self.inner)) }
+        Fence {
+            inner: ManuallyDrop::new(Arc::clone(&self.inner)),
+        }
     }
 }
 
@@ -440,7 +470,15 @@ impl<B: Backend> fmt::Debug for Fence<B> {
             Status::Signaled => "signaled".to_string(),
             Status::Error(e) => format!("error {}", e.get()),
         };
-        write!(f, "{}:{} {}:{} {}", self.driver_name(), self.timeline_name(), self.context(), self.seqno(), status)
+        write!(
+            f,
+            "{}:{} {}:{} {}",
+            self.driver_name(),
+            self.timeline_name(),
+            self.context(),
+            self.seqno(),
+            status
+        )
     }
 }
 

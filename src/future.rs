@@ -66,7 +66,10 @@ pub struct FenceFuture<B: Backend> {
 
 impl<B: Backend> FenceFuture<B> {
     fn new(fence: Fence<B>) -> Self {
-        FenceFuture { fence, pending: None }
+        FenceFuture {
+            fence,
+            pending: None,
+        }
     }
 }
 
@@ -93,7 +96,10 @@ impl<B: Backend> Future for FenceFuture<B> {
                 if this.fence.is_signaled() {
                     return Poll::Ready(this.fence.status_now());
                 }
-                let waiter = Arc::new(Waiter { waker: AtomicWaker::new(), done: AtomicBool::new(false) });
+                let waiter = Arc::new(Waiter {
+                    waker: AtomicWaker::new(),
+                    done: AtomicBool::new(false),
+                });
                 register(&waiter.waker, cx.waker());
                 let w = waiter.clone();
                 let installed = this.fence.add_callback(move |_| {
@@ -123,7 +129,10 @@ impl<B: Backend> Drop for FenceFuture<B> {
 
 impl<B: Backend> fmt::Debug for FenceFuture<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FenceFuture").field("fence", &self.fence).field("registered", &self.pending.is_some()).finish()
+        f.debug_struct("FenceFuture")
+            .field("fence", &self.fence)
+            .field("registered", &self.pending.is_some())
+            .finish()
     }
 }
 

@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
+use crate::Rcu;
 use crate::backend::Backend;
 use crate::fence::Fence;
-use crate::Rcu;
 
 /// The hooks a driver can attach to its fences (the kernel's `dma_fence_ops`).
 ///

@@ -6,12 +6,12 @@
 
 use std::fmt;
 
+use crate::Rcu;
 use crate::backend::Backend;
 use crate::chain::{FenceChain, chain_find_seqno};
 use crate::error::FenceError;
 use crate::fence::Fence;
 use crate::sync::Mutex;
-use crate::Rcu;
 
 /// The slot: a whole-fence snapshot read often, replaced rarely.
 struct FenceSlot<B: Backend> {
@@ -24,9 +24,13 @@ struct FenceSlot<B: Backend> {
 impl<B: Backend> FenceSlot<B> {
     fn new() -> Self {
         #[cfg(not(loom))]
-        return FenceSlot { current: arc_swap::ArcSwapOption::empty() };
+        return FenceSlot {
+            current: arc_swap::ArcSwapOption::empty(),
+        };
         #[cfg(loom)]
-        return FenceSlot { current: Mutex::new(None) };
+        return FenceSlot {
+            current: Mutex::new(None),
+        };
     }
 
     fn load(&self) -> Option<Fence<B>> {
@@ -83,7 +87,10 @@ impl<B: Backend> Syncobj<B> {
     /// An empty sync object on the backend `B`.
     pub fn new_in(backend: B) -> Self {
         let _ = backend;
-        Syncobj { slot: FenceSlot::new(), writers: Mutex::new(()) }
+        Syncobj {
+            slot: FenceSlot::new(),
+            writers: Mutex::new(()),
+        }
     }
 
     /// The current fence (for a timeline, the newest point's chain link).
@@ -122,6 +129,8 @@ impl<B: Backend> Syncobj<B> {
 
 impl<B: Backend> fmt::Debug for Syncobj<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Syncobj").field("fence", &self.fence()).finish()
+        f.debug_struct("Syncobj")
+            .field("fence", &self.fence())
+            .finish()
     }
 }

@@ -14,13 +14,13 @@
 use std::fmt;
 use std::time::Instant;
 
+use crate::Rcu;
 use crate::array::FenceArray;
 use crate::backend::Backend;
 use crate::chain::{ChainWalk, chain_walk};
 use crate::context::context_alloc;
 use crate::error::{Errno, FenceError};
 use crate::fence::{Fence, Kind, seqno_is_later};
-use crate::Rcu;
 
 enum Cursor<B: Backend> {
     One(Option<Fence<B>>),
@@ -49,7 +49,10 @@ pub struct Unwrap<B: Backend = Rcu> {
 /// assert_eq!(seqnos, [1, 2, 3]);
 /// ```
 pub fn unwrap<B: Backend>(fence: &Fence<B>) -> Unwrap<B> {
-    Unwrap { stack: vec![Cursor::One(Some(fence.clone()))], error: None }
+    Unwrap {
+        stack: vec![Cursor::One(Some(fence.clone()))],
+        error: None,
+    }
 }
 
 impl<B: Backend> Unwrap<B> {
@@ -107,7 +110,10 @@ impl<B: Backend> Iterator for Unwrap<B> {
                 Kind::Array(array) => {
                     self.note(array.recorded_error());
                     self.note(fence.error());
-                    self.stack.push(Cursor::Array { array: fence, next: 0 });
+                    self.stack.push(Cursor::Array {
+                        array: fence,
+                        next: 0,
+                    });
                 }
                 Kind::Chain(chain) => {
                     self.note(chain.recorded_error());
@@ -127,7 +133,10 @@ impl<B: Backend> Iterator for Unwrap<B> {
 
 impl<B: Backend> fmt::Debug for Unwrap<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Unwrap").field("depth", &self.stack.len()).field("error", &self.error).finish()
+        f.debug_struct("Unwrap")
+            .field("depth", &self.stack.len())
+            .field("error", &self.error)
+            .finish()
     }
 }
 

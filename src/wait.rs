@@ -19,7 +19,10 @@ use crate::sync::{spin_hint, thread};
 const SPINS: u32 = if cfg!(loom) { 0 } else { 64 };
 
 /// Waits until `fence` signals or `deadline` (if any) passes.
-pub(crate) fn wait_until<B: Backend>(fence: &Fence<B>, deadline: Option<Instant>) -> Result<Status, FenceError> {
+pub(crate) fn wait_until<B: Backend>(
+    fence: &Fence<B>,
+    deadline: Option<Instant>,
+) -> Result<Status, FenceError> {
     if fence.is_signaled() {
         return Ok(fence.status_now());
     }
@@ -51,8 +54,16 @@ pub(crate) fn wait_until<B: Backend>(fence: &Fence<B>, deadline: Option<Instant>
         }
     }
     fence.remove_callback(id);
-    crate::trace::event!("fence_wait_end", fence, signaled = fence.test_signaled_flag());
-    if fence.test_signaled_flag() { Ok(fence.status_now()) } else { Err(FenceError::TimedOut) }
+    crate::trace::event!(
+        "fence_wait_end",
+        fence,
+        signaled = fence.test_signaled_flag()
+    );
+    if fence.test_signaled_flag() {
+        Ok(fence.status_now())
+    } else {
+        Err(FenceError::TimedOut)
+    }
 }
 
 fn park_timeout(d: Duration) {
@@ -78,7 +89,10 @@ fn park_timeout(d: Duration) {
 /// fences[1].signal().unwrap();
 /// assert_eq!(wait_any_timeout(&fences, Duration::from_secs(1)), Ok(1));
 /// ```
-pub fn wait_any_timeout<B: Backend>(fences: &[Fence<B>], timeout: Duration) -> Result<usize, FenceError> {
+pub fn wait_any_timeout<B: Backend>(
+    fences: &[Fence<B>],
+    timeout: Duration,
+) -> Result<usize, FenceError> {
     if fences.is_empty() {
         return Err(FenceError::Empty);
     }

@@ -38,7 +38,11 @@ impl Job {
     /// 1. `run(a, b)` must be sound to call exactly once, on this thread, at any later point
     ///    while this thread's queue is drained.
     /// 2. Ownership of what `a` and `b` stand for passes to the job; `run` releases it.
-    pub(crate) unsafe fn new(a: *const (), b: *const (), run: unsafe fn(*const (), *const ())) -> Job {
+    pub(crate) unsafe fn new(
+        a: *const (),
+        b: *const (),
+        run: unsafe fn(*const (), *const ()),
+    ) -> Job {
         Job { a, b, run }
     }
 

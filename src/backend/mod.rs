@@ -70,7 +70,10 @@ pub(crate) mod sealed {
         where
             Self: Backend;
         /// Installs a callback, or refuses it because the fence has signalled.
-        fn add_callback(fence: &Fence<Self>, func: Callback<Self>) -> Result<Self::CallbackKey, FenceError>
+        fn add_callback(
+            fence: &Fence<Self>,
+            func: Callback<Self>,
+        ) -> Result<Self::CallbackKey, FenceError>
         where
             Self: Backend;
         /// True if the callback was removed and will never run.
@@ -102,7 +105,11 @@ pub(crate) mod sealed {
         fn member_signaled(member: &Self::Member);
         /// Replaces the member if it is still `current` (by identity): the chain's garbage
         /// collection. Returns false if someone else changed it first.
-        fn member_replace(member: &Self::Member, current: &Fence<Self>, new: Option<Fence<Self>>) -> bool
+        fn member_replace(
+            member: &Self::Member,
+            current: &Fence<Self>,
+            new: Option<Fence<Self>>,
+        ) -> bool
         where
             Self: Backend;
         /// Signals a container whose last member completed, from inside that member's

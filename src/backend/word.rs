@@ -74,7 +74,11 @@ pub(crate) fn signal(word: &AtomicU64, bits: u64, error: Option<Errno>) -> Word 
                 if current.is_signaled() {
                     return current;
                 }
-                let base = if current.error().is_some() { current } else { current.with_error(error) };
+                let base = if current.error().is_some() {
+                    current
+                } else {
+                    current.with_error(error)
+                };
                 // AcqRel: as the fetch_or above.
                 match word.compare_exchange_weak(
                     current.0,

@@ -33,10 +33,10 @@ pub mod lockdep;
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use crate::backend::word::{self, Word};
 use crate::backend::{Backend, sealed::Sealed};
 use crate::error::{Errno, FenceError};
 use crate::fence::{Callback, Fence};
-use crate::backend::word::{self, Word};
 use crate::sync::{AtomicU64, Ordering, UnsafeCell};
 use crate::work;
 
@@ -227,7 +227,11 @@ impl Sealed for Locked {
 
     fn new_state(signaled_at: Option<Instant>) -> State {
         State {
-            word: AtomicU64::new(if signaled_at.is_some() { SIGNALED | TIMESTAMP | ENABLED } else { 0 }),
+            word: AtomicU64::new(if signaled_at.is_some() {
+                SIGNALED | TIMESTAMP | ENABLED
+            } else {
+                0
+            }),
             timestamp: UnsafeCell::new(signaled_at),
             lock: Lock::new(
                 LockClass::Fence,

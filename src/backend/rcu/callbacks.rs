@@ -41,10 +41,10 @@
 use std::cell::Cell;
 use std::ptr;
 
+use crate::Rcu;
 use crate::fence::{Callback, Fence};
 use crate::sync::{Arc, AtomicPtr, AtomicU8, Ordering, UnsafeCell, thread};
 use crate::work::{self, Job};
-use crate::Rcu;
 
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
@@ -118,12 +118,18 @@ impl Node {
         // Acquire: pairs with nothing the remover publishes on the failure path (it wrote
         // nothing); on success the closure was published by the push CAS, already acquired
         // by the claiming swap. Relaxed would do; Acquire keeps the argument local.
-        if self.state.compare_exchange(QUEUED, RUNNING, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        if self
+            .state
+            .compare_exchange(QUEUED, RUNNING, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             return; // REMOVED: the remover owns (and has dropped) the closure.
         }
         // SAFETY: winning QUEUED → RUNNING grants exclusive access to `func`.
         let func = self.func.with_mut(|f| unsafe { (*f).take() });
-        let previous = RUNNING_NODE.try_with(|r| r.replace(self as *const Node)).ok();
+        let previous = RUNNING_NODE
+            .try_with(|r| r.replace(self as *const Node))
+            .ok();
         if let Some(func) = func {
             crate::trace::event!("fence_callback_run", fence);
             work::catching(|| func(fence));
@@ -150,7 +156,13 @@ pub(crate) struct List {
 
 impl List {
     pub(crate) fn new(closed_now: bool) -> List {
-        List { head: AtomicPtr::new(if closed_now { closed() } else { ptr::null_mut() }) }
+        List {
+            head: AtomicPtr::new(if closed_now {
+                closed()
+            } else {
+                ptr::null_mut()
+            }),
+        }
     }
 
     /// Pushes a callback; `None` if the list is closed (the closure is dropped).
@@ -169,7 +181,12 @@ impl List {
             // SAFETY: the node is not published yet; only this thread touches `next`.
             unsafe { (*raw).next.with_mut(|n| *n = current) };
             // Release: publishes `next` and the closure; Acquire on failure as for the load.
-            match self.head.compare_exchange_weak(current, raw, Ordering::Release, Ordering::Acquire) {
+            match self.head.compare_exchange_weak(
+                current,
+                raw,
+                Ordering::Release,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return Some(key),
                 Err(actual) => current = actual,
             }
@@ -206,7 +223,9 @@ impl List {
             any_queued |= node.state.load(Ordering::Relaxed) == QUEUED;
             cur = node.next();
         }
-        let list = List { head: AtomicPtr::new(top) };
+        let list = List {
+            head: AtomicPtr::new(top),
+        };
         if any_queued {
             Some(list)
         } else {
@@ -294,7 +313,10 @@ pub(crate) fn remove(key: Key) -> bool {
     let node = key.0;
     // AcqRel on success: we take ownership of the closure; Acquire on failure: if DONE, the
     // callback's effects are visible to our caller.
-    match node.state.compare_exchange(QUEUED, REMOVED, Ordering::AcqRel, Ordering::Acquire) {
+    match node
+        .state
+        .compare_exchange(QUEUED, REMOVED, Ordering::AcqRel, Ordering::Acquire)
+    {
         Ok(_) => {
             // SAFETY: winning QUEUED → REMOVED grants exclusive access to `func`.
             let func = node.func.with_mut(|f| unsafe { (*f).take() });
@@ -307,9 +329,14 @@ pub(crate) fn remove(key: Key) -> bool {
             }
             // SAFETY: only the key holder writes `waiter`, and the key is unique; the runner
             // reads it only after seeing WAITED, which the CAS below publishes.
-            node.waiter.with_mut(|w| unsafe { *w = Some(thread::current()) });
+            node.waiter
+                .with_mut(|w| unsafe { *w = Some(thread::current()) });
             // Release: publishes `waiter`; Acquire on failure: DONE's effects become visible.
-            if node.state.compare_exchange(RUNNING, WAITED, Ordering::Release, Ordering::Acquire).is_ok() {
+            if node
+                .state
+                .compare_exchange(RUNNING, WAITED, Ordering::Release, Ordering::Acquire)
+                .is_ok()
+            {
                 // Acquire: pairs with the runner's swap to DONE.
                 while node.state.load(Ordering::Acquire) != DONE {
                     thread::park();

@@ -72,7 +72,9 @@ unsafe impl Send for State {}
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("word", &self.load()).finish_non_exhaustive()
+        f.debug_struct("State")
+            .field("word", &self.load())
+            .finish_non_exhaustive()
     }
 }
 
@@ -108,8 +110,14 @@ impl Sealed for Rcu {
         member.take();
     }
 
-    fn member_replace(member: &Self::Member, current: &Fence<Rcu>, new: Option<Fence<Rcu>>) -> bool {
-        member.compare_exchange(current.addr() as *const (), new).is_ok()
+    fn member_replace(
+        member: &Self::Member,
+        current: &Fence<Rcu>,
+        new: Option<Fence<Rcu>>,
+    ) -> bool {
+        member
+            .compare_exchange(current.addr() as *const (), new)
+            .is_ok()
     }
 
     fn signal_container(container: Fence<Rcu>) {
@@ -127,7 +135,11 @@ impl Sealed for Rcu {
     }
 
     fn new_state(signaled_at: Option<Instant>) -> State {
-        let bits = if signaled_at.is_some() { Word::SIGNALED | Word::TIMESTAMP | Word::ENABLED } else { 0 };
+        let bits = if signaled_at.is_some() {
+            Word::SIGNALED | Word::TIMESTAMP | Word::ENABLED
+        } else {
+            0
+        };
         State {
             word: AtomicU64::new(bits),
             timestamp: UnsafeCell::new(signaled_at),
@@ -141,7 +153,11 @@ impl Sealed for Rcu {
 
     fn error(state: &State) -> Option<Errno> {
         let word = state.load();
-        if word.is_signaled() { word.error() } else { None }
+        if word.is_signaled() {
+            word.error()
+        } else {
+            None
+        }
     }
 
     fn timestamp(state: &State) -> Option<Instant> {
@@ -200,7 +216,10 @@ impl Sealed for Rcu {
             // The kernel enables first, then appends; if enabling finds the work complete,
             // the fence signals and the callback is refused.
             enable(fence, nested);
-            state.callbacks.push(func).ok_or(FenceError::AlreadySignaled)
+            state
+                .callbacks
+                .push(func)
+                .ok_or(FenceError::AlreadySignaled)
         })
     }
 
@@ -212,14 +231,19 @@ impl Sealed for Rcu {
         let list = state.callbacks.take_pending()?;
         // Relaxed: `&mut`: exclusive access.
         let word = Word(state.word.load(Ordering::Relaxed));
-        Some(State { word: AtomicU64::new(word.0 & !Word::ENABLED), timestamp: UnsafeCell::new(None), callbacks: list })
+        Some(State {
+            word: AtomicU64::new(word.0 & !Word::ENABLED),
+            timestamp: UnsafeCell::new(None),
+            callbacks: list,
+        })
     }
 
     fn stub() -> Fence<Rcu> {
         #[cfg(not(loom))]
         {
             static STUB: std::sync::OnceLock<Fence<Rcu>> = std::sync::OnceLock::new();
-            STUB.get_or_init(|| crate::fence::private_stub(Instant::now())).clone()
+            STUB.get_or_init(|| crate::fence::private_stub(Instant::now()))
+                .clone()
         }
         #[cfg(loom)]
         {
