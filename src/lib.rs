@@ -37,6 +37,8 @@ mod chain;
 mod context;
 mod driver;
 mod error;
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
+mod fd;
 mod fence;
 mod future;
 mod ops;
@@ -54,6 +56,8 @@ pub use crate::chain::{ChainWalk, FenceChain, chain_find_seqno, chain_walk};
 pub use crate::context::{Timeline, context_alloc};
 pub use crate::driver::DriverFence;
 pub use crate::error::{Errno, FenceError, Status};
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
+pub use crate::fd::FenceFd;
 pub use crate::fence::{CallbackId, Fence, stub};
 pub use crate::future::FenceFuture;
 pub use crate::ops::FenceOps;

@@ -65,7 +65,11 @@ macro_rules! event {
 macro_rules! signaled {
     ($fence:expr) => {{
         let fence = $fence;
-        $crate::trace::event!("fence_signaled", fence, error = fence.error().map_or(0, |e| e.get()));
+        $crate::trace::event!(
+            "fence_signaled",
+            fence,
+            error = fence.error().map_or(0, |e| e.get())
+        );
     }};
 }
 
