@@ -1,0 +1,271 @@
+//! The `tracing` feature: the events, their order and fields, on both backends
+//! (`cargo test --features tracing --test tracing`).
+#![cfg(feature = "tracing")]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use rcu_fence::{
+    Backend, Errno, Fence, FenceArray, FenceChain, Locked, Rcu, Timeline, context_alloc,
+};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+/// One recorded event: its name and fields (values as text).
+#[derive(Clone, Debug)]
+struct Recorded {
+    name: &'static str,
+    fields: BTreeMap<String, String>,
+}
+
+impl Recorded {
+    fn field(&self, name: &str) -> &str {
+        self.fields
+            .get(name)
+            .unwrap_or_else(|| panic!("{} has no field {name}: {self:?}", self.name))
+    }
+}
+
+/// A subscriber that records every `rcu_fence` event of this thread.
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<Recorded>>>);
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_string(), value.to_string());
+    }
+}
+
+impl Subscriber for Collector {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.target() == "rcu_fence"
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let metadata = event.metadata();
+        assert_eq!(*metadata.level(), Level::TRACE);
+        let mut fields = BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        self.0.lock().unwrap().push(Recorded {
+            name: metadata.name(),
+            fields,
+        });
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+/// Runs `f` with a collector for this thread; returns what it recorded.
+fn record(f: impl FnOnce()) -> Vec<Recorded> {
+    let collector = Collector::default();
+    tracing::subscriber::with_default(collector.clone(), f);
+    collector.0.lock().unwrap().clone()
+}
+
+/// The events about the fence `(context, seqno)`, by name.
+fn names_for(events: &[Recorded], fence: &Fence<impl Backend>) -> Vec<&'static str> {
+    events
+        .iter()
+        .filter(|e| is(e, fence))
+        .map(|e| e.name)
+        .collect()
+}
+
+fn is(e: &Recorded, fence: &Fence<impl Backend>) -> bool {
+    e.fields.get("context") == Some(&fence.context().to_string())
+        && e.fields.get("seqno") == Some(&fence.seqno().to_string())
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod rcu {
+            $(#[test] fn $name() { super::$name(super::Rcu); })*
+        }
+        mod locked {
+            $(#[test] fn $name() { super::$name(super::Locked); })*
+        }
+    };
+}
+
+both_backends!(
+    lifecycle,
+    error_field,
+    remove,
+    blocking_wait,
+    array_members,
+    chain_inputs
+);
+
+fn lifecycle<B: Backend>(backend: B) {
+    let tl = Timeline::new_in("trace", backend);
+    let mut fence = None;
+    let events = record(|| {
+        let f = tl.fence(7);
+        f.add_callback(|_| {}).unwrap();
+        f.signal().unwrap();
+        assert!(f.signal().is_err()); // no second event
+        fence = Some(f);
+    });
+    let fence = fence.unwrap();
+    assert_eq!(
+        names_for(&events, &fence),
+        [
+            "fence_init",
+            "fence_enable_signal",
+            "fence_callback_added",
+            "fence_signaled",
+            "fence_callback_run"
+        ]
+    );
+    let signaled = events.iter().find(|e| e.name == "fence_signaled").unwrap();
+    assert_eq!(signaled.field("error"), "0");
+    assert_eq!(signaled.field("driver"), "rcu-fence");
+    assert_eq!(signaled.field("timeline"), "trace");
+}
+
+fn error_field<B: Backend>(backend: B) {
+    let tl = Timeline::new_in("trace", backend);
+    let events = record(|| {
+        let f = tl.fence(1);
+        f.set_error(Errno::ETIME).unwrap();
+        f.signal().unwrap();
+    });
+    let signaled = events.iter().find(|e| e.name == "fence_signaled").unwrap();
+    assert_eq!(signaled.field("error"), Errno::ETIME.get().to_string());
+}
+
+fn remove<B: Backend>(backend: B) {
+    let tl = Timeline::new_in("trace", backend);
+    let f = tl.fence(1);
+    let events = record(|| {
+        let id = f.add_callback(|_| unreachable!()).unwrap();
+        assert!(f.remove_callback(id));
+        f.signal().unwrap();
+    });
+    assert_eq!(
+        names_for(&events, &f),
+        [
+            "fence_enable_signal",
+            "fence_callback_added",
+            "fence_callback_removed",
+            "fence_signaled"
+        ]
+    );
+}
+
+fn blocking_wait<B: Backend>(backend: B) {
+    let tl = Timeline::new_in("trace", backend);
+    let f = tl.fence(1);
+    let events = record(|| {
+        // Finds the fence pending at its deadline: start, then end with signaled=false.
+        assert!(f.wait_timeout(Duration::from_millis(10)).is_err());
+        let g = f.clone();
+        let signaller = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            g.signal().unwrap();
+        });
+        f.wait();
+        signaller.join().unwrap();
+        // Already signalled: no blocking, no events.
+        f.wait();
+    });
+    let waits: Vec<(&str, Option<&String>)> = events
+        .iter()
+        .filter(|e| e.name.starts_with("fence_wait") && is(e, &f))
+        .map(|e| (e.name, e.fields.get("signaled")))
+        .collect();
+    let (t, f_) = ("true".to_string(), "false".to_string());
+    assert_eq!(
+        waits,
+        [
+            ("fence_wait_start", None),
+            ("fence_wait_end", Some(&f_)),
+            ("fence_wait_start", None),
+            ("fence_wait_end", Some(&t)),
+        ]
+    );
+}
+
+fn array_members<B: Backend>(backend: B) {
+    let tl = Timeline::new_in("trace", backend);
+    let (a, b) = (tl.fence(1), tl.fence(2));
+    b.signal().unwrap(); // finished by the enable loop
+    let array = FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 9, false).unwrap();
+    let events = record(|| {
+        array.enable_sw_signaling();
+        a.signal().unwrap(); // finished by the member's callback
+    });
+    let mut members: Vec<(String, String, String)> = events
+        .iter()
+        .filter(|e| e.name == "container_member_signaled" && is(e, &array))
+        .map(|e| {
+            (
+                e.field("index").to_string(),
+                e.field("member_context").to_string(),
+                e.field("member_seqno").to_string(),
+            )
+        })
+        .collect();
+    members.sort();
+    let ctx = a.context().to_string();
+    assert_eq!(
+        members,
+        [
+            ("0".to_string(), ctx.clone(), "1".to_string()),
+            ("1".to_string(), ctx, "2".to_string())
+        ]
+    );
+    // `Rcu` signals the container from the member's callback, on this thread; `Locked`
+    // defers it to its worker thread (the kernel's irq_work), which this collector misses.
+    if B::NAME == "rcu" {
+        assert!(names_for(&events, &array).contains(&"fence_signaled"));
+    }
+}
+
+fn chain_inputs<B: Backend>(backend: B) {
+    let tl = Timeline::new_in("trace", backend);
+    let (a, b) = (tl.fence(1), tl.fence(2));
+    let p1 = FenceChain::create(None, a.clone(), 1);
+    let p2 = FenceChain::create(Some(p1.clone()), b.clone(), 2);
+    let events = record(|| {
+        p2.enable_sw_signaling();
+        b.signal().unwrap();
+        a.signal().unwrap();
+    });
+    // Whatever the scheme, the head link hears about the fences it waits on.
+    let seen: Vec<String> = events
+        .iter()
+        .filter(|e| e.name == "container_member_signaled" && is(e, &p2))
+        .map(|e| e.field("member_seqno").to_string())
+        .collect();
+    assert!(!seen.is_empty(), "{events:?}");
+    assert!(p2.is_signaled());
+    // `Rcu` signals the container from the member's callback, on this thread; `Locked`
+    // defers it to its worker thread (the kernel's irq_work), which this collector misses.
+    if B::NAME == "rcu" {
+        assert!(names_for(&events, &p2).contains(&"fence_signaled"));
+    }
+}
+
+/// Events from a thread without a subscriber go nowhere, and the library behaves the same.
+#[test]
+fn no_subscriber_no_effect() {
+    let f = Timeline::new("trace").fence(1);
+    f.add_callback(|_| {}).unwrap();
+    f.signal().unwrap();
+    let _ = (Rcu, Locked);
+}
