@@ -41,18 +41,7 @@ pub(crate) fn wait_until<B: Backend>(
         Err(_) => return Ok(fence.status_now()),
     };
     crate::trace::event!("fence_wait_start", fence);
-    while !fence.test_signaled_flag() {
-        match deadline {
-            None => thread::park(),
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    break;
-                }
-                park_timeout(d - now);
-            }
-        }
-    }
+    park_until(deadline, || fence.test_signaled_flag());
     fence.remove_callback(id);
     crate::trace::event!(
         "fence_wait_end",
@@ -63,6 +52,26 @@ pub(crate) fn wait_until<B: Backend>(
         Ok(fence.status_now())
     } else {
         Err(FenceError::TimedOut)
+    }
+}
+
+/// Parks until `done()` holds or `deadline` passes; returns `done()`'s last answer.
+/// Spurious unparks only cause a re-check.
+fn park_until(deadline: Option<Instant>, mut done: impl FnMut() -> bool) -> bool {
+    loop {
+        if done() {
+            return true;
+        }
+        match deadline {
+            None => thread::park(),
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return done();
+                }
+                park_timeout(d - now);
+            }
+        }
     }
 }
 
@@ -116,21 +125,11 @@ pub fn wait_any_timeout<B: Backend>(
             }
         }
     }
-    while found.is_none() {
-        found = first_signaled();
-        if found.is_some() {
-            break;
-        }
-        match deadline {
-            None => thread::park(),
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    break;
-                }
-                park_timeout(d - now);
-            }
-        }
+    if found.is_none() {
+        park_until(deadline, || {
+            found = first_signaled();
+            found.is_some()
+        });
     }
     for (i, id) in ids {
         fences[i].remove_callback(id);
