@@ -1,35 +1,5 @@
 //! A fence as a file descriptor (Linux and Android): the userspace counterpart of the
-//! kernel's `sync_file`.
-//!
-//! [`FenceFd`] owns an eventfd that becomes readable when its fence signals, so a fence can
-//! sit in a `poll`/`epoll` set, behind `tokio::io::unix::AsyncFd` or a mio registration, or
-//! travel to another process (`fork`, `SCM_RIGHTS`, an inherited descriptor) like any fd.
-//!
-//! # How it works
-//!
-//! - The eventfd is created with `EFD_CLOEXEC | EFD_NONBLOCK` and a counter of 0 (not
-//!   readable).
-//! - One callback on the fence writes 1 to it: the fd becomes readable (`POLLIN`). A fence
-//!   that has already signalled gets the write at once, when the `FenceFd` is made.
-//! - The callback shares ownership of the fd (`Arc<OwnedFd>`): the fd number stays open
-//!   while a callback might still write to it, so the write can never reach a closed number
-//!   reused by something else.
-//! - Dropping the `FenceFd` of a pending fence removes the callback; the closure, and with
-//!   it the callback's share of the fd, is dropped then. Nothing stays behind for a fence
-//!   that never signals. If the fence has signalled already, the callback has run or is
-//!   about to: it closes its share itself when it is done.
-//! - Other fences pay nothing: this is one ordinary callback, on this fence only.
-//!
-//! # Limits
-//!
-//! - Readability is the eventfd's counter: **reading the fd consumes it** and makes the fd
-//!   unreadable again (unlike `sync_file`, which stays readable). Poll it, do not read it;
-//!   [`FenceFd::is_ready`] and [`FenceFd::poll`] only poll.
-//! - Readable means "signalled", with or without an error: the status is on the fence
-//!   ([`FenceFd::fence`]). A process that only has the descriptor learns completion only.
-//! - Across `fork` or `SCM_RIGHTS` the receiver's descriptor refers to the same eventfd, so it
-//!   turns readable when the fence signals in the process that owns the `FenceFd`.
-//! - Linux and Android only (eventfd); not built under `--cfg loom`.
+//! kernel's `sync_file`. See [`FenceFd`].
 
 use std::fmt;
 use std::io;
@@ -45,9 +15,42 @@ use crate::fence::{CallbackId, Fence};
 
 /// A file descriptor that becomes readable when a fence signals (the kernel's `sync_file`).
 ///
-/// Made by [`Fence::to_fd`] or [`FenceFd::new`]. It keeps a reference to the fence. Dropping
-/// it closes the descriptor (other processes' copies stay open) and, if the fence is still
-/// pending, removes its callback. See the [module docs](self) for the limits.
+/// Made by [`Fence::to_fd`] or [`FenceFd::new`]; it keeps a reference to the fence. Dropping
+/// it closes the descriptor (copies made with [`try_clone_fd`](FenceFd::try_clone_fd) or
+/// held by other processes stay open) and, if the fence is still pending, removes its
+/// callback.
+///
+/// It owns an eventfd that becomes readable when its fence signals, so a fence can
+/// sit in a `poll`/`epoll` set, behind `tokio::io::unix::AsyncFd` or a mio registration, or
+/// travel to another process (`fork`, `SCM_RIGHTS`, an inherited descriptor) like any fd.
+///
+/// # How it works
+///
+/// - The eventfd is created with `EFD_CLOEXEC | EFD_NONBLOCK` and a counter of 0 (not
+///   readable).
+/// - One callback on the fence writes 1 to it: the fd becomes readable (`POLLIN`). A fence
+///   that has already signalled gets the write at once, when the `FenceFd` is made.
+/// - The callback shares ownership of the fd (`Arc<OwnedFd>`): the fd number stays open
+///   while a callback might still write to it, so the write can never reach a closed number
+///   reused by something else.
+/// - Dropping the `FenceFd` of a pending fence removes the callback; the closure, and with
+///   it the callback's share of the fd, is dropped then. Nothing stays behind for a fence
+///   that never signals. If the fence has signalled already, the callback has run or is
+///   about to: it closes its share itself when it is done.
+/// - Other fences pay nothing: this is one ordinary callback, on this fence only.
+///
+/// # Limits
+///
+/// - Readability is the eventfd's counter: **reading the fd consumes it** and makes the fd
+///   unreadable again (unlike `sync_file`, which stays readable). Poll it, do not read it;
+///   [`is_ready`](FenceFd::is_ready) and [`poll`](FenceFd::poll) only poll.
+/// - Readable means "signalled", with or without an error: the status is on the fence
+///   ([`fence`](FenceFd::fence)). A process that only has the descriptor learns completion only.
+/// - Across `fork` or `SCM_RIGHTS` the receiver's descriptor refers to the same eventfd, so it
+///   turns readable when the fence signals in the process that owns the `FenceFd`.
+/// - [`as_raw_fd`](AsRawFd::as_raw_fd) returns the same open descriptor for the whole life
+///   of the `FenceFd`, which is what `tokio::io::unix::AsyncFd::register` asks of it.
+/// - Linux and Android only (eventfd), like [`Fence::to_fd`]; not built under `--cfg loom`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -67,8 +70,9 @@ pub struct FenceFd<B: Backend = Rcu> {
 }
 
 impl<B: Backend> Fence<B> {
-    /// A file descriptor that becomes readable when this fence signals; see [`FenceFd`].
-    /// Fails only if the eventfd cannot be created (for example `EMFILE`).
+    /// A file descriptor that becomes readable when this fence signals; see [`FenceFd`]
+    /// (Linux and Android only). Fails only if the eventfd cannot be created (for example
+    /// `EMFILE`).
     pub fn to_fd(&self) -> io::Result<FenceFd<B>> {
         FenceFd::new(self)
     }
