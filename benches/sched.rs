@@ -1,0 +1,108 @@
+//! B11: a job scheduler in the style of the kernel's drm_sched. R rings, each with a worker
+//! thread that "runs" its jobs (signals their fences) and a timeline syncobj; every job
+//! depends on the previous job of its ring and on a point of another ring's timeline,
+//! merged into one fence; a callback on that fence queues the job on its ring. The
+//! submitter keeps at most `IN_FLIGHT` jobs outstanding, as a hardware ring would.
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode};
+use rand::{Rng, SeedableRng};
+use rcu_fence::{Backend, Fence, FenceError, Locked, Rcu, Syncobj, Timeline, merge};
+
+/// Rings.
+const RINGS: usize = 2;
+/// Jobs submitted before the submitter waits for the oldest.
+const IN_FLIGHT: usize = 32;
+
+/// Submits `jobs` jobs over `RINGS` rings and waits for all of them.
+fn run<B: Backend>(jobs: usize) -> Duration {
+    let timelines: Vec<Timeline<B>> = (0..RINGS)
+        .map(|r| Timeline::new_in(&format!("ring{r}"), B::default()))
+        .collect();
+    let syncobjs: Vec<Syncobj<B>> = (0..RINGS).map(|_| Syncobj::new_in(B::default())).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    std::thread::scope(|s| {
+        let senders: Vec<mpsc::Sender<Option<Fence<B>>>> = (0..RINGS)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel::<Option<Fence<B>>>();
+                s.spawn(move || {
+                    while let Ok(Some(job)) = rx.recv() {
+                        job.signal().unwrap();
+                    }
+                });
+                tx
+            })
+            .collect();
+        let mut window: Vec<Option<Fence<B>>> = vec![None; IN_FLIGHT];
+        let mut last: Vec<Option<Fence<B>>> = vec![None; RINGS];
+        let start = Instant::now();
+        for j in 0..jobs {
+            if let Some(old) = window[j % IN_FLIGHT].take() {
+                old.wait();
+            }
+            let ring = j % RINGS;
+            let point = (j / RINGS) as u64 + 1;
+            let job = timelines[ring].fence(point);
+
+            let mut deps: Vec<Fence<B>> = Vec::with_capacity(2);
+            if let Some(prev) = &last[ring] {
+                deps.push(prev.clone());
+            }
+            let other = (ring + 1) % RINGS;
+            let other_points = if other < ring { point } else { point - 1 };
+            if other_points > 0 {
+                let p = other_points.saturating_sub(rng.random_range(0..4)).max(1);
+                deps.push(syncobjs[other].find_fence(p).expect("submitted point"));
+            }
+            syncobjs[ring].add_point(job.clone(), point);
+
+            let queued = job.clone();
+            let tx = senders[ring].clone();
+            let ready = if deps.is_empty() {
+                Err(FenceError::AlreadySignaled)
+            } else {
+                merge(&deps).unwrap().add_callback(move |_| {
+                    let _ = tx.send(Some(queued));
+                })
+            };
+            if ready.is_err() {
+                senders[ring].send(Some(job.clone())).unwrap();
+            }
+            window[j % IN_FLIGHT] = Some(job.clone());
+            last[ring] = Some(job);
+        }
+        for fence in last.iter().flatten() {
+            fence.wait();
+        }
+        let elapsed = start.elapsed();
+        for tx in &senders {
+            tx.send(None).unwrap();
+        }
+        elapsed
+    })
+}
+
+fn b11(c: &mut Criterion) {
+    let jobs: usize = if common::quick() { 10_000 } else { 100_000 };
+    let mut group = c.benchmark_group("b11_scheduler");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.bench_with_input(BenchmarkId::new(Rcu::NAME, jobs), &jobs, |b, &jobs| {
+        b.iter_custom(|iters| (0..iters).map(|_| run::<Rcu>(jobs)).sum())
+    });
+    group.bench_with_input(BenchmarkId::new(Locked::NAME, jobs), &jobs, |b, &jobs| {
+        b.iter_custom(|iters| (0..iters).map(|_| run::<Locked>(jobs)).sum())
+    });
+    group.finish();
+}
+
+fn main() {
+    common::setup();
+    let mut c = common::criterion();
+    b11(&mut c);
+    c.final_summary();
+}
