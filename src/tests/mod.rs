@@ -3,4 +3,12 @@
 #[cfg(loom)]
 mod loom_callbacks;
 #[cfg(loom)]
+mod loom_chain;
+#[cfg(loom)]
 mod loom_containers;
+#[cfg(loom)]
+mod loom_future;
+#[cfg(loom)]
+mod loom_remove;
+#[cfg(loom)]
+mod loom_work;

@@ -2,6 +2,8 @@
 //! models (built only under `--cfg loom`).
 
 #[cfg(loom)]
+mod loom_defer;
+#[cfg(loom)]
 mod loom_slot;
 #[cfg(not(loom))]
 mod suite;

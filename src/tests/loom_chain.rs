@@ -1,0 +1,99 @@
+//! Loom model of the chain's garbage collection racing the creation of a new link on top
+//! of the head (`FenceChain::create` reads the head's seqno and context; a syncobj's
+//! `add_point` does exactly this while readers walk).
+//!
+//! Run with `LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS="--cfg loom" cargo test -p rcu-fence
+//! --release --lib loom_`.
+
+use std::sync::Arc as StdArc;
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+
+use crate::{Fence, FenceChain, FenceOps, Rcu, Timeline, chain_walk};
+
+/// Hooks that count the release of their fence (the hooks are dropped with it).
+struct Freed(Arc<AtomicUsize>);
+
+impl Drop for Freed {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl FenceOps<Rcu> for Freed {
+    fn driver_name(&self) -> &str {
+        "loom"
+    }
+    fn timeline_name(&self) -> &str {
+        "loom"
+    }
+}
+
+fn seqnos(head: &Fence<Rcu>) -> Vec<u64> {
+    chain_walk(head).map(|l| l.seqno()).collect()
+}
+
+/// Thread A signals point 1 and walks from point 2, collecting point 1; thread B creates
+/// point 3 on top of point 2 and walks from it. B's link continues the chain's context,
+/// its walk yields each live point once in order, and after both the chain reads
+/// [3, 2]; every fence is freed exactly once.
+#[test]
+fn loom_chain_gc_vs_new_link() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let freed = Arc::new(AtomicUsize::new(0));
+        let fences: Vec<_> = (1..=3)
+            .map(|s| tl.fence_with_ops(s, StdArc::new(Freed(freed.clone()))))
+            .collect();
+        let p1 = FenceChain::create(None, fences[0].clone(), 1);
+        let p2 = FenceChain::create(Some(p1), fences[1].clone(), 2);
+        let (first, own3) = (fences[0].clone(), fences[2].clone());
+        let walker = {
+            let p2 = p2.clone();
+            thread::spawn(move || {
+                first.signal().unwrap();
+                assert_eq!(seqnos(&p2), [2]);
+            })
+        };
+        let creator = {
+            let p2 = p2.clone();
+            thread::spawn(move || {
+                let p3 = FenceChain::create(Some(p2.clone()), own3, 3);
+                assert_eq!(
+                    p3.context(),
+                    p2.context(),
+                    "the new link continues the chain"
+                );
+                assert_eq!(p3.as_chain().unwrap().prev_seqno(), 2);
+                let seen = seqnos(&p3);
+                assert!(seen == [3, 2, 1] || seen == [3, 2], "{seen:?}");
+                p3
+            })
+        };
+        walker.join().unwrap();
+        let p3 = creator.join().unwrap();
+        assert_eq!(seqnos(&p3), [3, 2]);
+        assert!(p3.as_chain().unwrap().prev().unwrap().ptr_eq(&p2));
+        // Completing the rest completes the new head exactly once.
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        p3.add_callback(move |_| {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+        fences[1].signal().unwrap();
+        assert!(!p3.test_signaled_flag());
+        fences[2].signal().unwrap();
+        assert!(p3.test_signaled_flag());
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        drop((fences, p2, p3));
+        crate::synchronize_rcu();
+        assert_eq!(
+            freed.load(Ordering::SeqCst),
+            3,
+            "every fence freed exactly once"
+        );
+    });
+}
