@@ -1,6 +1,6 @@
 //! `FenceFd`: a fence as an eventfd, under poll, epoll, tokio, mio, `SCM_RIGHTS` and a child
 //! process, on both backends; closing before and after the signal.
-#![cfg(any(target_os = "linux", target_os = "android"))]
+#![cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, IoSlice, IoSliceMut};
