@@ -97,6 +97,17 @@ pub struct Fence<B: Backend = Rcu> {
 /// assert!(f.remove_callback(id)); // removed: will never run
 /// f.signal().unwrap();
 /// ```
+///
+/// An id is consumed by the removal and cannot be cloned, so removing one callback twice
+/// does not compile:
+///
+/// ```compile_fail,E0382
+/// use rcu_fence::Timeline;
+/// let f = Timeline::new("gpu").fence(1);
+/// let id = f.add_callback(|_| {}).unwrap();
+/// f.remove_callback(id);
+/// f.remove_callback(id); // error[E0382]: use of moved value: `id`
+/// ```
 pub struct CallbackId<B: Backend = Rcu> {
     owner: usize,
     key: B::CallbackKey,
