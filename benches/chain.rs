@@ -96,8 +96,7 @@ impl<B: Backend> Chain for Links<B> {
         // `Locked` completes links from its irq_work thread.
         head.wait();
         common::wait_flag(&done);
-        let elapsed = start.elapsed();
-        elapsed
+        start.elapsed()
     }
 
     fn find(&self, n: usize, lookups: &[u64]) -> Duration {

@@ -163,7 +163,8 @@ impl OneShot for TokioNotify {
         for _ in 0..ops {
             let mut notified = pin!(notify.notified());
             notified.as_mut().enable();
-            drop(black_box(notified));
+            // The pinned future is dropped (deregistered) at the end of the loop body.
+            black_box(&mut notified);
         }
         start.elapsed()
     }
@@ -214,8 +215,33 @@ fn b2(c: &mut Criterion) {
     group.finish();
 }
 
+/// `RCU_FENCE_PROFILE=<variant>:<k>:<rounds>` runs B1 alone that many rounds and exits: for
+/// `valgrind --tool=callgrind`, whose instruction counts are repeatable where times are not
+/// (per op = (count at N rounds - count at 0 rounds) / N).
+fn profile(spec: &str) {
+    let mut parts = spec.split(':');
+    let variant = parts.next().unwrap_or("rcu");
+    let k: usize = parts.next().and_then(|x| x.parse().ok()).unwrap_or(1);
+    let rounds: usize = parts.next().and_then(|x| x.parse().ok()).unwrap_or(100_000);
+    let (rcu, locked) = (
+        Fences(Timeline::new_in("b1", Rcu)),
+        Fences(Timeline::new_in("b1", Locked)),
+    );
+    for _ in 0..rounds {
+        match variant {
+            "floor" => Floor.create_signal(k),
+            "locked" => locked.create_signal(k),
+            "mutex_condvar" => Condvar.create_signal(k),
+            _ => rcu.create_signal(k),
+        }
+    }
+}
+
 fn main() {
     common::setup();
+    if let Ok(spec) = std::env::var("RCU_FENCE_PROFILE") {
+        return profile(&spec);
+    }
     let mut c = common::criterion();
     b1(&mut c);
     b2(&mut c);

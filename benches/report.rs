@@ -4,7 +4,9 @@
 //! and the noise) and draws the plots under `benches/plots/`.
 //!
 //! `cargo bench --bench report` runs everything; `-- --report-only` only rewrites the
-//! report from the last results; `RCU_FENCE_BENCH_QUICK=1` makes every run short.
+//! report from the last results; `RCU_FENCE_BENCH_QUICK=1` makes every run short;
+//! `RCU_FENCE_BENCH_ONLY=chain,latency` reruns only those targets and keeps the other
+//! results.
 
 mod common;
 
@@ -226,9 +228,18 @@ fn lat(latency: &Value, bench: &str, name: &str, kind: &str, q: &str) -> Option<
 }
 
 fn run_targets(out: &Path, home: &Path) {
-    let _ = std::fs::remove_dir_all(home);
+    let only = std::env::var("RCU_FENCE_BENCH_ONLY").ok();
     let quick = common::quick();
+    if only.is_none() {
+        let _ = std::fs::remove_dir_all(home);
+    }
     for (package, bench) in TARGETS {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|b| b == bench))
+        {
+            continue;
+        }
         let started = Instant::now();
         println!("== cargo bench -p {package} --bench {bench}");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
