@@ -1,11 +1,11 @@
 //! Panicking callbacks and hooks, on both backends: a panic never leaves a fence
 //! half-signalled, never stops the other callbacks, never loses a callback, and does not
 //! poison later use. Where the panic goes: every callback's panic is caught, the rest still
-//! run, and the first panic is resumed by the outermost signalling call on that thread
-//! (`Rcu`: the call that started the cascade; `Locked`: the `signal` that ran the
-//! callbacks, after its lock is released while unwinding). A container's own callbacks on
-//! `Locked` run on the irq_work worker, which reports a panic through the panic hook and
-//! keeps going.
+//! run, and the first panic is resumed by the outermost fence call on that thread (on
+//! `Locked` the `signal` that ran the callbacks unwinds with its lock released on the way).
+//! A container's own callbacks on `Locked` run on whichever thread signals it: the
+//! irq_work worker (which reports a panic through the panic hook and keeps going) or a
+//! waiter whose poll finds it complete.
 
 mod common;
 
