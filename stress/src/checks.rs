@@ -396,20 +396,47 @@ pub(crate) fn settle(baseline: &[(&'static Live, i64)], patience: Duration) -> (
 // Latency
 // ---------------------------------------------------------------------------------------
 
+/// A histogram of 1 ns to 60 s at 3 significant digits. (Fixed bounds: with the default
+/// auto-resizing bounds, `saturating_record` clamps at the initial tiny range.)
+pub(crate) fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
+}
+
 /// Signal-to-callback latency, recorded on whichever thread runs the callback.
 pub(crate) mod latency {
     use super::*;
 
     thread_local! {
         static LOCAL: RefCell<Option<Histogram<u64>>> = const { RefCell::new(None) };
+        /// True on the `Locked` backend's irq_work thread, which belongs to the library and
+        /// never flushes: its samples go straight to [`FOREIGN`].
+        static FOREIGN_THREAD: bool =
+            std::thread::current().name() == Some("fence-irq-work");
+    }
+
+    /// Samples recorded on threads the scenarios do not own (see `FOREIGN_THREAD`).
+    static FOREIGN: Mutex<Option<Histogram<u64>>> = Mutex::new(None);
+
+    /// Moves the samples recorded on foreign threads into `into` (and clears them).
+    pub(crate) fn take_foreign(into: &Mutex<Histogram<u64>>) {
+        let foreign = FOREIGN.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = foreign {
+            let _ = into.lock().unwrap_or_else(|e| e.into_inner()).add(&h);
+        }
     }
 
     /// Records one sample (nanoseconds) on this thread.
     pub(crate) fn record(nanos: u64) {
+        if FOREIGN_THREAD.with(|f| *f) {
+            let mut foreign = FOREIGN.lock().unwrap_or_else(|e| e.into_inner());
+            foreign
+                .get_or_insert_with(new_histogram)
+                .saturating_record(nanos.max(1));
+            return;
+        }
         LOCAL.with(|h| {
             let mut h = h.borrow_mut();
-            let h =
-                h.get_or_insert_with(|| Histogram::new(3).expect("3 significant digits is valid"));
+            let h = h.get_or_insert_with(new_histogram);
             h.saturating_record(nanos.max(1));
         });
     }
@@ -658,13 +685,15 @@ impl Checks {
     /// thread that runs the scenario itself (`"main"`).
     pub(crate) fn new(workers: usize, helpers: &[&str]) -> Checks {
         let violations = Arc::new(Violations::default());
+        // Samples left on foreign threads by an earlier run are not this run's.
+        latency::take_foreign(&Mutex::new(new_histogram()));
         let mut names = helpers.to_vec();
         names.push("main");
         Checks {
             ledger: Ledger::new(violations.clone()),
             violations,
             watch: Arc::new(Watch::new(workers, &names)),
-            latency: Mutex::new(Histogram::new(3).expect("3 significant digits is valid")),
+            latency: Mutex::new(new_histogram()),
             baseline: [&FENCES, &CALLBACKS]
                 .into_iter()
                 .map(|l| (l, l.now()))
@@ -682,6 +711,7 @@ impl Checks {
     /// the live gauges to settle and fills the standard columns of `outcome`.
     pub(crate) fn finish(&self, outcome: &mut Outcome) {
         self.flush_latency();
+        latency::take_foreign(&self.latency);
         let tally = self.ledger.audit();
         outcome.callbacks_installed = tally.installed;
         outcome.callbacks_delivered = tally.delivered;

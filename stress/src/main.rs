@@ -20,8 +20,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rcu_fence::{Backend, Locked, Rcu};
 
 mod checks;
+mod contained;
 mod report;
 mod scenarios;
+mod stack;
 
 use checks::{Checks, Watchdog};
 use report::{Outcome, RunReport};
@@ -78,7 +80,7 @@ struct Cli {
     #[arg(long, value_name = "N")]
     ops: Option<u64>,
 
-    /// Nesting depth for the container scenarios [default: 10000; 1000 with --quick].
+    /// Nesting depth of `deep` [default: 100000; 10000 with --quick].
     #[arg(long, value_name = "D")]
     depth: Option<usize>,
 
@@ -148,7 +150,7 @@ impl Settings {
             ops: cli.ops,
             depth: cli
                 .depth
-                .unwrap_or(if cli.quick { 1_000 } else { 10_000 })
+                .unwrap_or(if cli.quick { 10_000 } else { 100_000 })
                 .max(1),
             width: cli.width.unwrap_or(if cli.quick { 4 } else { 8 }).max(1),
             quick: cli.quick,
@@ -281,6 +283,11 @@ fn run_one(entry: &Entry, backend: &'static str, cfg: &RunConfig, checks: &Arc<C
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(contained::CHILD_ARG) {
+        let code = contained::child_main(&args[2..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     if cli.list {
         for e in scenarios::all() {

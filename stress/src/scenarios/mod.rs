@@ -18,7 +18,13 @@ use rcu_fence::{Backend, Fence, FenceOps, Locked, Rcu, Timeline};
 use crate::checks::{Checks, FENCES, LiveToken};
 use crate::report::Outcome;
 
+pub(crate) mod deep;
 mod flat;
+mod net;
+mod readers;
+mod sched;
+mod shapes;
+mod syncobj;
 
 /// How one scenario runs on one backend.
 #[derive(Clone, Debug)]
@@ -103,7 +109,17 @@ impl Entry {
 
 /// Every scenario, in the order they run.
 pub(crate) fn all() -> Vec<Entry> {
-    vec![Entry::of::<flat::Flat>()]
+    vec![
+        Entry::of::<flat::Flat>(),
+        Entry::of::<shapes::Wide>(),
+        Entry::of::<deep::Deep>(),
+        Entry::of::<shapes::ChainOfArrays>(),
+        Entry::of::<shapes::ArrayOfChains>(),
+        Entry::of::<shapes::Dag>(),
+        Entry::of::<syncobj::SyncobjChurn>(),
+        Entry::of::<readers::Readers>(),
+        Entry::of::<sched::Sched>(),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------
@@ -148,6 +164,12 @@ impl Stop {
 
     pub(crate) fn elapsed(&self) -> Duration {
         self.start.elapsed()
+    }
+
+    /// Counts `n` operations done by a round-based scenario; true while the budget lasts.
+    pub(crate) fn round_done(&self, n: u64) -> bool {
+        self.total.fetch_add(n, Ordering::Relaxed);
+        self.check()
     }
 
     pub(crate) fn is_stopped(&self) -> bool {

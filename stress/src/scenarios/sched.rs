@@ -1,0 +1,282 @@
+//! `sched`: a job scheduler in the style of the kernel's drm_sched.
+//!
+//! Four rings, each with a timeline syncobj that carries its jobs' points. The submitter
+//! (the main thread) creates jobs: each job on ring r depends on the previous job of r and
+//! on recent points of up to two other rings (found with `find_fence`); the dependencies are
+//! merged into one fence (`merge`), and one callback on it makes the job runnable. No one
+//! polls: a job becomes runnable only from that callback. Workers take runnable jobs and
+//! complete them by signalling the job's fence, which is a point of its ring's syncobj; a job
+//! whose dependencies failed completes with their error, and one job in 128 fails by itself.
+//! At most 512 jobs are in flight.
+//!
+//! Checked: a job runs only after every job it depends on has completed; its fence is still
+//! pending when it runs; every job completes; the network and exactly-once checks. Reported:
+//! jobs per second, and the latency from the last dependency's signal to the job becoming
+//! runnable (on `Locked` it includes the irq_work hop of the merged array).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use rand::Rng;
+use rcu_fence::{Backend, Fence, Locked, Syncobj, Timeline, lockdep, merge};
+
+use super::net::{Builder, injected_error};
+use super::{RunConfig, Scenario, Stop};
+use crate::checks::{CALLBACKS, Checks, Op, Ticket, latency};
+use crate::report::Outcome;
+use crate::stack::{Peak, spawn_small};
+
+/// A drm_sched-style job scheduler.
+#[derive(Debug)]
+pub(crate) struct Sched;
+
+const RINGS: usize = 4;
+const IN_FLIGHT: u64 = 512;
+
+struct Job<B: Backend> {
+    fence: Fence<B>,
+    /// The fences of the jobs it depends on (a fence counts as completed once its flag is
+    /// set: `merge` leaves out such a fence even while its callbacks are still running).
+    deps: Vec<Fence<B>>,
+}
+
+struct Ring<B: Backend> {
+    obj: Syncobj<B>,
+    timeline: Timeline<B>,
+    /// The fence of each job by point (index point - 1); touched by the submitter only.
+    jobs: Vec<Fence<B>>,
+}
+
+/// Runnable jobs.
+struct Ready<B: Backend> {
+    queue: Mutex<VecDeque<Job<B>>>,
+    more: Condvar,
+}
+
+impl<B: Backend> Ready<B> {
+    fn push(&self, job: Job<B>) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(job);
+        self.more.notify_one();
+    }
+
+    fn pop(&self, timeout: Duration) -> Option<Job<B>> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.is_empty() {
+            q = self
+                .more
+                .wait_timeout(q, timeout)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        q.pop_front()
+    }
+}
+
+/// Makes `job` runnable from the merged dependency fence's callback (checks the
+/// dependencies first).
+fn runnable<B: Backend>(
+    job: Job<B>,
+    ticket: Ticket,
+    ready: Arc<Ready<B>>,
+) -> impl FnOnce(&Fence<B>) + Send + 'static {
+    let live = CALLBACKS.token();
+    move |_| {
+        if job.deps.iter().any(|d| !d.test_signaled_flag()) {
+            ticket.report("a job became runnable before one of its dependencies completed");
+        }
+        if let Some(last) = job.deps.iter().filter_map(|d| d.timestamp()).max() {
+            latency::record(last.elapsed().as_nanos() as u64);
+        }
+        ready.push(job);
+        ticket.ran();
+        drop(live);
+    }
+}
+
+impl Scenario for Sched {
+    const NAME: &'static str = "sched";
+    const ABOUT: &'static str =
+        "drm_sched-style rings: jobs with merged dependency fences run from callbacks; jobs/s";
+
+    fn run<B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
+        let mut outcome = Outcome::new(Self::NAME, B::NAME, cfg.seed, cfg.threads);
+        if B::NAME == Locked::NAME {
+            lockdep::reset();
+        }
+        let main = checks.watch.helper("main");
+        let ready = Arc::new(Ready::<B> {
+            queue: Mutex::new(VecDeque::new()),
+            more: Condvar::new(),
+        });
+        let completed = AtomicU64::new(0);
+        let finished = std::sync::atomic::AtomicBool::new(false);
+        let stop = Stop::new(cfg);
+        let peak = Peak::default();
+        let mut submitted = 0u64;
+        let mut deps_merged = 0u64;
+        thread::scope(|s| {
+            let mut handles = Vec::new();
+            for t in 0..cfg.threads {
+                let (ready, completed, finished, peak) = (&ready, &completed, &finished, &peak);
+                handles.push(spawn_small(s, format!("sched-{t}"), peak, move || {
+                    let heart = checks.watch.worker(t);
+                    let mut rng = cfg.rng(1 + t as u64);
+                    while !finished.load(Ordering::Acquire) {
+                        heart.idle();
+                        let Some(job) = ready.pop(Duration::from_millis(2)) else {
+                            continue;
+                        };
+                        heart.at(Op::Signal);
+                        if job.fence.test_signaled_flag() {
+                            checks
+                                .violations
+                                .report("a job's fence signalled before the job ran");
+                        }
+                        let failed = job.deps.iter().find_map(|d| d.error());
+                        let error = failed.or_else(|| {
+                            (rng.random_range(0..128) == 0).then(|| injected_error(&mut rng))
+                        });
+                        if let Some(e) = error {
+                            let _ = job.fence.set_error(e);
+                        }
+                        if let Err(e) = job.fence.signal() {
+                            checks
+                                .violations
+                                .report(format!("job signal returned {e:?}"));
+                        }
+                        drop(job);
+                        completed.fetch_add(1, Ordering::Release);
+                    }
+                    heart.idle();
+                    checks.flush_latency();
+                }));
+            }
+
+            // The submitter.
+            let mut rng = cfg.rng(0);
+            let mut b = Builder::<B>::new(checks, "sched");
+            let mut writer = checks.ledger.writer();
+            let mut rings: Vec<Ring<B>> = (0..RINGS)
+                .map(|_| Ring {
+                    obj: Syncobj::new_in(B::default()),
+                    timeline: Timeline::new_in("ring", B::default()),
+                    jobs: Vec::new(),
+                })
+                .collect();
+            let mut meter = stop.meter();
+            while meter.keep_going() {
+                if submitted - completed.load(Ordering::Acquire) >= IN_FLIGHT {
+                    main.idle();
+                    thread::yield_now();
+                    continue;
+                }
+                main.at(Op::Build);
+                let r = rng.random_range(0..RINGS);
+                let mut deps = Vec::new();
+                let mut probes = Vec::new();
+                let own = rings[r].jobs.len();
+                if own > 0 {
+                    probes.push(rings[r].jobs[own - 1].clone());
+                    deps.push(rings[r].obj.find_fence(own as u64));
+                }
+                for _ in 0..rng.random_range(0..=2) {
+                    let other = rng.random_range(0..RINGS);
+                    let n = rings[other].jobs.len();
+                    if other == r || n == 0 {
+                        continue;
+                    }
+                    let point = rng.random_range(n.saturating_sub(8).max(1)..=n);
+                    probes.push(rings[other].jobs[point - 1].clone());
+                    deps.push(rings[other].obj.find_fence(point as u64));
+                }
+                let deps: Vec<Fence<B>> = match deps.into_iter().collect() {
+                    Ok(d) => d,
+                    Err(e) => {
+                        checks
+                            .violations
+                            .report(format!("find_fence of a submitted point returned {e:?}"));
+                        continue;
+                    }
+                };
+                let point = own as u64 + 1;
+                let leaf = b.leaf_on(&rings[r].timeline, point);
+                rings[r].jobs.push(leaf.fence.clone());
+                rings[r].obj.add_point(leaf.fence.clone(), point);
+                let job = Job {
+                    fence: leaf.fence,
+                    deps: probes,
+                };
+                submitted += 1;
+                meter.add(3 + deps.len() as u64);
+                if deps.is_empty() {
+                    ready.push(job);
+                    continue;
+                }
+                deps_merged += deps.len() as u64;
+                let merged = match merge(&deps) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        checks.violations.report(format!("merge returned {e:?}"));
+                        ready.push(job);
+                        continue;
+                    }
+                };
+                let ticket = writer.ticket();
+                let mine = ticket.share();
+                main.at(Op::AddCallback);
+                // If the callback is refused, the closure (and the job in it) is dropped:
+                // keep a second handle on the job to run it directly.
+                let direct = Job {
+                    fence: job.fence.clone(),
+                    deps: job.deps.clone(),
+                };
+                match merged.add_callback(runnable(job, ticket, ready.clone())) {
+                    Ok(_) => {
+                        mine.installed();
+                        drop(direct);
+                    }
+                    Err(_) => {
+                        mine.refused();
+                        ready.push(direct);
+                    }
+                }
+            }
+            drop(meter);
+            // Drain: every submitted job must complete.
+            main.at(Op::Wait);
+            while completed.load(Ordering::Acquire) < submitted {
+                thread::sleep(Duration::from_millis(1));
+            }
+            finished.store(true, Ordering::Release);
+            main.at(Op::Cleanup);
+            drop(rings);
+            drop(b);
+            main.idle();
+            // Joined explicitly: a joined thread has also run its thread-local
+            // destructors, which hand its deferred garbage to the reclaimer.
+            for h in handles {
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            }
+        });
+        let elapsed = stop.elapsed();
+        outcome.set_elapsed(elapsed);
+        outcome.ops = submitted;
+        rcu_fence::synchronize_rcu();
+        outcome.peak_stack_bytes = peak.get();
+        outcome.notes.push(format!(
+            "{submitted} jobs on {RINGS} rings ({:.0} jobs/s; ops/s counts jobs), {deps_merged} dependencies merged",
+            submitted as f64 / elapsed.as_secs_f64().max(1e-9)
+        ));
+        if B::NAME == Locked::NAME {
+            super::shapes::lockdep_notes(&mut outcome);
+        }
+        checks.finish(&mut outcome);
+        outcome
+    }
+}

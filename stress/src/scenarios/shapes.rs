@@ -1,0 +1,347 @@
+//! Round-based container shapes: `wide`, `chain-of-arrays`, `array-of-chains` and `dag`.
+//!
+//! Each round builds a checked network (see `net`: every node watched as it is built, its
+//! container rule checked when it signals), signals every leaf from all threads in a random
+//! order (one leaf in 64 fails with an injected error first), waits for every container to
+//! signal and drops everything. Rounds repeat until the budget runs out. The signalling
+//! threads have 256 KiB stacks whose peak use is measured.
+//!
+//! - `wide`: thousands of leaves under one all-mode and one any-mode array, plus all-mode
+//!   arrays over random quarters of them.
+//! - `chain-of-arrays`: a timeline whose points are arrays over leaves of four rings.
+//! - `array-of-chains`: several timelines whose points are small arrays, and arrays over the
+//!   chain heads and over random middle points (array → chain → array: on `Locked` the lock
+//!   classes nest both ways, and the kernel's nesting warnings fire).
+//! - `dag`: random mixtures; each new container takes random earlier nodes, so one fence
+//!   sits in several containers at different depths. On `Locked` the depth is capped (its
+//!   final put recurses); on `Rcu` it is whatever the mixture gives.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+
+use rand::Rng;
+use rand::rngs::SmallRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rcu_fence::{Backend, Fence, Locked, Timeline, lockdep};
+
+use super::net::{Builder, Node, array_poll_keeps_error, signal_leaf};
+use super::{RunConfig, Scenario, Stop};
+use crate::checks::{Checks, Op};
+use crate::report::Outcome;
+use crate::stack::{Peak, spawn_small};
+
+/// One round's network: the leaves to signal and the containers to wait for.
+struct Round<B: Backend> {
+    leaves: Vec<Fence<B>>,
+    containers: Vec<Fence<B>>,
+    /// Largest nesting depth built (leaves are depth 0).
+    depth: usize,
+}
+
+/// A network shape.
+trait Shape {
+    const NAME: &'static str;
+    const ABOUT: &'static str;
+    fn build<B: Backend>(b: &mut Builder<'_, B>, rng: &mut SmallRng, cfg: &RunConfig) -> Round<B>;
+}
+
+/// Runs rounds of `S` until the budget runs out.
+fn run_rounds<S: Shape, B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
+    let mut outcome = Outcome::new(S::NAME, B::NAME, cfg.seed, cfg.threads);
+    if B::NAME == Locked::NAME {
+        lockdep::reset();
+    }
+    let main = checks.watch.helper("main");
+    let stop = Stop::new(cfg);
+    let peak = Peak::default();
+    let mut rng = cfg.rng(0);
+    let mut rounds = 0u64;
+    let mut depth = 0;
+    let mut builder = Builder::<B>::new(checks, S::NAME);
+    if S::NAME == <Dag as Shape>::NAME {
+        array_poll_keeps_error::<B>(checks);
+    }
+    loop {
+        main.at(Op::Build);
+        let before = builder.ops;
+        let mut round = S::build(&mut builder, &mut rng, cfg);
+        depth = depth.max(round.depth);
+        round.leaves.shuffle(&mut rng);
+        let signals = AtomicU64::new(0);
+        let chunk = round.leaves.len().div_ceil(cfg.threads).max(1);
+        main.at(Op::Signal);
+        thread::scope(|s| {
+            let mut handles = Vec::new();
+            for (t, part) in round.leaves.chunks(chunk).enumerate() {
+                let (signals, peak) = (&signals, &peak);
+                let seed = rng.random::<u64>();
+                handles.push(spawn_small(
+                    s,
+                    format!("{}-{t}", S::NAME),
+                    peak,
+                    move || {
+                        let heart = checks.watch.worker(t);
+                        let mut rng = cfg.rng(seed);
+                        let mut n = 0;
+                        for leaf in part {
+                            heart.at(Op::Signal);
+                            n += signal_leaf(leaf, &mut rng, 64, checks);
+                        }
+                        heart.idle();
+                        signals.fetch_add(n, Ordering::Relaxed);
+                        checks.flush_latency();
+                    },
+                ));
+            }
+            // Joined explicitly: a joined thread has also run its thread-local
+            // destructors, which hand its deferred garbage to the reclaimer.
+            for h in handles {
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            }
+        });
+        main.at(Op::Wait);
+        for c in &round.containers {
+            let _ = c.wait();
+        }
+        main.at(Op::Drop);
+        drop(round);
+        rounds += 1;
+        let ops = builder.ops - before + signals.into_inner();
+        if !stop.round_done(ops) {
+            break;
+        }
+    }
+    main.at(Op::Cleanup);
+    drop(builder);
+    rcu_fence::synchronize_rcu();
+    main.idle();
+    outcome.set_elapsed(stop.elapsed());
+    outcome.ops = stop.ops();
+    outcome.peak_stack_bytes = peak.get();
+    outcome
+        .notes
+        .push(format!("{rounds} rounds, nesting depth up to {depth}"));
+    if B::NAME == Locked::NAME {
+        lockdep_notes(&mut outcome);
+    }
+    checks.finish(&mut outcome);
+    outcome
+}
+
+/// Fills the lock-dependency column and notes from the process-wide recorder.
+pub(crate) fn lockdep_notes(outcome: &mut Outcome) {
+    let report = lockdep::report();
+    outcome.lock_dependencies = Some(report.dependencies.len() as u64);
+    let same: u64 = report.same_class.iter().map(|(_, n)| n).sum();
+    let mut parts = vec![format!(
+        "lockdep: {} dependencies, {same} same-class nestings, {} nesting warnings",
+        report.dependencies.len(),
+        report.nesting_warning_count()
+    )];
+    for cycle in &report.cycles {
+        let names: Vec<&str> = cycle.iter().map(|c| c.name()).collect();
+        parts.push(format!(
+            "lock-class cycle {}→{} recorded",
+            names.join("→"),
+            names[0]
+        ));
+    }
+    let limit = parts.join("; ");
+    if !report.cycles.is_empty() || report.nesting_warning_count() > 0 {
+        outcome.known_limit = Some(limit);
+    } else {
+        outcome.notes.push(limit);
+    }
+}
+
+macro_rules! scenario {
+    ($ty:ident) => {
+        impl Scenario for $ty {
+            const NAME: &'static str = <$ty as Shape>::NAME;
+            const ABOUT: &'static str = <$ty as Shape>::ABOUT;
+            fn run<B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
+                run_rounds::<$ty, B>(cfg, checks)
+            }
+        }
+    };
+}
+
+/// Arrays of thousands of members.
+#[derive(Debug)]
+pub(crate) struct Wide;
+
+impl Shape for Wide {
+    const NAME: &'static str = "wide";
+    const ABOUT: &'static str = "arrays of thousands of members, all- and any-mode, leaves signalled from all threads in random order";
+
+    fn build<B: Backend>(b: &mut Builder<'_, B>, rng: &mut SmallRng, cfg: &RunConfig) -> Round<B> {
+        let n = 512 * cfg.width;
+        let leaves: Vec<Node<B>> = (0..n).map(|_| b.leaf()).collect();
+        let all: Vec<&Node<B>> = leaves.iter().collect();
+        let mut containers = vec![b.array(&all, false).fence, b.array(&all, true).fence];
+        for _ in 0..2 {
+            let quarter: Vec<&Node<B>> = all.choose_multiple(rng, n / 4).copied().collect();
+            containers.push(b.array(&quarter, false).fence);
+        }
+        Round {
+            leaves: leaves.into_iter().map(|l| l.fence).collect(),
+            containers,
+            depth: 1,
+        }
+    }
+}
+scenario!(Wide);
+
+/// A timeline whose points are arrays.
+#[derive(Debug)]
+pub(crate) struct ChainOfArrays;
+
+impl Shape for ChainOfArrays {
+    const NAME: &'static str = "chain-of-arrays";
+    const ABOUT: &'static str =
+        "a timeline (chain) whose points are arrays over leaves of four rings";
+
+    fn build<B: Backend>(b: &mut Builder<'_, B>, rng: &mut SmallRng, cfg: &RunConfig) -> Round<B> {
+        let points = if cfg.quick { 200 } else { 1000 };
+        let rings: Vec<Timeline<B>> = (0..4)
+            .map(|_| Timeline::new_in("ring", B::default()))
+            .collect();
+        let mut leaves = Vec::new();
+        let mut containers = Vec::new();
+        let mut head: Option<Node<B>> = None;
+        for p in 1..=points {
+            let members: Vec<Node<B>> = (0..rng.random_range(1..=cfg.width))
+                .map(|i| b.leaf_on(&rings[i % rings.len()], p))
+                .collect();
+            let refs: Vec<&Node<B>> = members.iter().collect();
+            let array = b.array(&refs, rng.random_range(0..8) == 0);
+            let link = b.chain(head.as_ref(), &array, p);
+            leaves.extend(members.into_iter().map(|m| m.fence));
+            containers.push(array.fence);
+            containers.push(link.fence.clone());
+            head = Some(link);
+        }
+        Round {
+            leaves,
+            containers,
+            depth: 2,
+        }
+    }
+}
+scenario!(ChainOfArrays);
+
+/// Arrays whose members are chain heads.
+#[derive(Debug)]
+pub(crate) struct ArrayOfChains;
+
+impl Shape for ArrayOfChains {
+    const NAME: &'static str = "array-of-chains";
+    const ABOUT: &'static str =
+        "arrays over chain heads and middle points; each chain point is itself a small array";
+
+    fn build<B: Backend>(b: &mut Builder<'_, B>, rng: &mut SmallRng, cfg: &RunConfig) -> Round<B> {
+        let chains = cfg.width.max(2);
+        let points = if cfg.quick { 50 } else { 200 };
+        let mut leaves = Vec::new();
+        let mut containers = Vec::new();
+        let mut heads = Vec::new();
+        let mut middles = Vec::new();
+        for _ in 0..chains {
+            let mut head: Option<Node<B>> = None;
+            for p in 1..=points {
+                let (x, y) = (b.leaf(), b.leaf());
+                let point = b.array(&[&x, &y], false);
+                let link = b.chain(head.as_ref(), &point, p);
+                leaves.push(x.fence);
+                leaves.push(y.fence);
+                containers.push(point.fence);
+                if rng.random_range(0..points) == 0 {
+                    middles.push(link.clone());
+                }
+                head = Some(link);
+            }
+            heads.push(head.expect("points > 0"));
+        }
+        let refs: Vec<&Node<B>> = heads.iter().collect();
+        containers.push(b.array(&refs, false).fence);
+        containers.push(b.array(&refs, true).fence);
+        middles.push(heads[0].clone());
+        let refs: Vec<&Node<B>> = middles.iter().collect();
+        containers.push(b.array(&refs, false).fence);
+        containers.extend(heads.into_iter().map(|h| h.fence));
+        Round {
+            leaves,
+            containers,
+            depth: 3,
+        }
+    }
+}
+scenario!(ArrayOfChains);
+
+/// Random mixtures of arrays and chains sharing members.
+#[derive(Debug)]
+pub(crate) struct Dag;
+
+/// The depth cap on `Locked`, whose final put recurses through nested arrays.
+const LOCKED_DAG_DEPTH: usize = 16;
+
+impl Shape for Dag {
+    const NAME: &'static str = "dag";
+    const ABOUT: &'static str =
+        "random mixtures of arrays and chains; one fence in several containers at different depths";
+
+    fn build<B: Backend>(b: &mut Builder<'_, B>, rng: &mut SmallRng, cfg: &RunConfig) -> Round<B> {
+        let n = if cfg.quick { 1000 } else { 4000 };
+        let cap = if B::NAME == Locked::NAME {
+            LOCKED_DAG_DEPTH
+        } else {
+            usize::MAX
+        };
+        let mut nodes: Vec<(Node<B>, usize)> = Vec::with_capacity(n);
+        let mut leaves = Vec::new();
+        let mut containers = Vec::new();
+        let mut seqno = 0;
+        let mut deepest = 0;
+        for i in 0..n {
+            if i < 16 || rng.random_range(0..10) < 3 {
+                let leaf = b.leaf();
+                leaves.push(leaf.fence.clone());
+                nodes.push((leaf, 0));
+                continue;
+            }
+            // Prefer recent nodes, so that depth builds up; any earlier node may be taken.
+            let pick = |rng: &mut SmallRng| loop {
+                let j = if rng.random_range(0..2) == 0 {
+                    rng.random_range(i.saturating_sub(32)..i)
+                } else {
+                    rng.random_range(0..i)
+                };
+                if nodes[j].1 < cap {
+                    break j;
+                }
+            };
+            let node = if rng.random_range(0..4) == 0 {
+                let (p, f) = (pick(rng), pick(rng));
+                seqno += 1;
+                let d = nodes[p].1.max(nodes[f].1) + 1;
+                (b.chain(Some(&nodes[p].0), &nodes[f].0, seqno), d)
+            } else {
+                let k = rng.random_range(1..=6);
+                let picks: Vec<usize> = (0..k).map(|_| pick(rng)).collect();
+                let d = picks.iter().map(|&j| nodes[j].1).max().unwrap_or(0) + 1;
+                let refs: Vec<&Node<B>> = picks.iter().map(|&j| &nodes[j].0).collect();
+                (b.array(&refs, rng.random_range(0..4) == 0), d)
+            };
+            deepest = deepest.max(node.1);
+            containers.push(node.0.fence.clone());
+            nodes.push(node);
+        }
+        Round {
+            leaves,
+            containers,
+            depth: deepest,
+        }
+    }
+}
+scenario!(Dag);
