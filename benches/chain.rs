@@ -218,8 +218,31 @@ fn b8(c: &mut Criterion) {
     group.finish();
 }
 
+/// `RCU_FENCE_PROFILE=<variant>:<order>:<links>` runs one round and exits, for
+/// `valgrind --tool=callgrind` (compare the inclusive count of `Fence::signal` across sizes).
+fn profile(spec: &str) {
+    let mut parts = spec.split(':');
+    let variant = parts.next().unwrap_or("rcu");
+    let order = match parts.next() {
+        Some("backward") => Order::Backward,
+        Some("random") => Order::Random,
+        _ => Order::Forward,
+    };
+    let n: usize = parts.next().and_then(|x| x.parse().ok()).unwrap_or(4_096);
+    let indices = order.indices(n);
+    let t = match variant {
+        "locked" => Links(Locked).signal_all(n, &indices),
+        "floor" => Floor.signal_all(n, &indices),
+        _ => Links(Rcu).signal_all(n, &indices),
+    };
+    println!("{variant} {} {n}: {t:?}", order.name());
+}
+
 fn main() {
     common::setup();
+    if let Ok(spec) = std::env::var("RCU_FENCE_PROFILE") {
+        return profile(&spec);
+    }
     let mut c = common::criterion();
     b8(&mut c);
     c.final_summary();
