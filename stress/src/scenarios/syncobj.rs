@@ -9,7 +9,7 @@
 //!
 //! Checked: `find_fence` of a submitted point succeeds; when the fence it returned signals,
 //! every point up to the one looked up has signalled (a low-water mark over the points'
-//! probes, advanced lazily); the usual exactly-once, leak and latency checks.
+//! flags, advanced lazily); the usual exactly-once, leak and latency checks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ use std::thread;
 use rand::Rng;
 use rcu_fence::{Backend, Fence, Syncobj, Timeline};
 
-use super::net::{Builder, Probe, signal_leaf};
+use super::net::{Builder, signal_leaf};
 use super::{RunConfig, Scenario, Stop};
 use crate::checks::{CALLBACKS, Checks, Op, latency};
 use crate::report::Outcome;
@@ -35,8 +35,10 @@ const POINTS_PER_GENERATION: usize = 2048;
 struct Generation<B: Backend> {
     obj: Syncobj<B>,
     timeline: Timeline<B>,
-    /// Probe of point p at index p - 1, pushed after `add_point` returned.
-    points: Mutex<Vec<Arc<Probe>>>,
+    /// The fence of point p at index p - 1, pushed after `add_point` returned. Checked by
+    /// its flag: a point counts as signalled once its flag is set, before its callbacks run
+    /// (a chain walk or poll on another thread may rely on it in between).
+    points: Mutex<Vec<Fence<B>>>,
     /// Points all signalled below this index (advanced lazily by the checkers).
     low_water: Mutex<usize>,
     /// Submitted points not yet signalled.
@@ -62,7 +64,7 @@ impl<B: Backend> Generation<B> {
     fn all_signalled_up_to(&self, point: usize) -> bool {
         let points = self.points.lock().unwrap_or_else(|e| e.into_inner());
         let mut low = self.low_water.lock().unwrap_or_else(|e| e.into_inner());
-        while *low < points.len() && points[*low].done() {
+        while *low < points.len() && points[*low].test_signaled_flag() {
             *low += 1;
         }
         *low >= point
@@ -176,12 +178,12 @@ fn worker<B: Backend>(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(leaf.fence.clone());
-            generation.obj.add_point(leaf.fence, point as u64);
+            generation.obj.add_point(leaf.fence.clone(), point as u64);
             generation
                 .points
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(leaf.probe);
+                .push(leaf.fence);
             meter.add(builder.ops - before + 1);
         } else if dice < 7 {
             // find_fence on a submitted point, and check it when it signals
