@@ -6,7 +6,7 @@
 //! `cargo bench --bench report` runs everything; `-- --report-only` only rewrites the
 //! report from the last results; `RCU_FENCE_BENCH_QUICK=1` makes every run short;
 //! `RCU_FENCE_BENCH_ONLY=chain,latency` reruns only those targets and keeps the other
-//! results.
+//! results; `RCU_FENCE_BENCH_NOTE="..."` adds a line about the run (e.g. concurrent load).
 
 mod common;
 
@@ -299,11 +299,24 @@ fn main() {
     let home = out.join("criterion");
     let load_before = loadavg();
     let started = Instant::now();
+    let run_path = out.join("run.json");
     if !args.iter().any(|a| a == "--report-only") {
         run_targets(&out, &home);
+        let run = serde_json::json!({
+            "date": sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            "seconds": started.elapsed().as_secs_f64(),
+            "load_before": load_before,
+            "load_after": loadavg(),
+            "quick": common::quick(),
+        });
+        std::fs::write(&run_path, run.to_string()).expect("write run.json");
     }
-    let elapsed = started.elapsed();
-    let load_after = loadavg();
+    // The run's own facts, also when only the report is rewritten.
+    let run = read_json(&run_path).unwrap_or(Value::Null);
+    let text = |k: &str| run[k].as_str().unwrap_or("?").to_string();
+    let (date, load_before, load_after) = (text("date"), text("load_before"), text("load_after"));
+    let seconds = run["seconds"].as_f64().unwrap_or(f64::NAN);
+    let quick = run["quick"].as_bool().unwrap_or(false);
 
     let results = criterion_results(&home);
     let latency = read_json(&out.join("latency.json")).unwrap_or(Value::Null);
@@ -327,16 +340,14 @@ fn main() {
     );
     plot_depth(&plots.join("b7_depth.svg"), &results);
 
-    let md = render(
-        &results,
-        &latency,
-        &alloc,
-        &stalled,
-        &probe,
-        &load_before,
-        &load_after,
-        elapsed.as_secs_f64(),
-    );
+    let facts = RunFacts {
+        date,
+        load_before,
+        load_after,
+        seconds,
+        quick,
+    };
+    let md = render(&results, &latency, &alloc, &stalled, &probe, &facts);
     std::fs::write(Path::new(ROOT).join("BENCHMARKS.md"), md).expect("write BENCHMARKS.md");
     println!(
         "wrote BENCHMARKS.md and benches/plots/*.svg ({:.0} s)",
@@ -344,19 +355,31 @@ fn main() {
     );
 }
 
-#[allow(clippy::too_many_arguments)]
+/// When and under what load the measurements were taken.
+struct RunFacts {
+    date: String,
+    load_before: String,
+    load_after: String,
+    seconds: f64,
+    quick: bool,
+}
+
 fn render(
     results: &Results,
     latency: &Value,
     alloc: &Value,
     stalled: &Value,
     probe: &Value,
-    load_before: &str,
-    load_after: &str,
-    seconds: f64,
+    run: &RunFacts,
 ) -> String {
     let mut md = String::new();
-    let quick = common::quick();
+    let RunFacts {
+        date,
+        load_before,
+        load_after,
+        seconds,
+        quick,
+    } = run;
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
         md,
@@ -365,13 +388,14 @@ fn render(
          (B1–B11), the baselines and the rules are those of the project's benchmark brief: every figure \
          that matters is a ratio between two things measured in the same run.\n"
     );
-    let _ = writeln!(md, "- date: {}", sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
+    let _ = writeln!(md, "{}", RUNNING.trim_start());
+    let _ = writeln!(md, "- date: {date}");
     let _ = writeln!(md, "- machine: {}", machine());
     let _ = writeln!(
         md,
         "- run: {:.0} s{}; load average (1, 5, 15 min) {load_before} before, {load_after} after",
         seconds,
-        if quick {
+        if *quick {
             ", QUICK mode (short runs)"
         } else {
             ""
@@ -392,6 +416,9 @@ fn render(
             sorted[sorted.len() / 2],
             sorted[sorted.len() - 1]
         );
+    }
+    if let Ok(note) = std::env::var("RCU_FENCE_BENCH_NOTE") {
+        let _ = writeln!(md, "- note on this run: {note}");
     }
     let _ = writeln!(md, "{}", NOTES);
 
@@ -951,6 +978,19 @@ fn plot_depth(path: &PathBuf, results: &Results) {
         .ok();
     root.present().ok();
 }
+
+/// How to run it (fixed text).
+const RUNNING: &str = "
+Running: `cargo bench --bench report` runs the whole set (about 3.5 minutes on a 2-core
+machine) and rewrites this file and the plots. Options, as environment variables:
+`RCU_FENCE_BENCH_QUICK=1` (short runs, to check that everything works; about 2 minutes),
+`RCU_FENCE_BENCH_ONLY=chain,latency` (rerun only those targets, keep the other results),
+`RCU_FENCE_BENCH_NOTE=\"...\"` (a line about the run, such as concurrent load); and
+`cargo bench --bench report -- --report-only` rewrites the report from the last results.
+Each target also runs alone (`cargo bench --bench fence`, `array`, `nesting`, `chain`,
+`sched`, `latency`, `alloc`; `cargo bench -p rcu --bench rcu`). Raw results are kept under
+`target/bench-report/`.
+";
 
 /// How to read the tables (fixed text).
 const NOTES: &str = "
