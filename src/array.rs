@@ -117,14 +117,19 @@ impl<B: Backend> FenceArray<B> {
         Errno::new(self.first_error.load(Ordering::Acquire))
     }
 
-    /// Finishes member `index` after it signalled; true if this completed the array.
-    fn finish_member(&self, index: usize, member: &Fence<B>) -> bool {
+    /// Records a signalled member's error; the first one sticks.
+    fn record_error(&self, member: &Fence<B>) {
         if let Some(e) = member.error() {
             // AcqRel: see the module's Orderings. Failure (an earlier error): keep it.
             let _ =
                 self.first_error
                     .compare_exchange(0, e.get(), Ordering::AcqRel, Ordering::Relaxed);
         }
+    }
+
+    /// Finishes member `index` after it signalled; true if this completed the array.
+    fn finish_member(&self, index: usize, member: &Fence<B>) -> bool {
+        self.record_error(member);
         B::member_signaled(&self.members[index]);
         if self.signal_on_any {
             // AcqRel: one transition 1 → 0 completes the array.
@@ -174,7 +179,16 @@ impl<B: Backend> FenceArray<B> {
         for slot in self.members.iter() {
             // A released member has signalled.
             let finished = match B::member_get(slot) {
-                Some(m) => done(&m),
+                // A member's flag is set before its callbacks run, so the array's own
+                // callback may not have recorded its error yet: record it here, or a
+                // "true" answer would signal the array without it.
+                Some(m) => {
+                    let finished = done(&m);
+                    if finished {
+                        self.record_error(&m);
+                    }
+                    finished
+                }
                 None => true,
             };
             if finished {

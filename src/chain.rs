@@ -110,13 +110,18 @@ impl<B: Backend> FenceChain<B> {
         Errno::new(self.first_error.load(Ordering::Acquire))
     }
 
+    /// Records an error (the first one sticks).
+    pub(crate) fn record_errno(&self, e: Errno) {
+        // AcqRel: the completing finisher must see it (release sequence on `pending`).
+        let _ = self
+            .first_error
+            .compare_exchange(0, e.get(), Ordering::AcqRel, Ordering::Relaxed);
+    }
+
     /// Records an input's error (the first one sticks).
     pub(crate) fn record_error(&self, input: &Fence<B>) {
         if let Some(e) = input.error() {
-            // AcqRel: the completing finisher must see it (release sequence on `pending`).
-            let _ =
-                self.first_error
-                    .compare_exchange(0, e.get(), Ordering::AcqRel, Ordering::Relaxed);
+            self.record_errno(e);
         }
     }
 }
@@ -192,12 +197,7 @@ fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
                     chain.record_error(&own);
                 }
                 if let Some(e) = prev_chain.recorded_error() {
-                    let _ = chain.first_error.compare_exchange(
-                        0,
-                        e.get(),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    );
+                    chain.record_errno(e);
                 }
                 B::member_get(&prev_chain.prev)
             }
@@ -261,8 +261,35 @@ pub(crate) fn poll<B: Backend>(head: &Fence<B>) -> bool {
             return true;
         }
     }
+    let head_link = head
+        .as_chain()
+        .expect("a chain's poll hook is called on a chain");
+    let done = |f: &Fence<B>| f.test_signaled_flag() || (!f.is_container() && f.is_signaled());
+    // A signalled fence's flag is set before its callbacks run, so the link's callback may
+    // not have recorded its error yet: record what we see before answering "signalled".
     chain_walk(head).all(|node| match node.as_chain() {
-        Some(link) => link.own_fence_done(),
-        None => node.test_signaled_flag() || (!node.is_container() && node.is_signaled()),
+        Some(link) => {
+            let finished = match link.fence() {
+                Some(own) => {
+                    let finished = done(&own);
+                    if finished {
+                        head_link.record_error(&own);
+                    }
+                    finished
+                }
+                None => true,
+            };
+            if finished && let Some(e) = link.recorded_error() {
+                head_link.record_errno(e);
+            }
+            finished
+        }
+        None => {
+            let finished = done(&node);
+            if finished {
+                head_link.record_error(&node);
+            }
+            finished
+        }
     })
 }

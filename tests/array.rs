@@ -442,7 +442,36 @@ fn array_in_array_rules<B: Backend>() {
     assert_eq!(settle(&outer), Status::Signaled);
 }
 
+/// A poll in the window after a member's flag is set but before the array's own callback
+/// on it has run (here: from an earlier callback on the member) must not lose its error.
+fn poll_from_member_callback_keeps_error<B: Backend>() {
+    let tl = timeline::<B>();
+    let member = tl.fence(1);
+    let seen: Arc<std::sync::Mutex<Option<Fence<B>>>> = Arc::default();
+    let polled = Arc::new(AtomicBool::new(false));
+    let (s, p) = (seen.clone(), polled.clone());
+    // Installed before the array exists, so it runs before the array's callback.
+    member
+        .add_callback(move |_| {
+            if let Some(a) = s.lock().unwrap().take() {
+                p.store(a.is_signaled(), Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    let a = array(std::slice::from_ref(&member), false);
+    a.enable_sw_signaling();
+    *seen.lock().unwrap() = Some(a.clone());
+    member.set_error(Errno::ETIME).unwrap();
+    member.signal().unwrap();
+    assert!(
+        polled.load(Ordering::SeqCst),
+        "the poll saw the member's flag"
+    );
+    assert_eq!(settle(&a), Status::Error(Errno::ETIME));
+}
+
 both_backends!(
+    poll_from_member_callback_keeps_error,
     all_mode,
     all_mode_callback_once,
     any_mode,

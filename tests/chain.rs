@@ -566,7 +566,34 @@ fn drop_long_chain<B: Backend>() {
     drop(head);
 }
 
+/// A poll in the window after the link's own fence has its flag set but before the link's
+/// callback on it has run must not lose the fence's error.
+fn poll_from_fence_callback_keeps_error<B: Backend>() {
+    let tl = timeline::<B>();
+    let own = tl.fence(1);
+    let seen: Arc<std::sync::Mutex<Option<Fence<B>>>> = Arc::default();
+    let polled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s, p) = (seen.clone(), polled.clone());
+    own.add_callback(move |_| {
+        if let Some(link) = s.lock().unwrap().take() {
+            p.store(link.is_signaled(), Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    let link = FenceChain::create(None, own.clone(), 1);
+    link.enable_sw_signaling();
+    *seen.lock().unwrap() = Some(link.clone());
+    own.set_error(Errno::ETIME).unwrap();
+    own.signal().unwrap();
+    assert!(
+        polled.load(Ordering::SeqCst),
+        "the poll saw the fence's flag"
+    );
+    assert_eq!(settle(&link), Status::Error(Errno::ETIME));
+}
+
 both_backends!(
+    poll_from_fence_callback_keeps_error,
     create_continues_context,
     create_not_later_gets_fresh_context,
     create_after_plain_fence,
