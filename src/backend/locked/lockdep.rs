@@ -15,7 +15,7 @@
 //!   forever; the recorder counts it and panics with a message instead. The panic unwinds
 //!   through the guards of the locks already held, which release them.
 //!
-//! It also counts the kernel's nesting `WARN_ON`s ([`nesting_warning`]): containers built
+//! It also counts the kernel's nesting `WARN_ON`s (see [`LockdepReport`]): containers built
 //! over containers the kernel forbids.
 //!
 //! # Views
