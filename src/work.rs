@@ -91,34 +91,45 @@ pub(crate) fn push(job: Job) {
 /// operation and the queue is drained before returning; otherwise `f(true)` runs directly
 /// and is expected to push its follow-on work instead of doing it.
 pub(crate) fn scope<R>(f: impl FnOnce(bool) -> R) -> R {
-    match WORK.try_with(|w| w.active.replace(true)) {
-        Ok(true) => return f(true),
-        Ok(false) => {}
-        // At thread exit, after the list is gone: run directly (nothing can be queued).
-        Err(_) => return f(false),
-    }
-    // Drains (also while unwinding) and closes the scope.
-    struct Outermost;
-    impl Drop for Outermost {
-        fn drop(&mut self) {
-            drain();
-            WORK.with(|w| {
+    // One thread-local access on the common path; the queue and the panic slot are only
+    // touched when something was queued or caught.
+    let mut f = Some(f);
+    let outcome = WORK.try_with(|w| {
+        let f = f.take().expect("scope's closure runs once");
+        if w.active.replace(true) {
+            return f(true);
+        }
+        // Drains (also while unwinding) and closes the scope.
+        struct Outermost<'a>(&'a Work);
+        impl Drop for Outermost<'_> {
+            fn drop(&mut self) {
+                let w = self.0;
+                if !w.queue.borrow().is_empty() {
+                    drain(w);
+                }
                 w.active.set(false);
                 if std::thread::panicking() {
                     // The outermost step's own panic is propagating; a callback's panic
                     // caught meanwhile is dropped rather than resumed by a later scope.
                     w.panic.borrow_mut().take();
                 }
-            });
+            }
         }
+        let guard = Outermost(w);
+        let result = f(false);
+        drop(guard);
+        if w.panic.borrow().is_some() {
+            if let Some(payload) = w.panic.borrow_mut().take() {
+                panic::resume_unwind(payload);
+            }
+        }
+        result
+    });
+    match outcome {
+        Ok(result) => result,
+        // At thread exit, after the list is gone: run directly (nothing can be queued).
+        Err(_) => (f.take().expect("not run yet"))(false),
     }
-    let guard = Outermost;
-    let result = f(false);
-    drop(guard);
-    if let Some(payload) = WORK.with(|w| w.panic.borrow_mut().take()) {
-        panic::resume_unwind(payload);
-    }
-    result
 }
 
 /// Runs `f`, catching a panic and keeping the first one for the outermost scope to resume.
@@ -134,9 +145,12 @@ pub(crate) fn catching(f: impl FnOnce()) {
     }
 }
 
-fn drain() {
-    while let Some(job) = WORK.with(|w| w.queue.borrow_mut().pop_front()) {
-        WORK.with(|w| w.jobs.set(w.jobs.get() + 1));
+fn drain(w: &Work) {
+    loop {
+        // The borrow ends with this statement: a job may push more work.
+        let job = w.queue.borrow_mut().pop_front();
+        let Some(job) = job else { break };
+        w.jobs.set(w.jobs.get() + 1);
         catching(|| job.call());
     }
 }
