@@ -185,6 +185,14 @@ fn chain_inputs<B: Backend>(
         }
         match &*rule {
             Rule::Chain(o, older) if !strict => {
+                // Only the probe shows this older fence. Its flag is set before its
+                // callbacks run (the probe's among them, on the signalling thread), while
+                // the classic link signals from the irq_work thread: the probe can lag the
+                // link's completion. Give it a bounded moment before judging.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+                while !o.done() && std::time::Instant::now() < deadline {
+                    std::thread::yield_now();
+                }
                 let o = view::<B>(o, None);
                 done &= o.done;
                 failed |= o.error.is_some();
@@ -269,6 +277,11 @@ fn check_rule<B: Backend>(
                 Some(e) if !is_injected(e) => {
                     fail(format!("chain link error {e} was never injected"))
                 }
+                // The kernel's chain reports no error at all. The classic backend records the
+                // error of the fence its one re-armed callback sat on, and its links signal
+                // from irq_work out of order with older links, so which input errors a link
+                // has seen is not defined there: only `Rcu` promises chain errors.
+                _ if !strict => {}
                 Some(_) if !failed && !unknown => {
                     fail("chain link has an error, but its inputs have none".into())
                 }
