@@ -15,10 +15,12 @@
 //!   held; `Locked`: deferred to a worker, the kernel's irq_work); from the enable loop, the
 //!   hook returns `false` and the core signals. The array's error (the first member error)
 //!   is applied atomically with the signal.
-//! - `signaled` polling before enabling checks each member's flag, polling plain members'
-//!   hooks but not descending into nested containers (that would recurse with depth): a
-//!   nested container reports completion once it is enabled or signalled. The kernel allows
-//!   `signaled` to say "not yet" when unsure.
+//! - `signaled` polling: once enabled, `pending == 0` alone answers (the kernel's rule; one
+//!   load, and never ahead of the callbacks that record the members' errors). Before
+//!   enabling, it checks each member's flag, polling plain members' hooks but not descending
+//!   into nested containers (that would recurse with depth), and records the error of every
+//!   member it finds signalled: a nested container reports completion once it is enabled or
+//!   signalled. The kernel allows `signaled` to say "not yet" when unsure.
 //!
 //! Nothing here recurses with nesting depth: enabling a nested member is queued by the
 //! member's `add_callback`, and completion of a nested array is a signal from inside a
@@ -34,7 +36,7 @@ use crate::Rcu;
 use crate::backend::Backend;
 use crate::error::{Errno, FenceError};
 use crate::fence::{Fence, Kind};
-use crate::sync::{AtomicI32, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 /// A fence over a set of member fences (`dma_fence_array`).
 ///
@@ -54,6 +56,9 @@ pub struct FenceArray<B: Backend = Rcu> {
     members: Box<[B::Member]>,
     signal_on_any: bool,
     pending: AtomicUsize,
+    /// Set once `enable_signaling` has installed every member's callback: from then on
+    /// `pending` alone answers `poll`.
+    enabled: AtomicBool,
     /// The first member error, or 0.
     first_error: AtomicI32,
 }
@@ -80,6 +85,7 @@ impl<B: Backend> FenceArray<B> {
             members: fences.into_iter().map(|f| B::member_new(Some(f))).collect(),
             signal_on_any,
             pending: AtomicUsize::new(pending),
+            enabled: AtomicBool::new(false),
             first_error: AtomicI32::new(0),
         };
         Ok(Fence::new_pending(
@@ -161,6 +167,10 @@ impl<B: Backend> FenceArray<B> {
                 return false;
             }
         }
+        // Only now does every member carry a callback: from here `pending` alone answers
+        // `poll`. (Until then, or if a member's hook panicked part-way, the poll walks the
+        // members' flags.) Release: pairs with `poll`'s Acquire load.
+        self.enabled.store(true, Ordering::Release);
         true
     }
 
@@ -169,6 +179,13 @@ impl<B: Backend> FenceArray<B> {
         // Acquire: pairs with the finishers' AcqRel RMWs.
         if self.pending.load(Ordering::Acquire) == 0 {
             return true;
+        }
+        // Once enabled, the finishers decide (the kernel's rule): a member whose flag is set
+        // but whose callback has not run yet is not counted, so the array never completes
+        // ahead of its own protocol, and the poll costs one load.
+        // Acquire: pairs with `enable`'s Release store.
+        if self.enabled.load(Ordering::Acquire) {
+            return false;
         }
         let done = |m: &Fence<B>| m.test_signaled_flag() || (!m.is_container() && m.is_signaled());
         let mut remaining = if self.signal_on_any {

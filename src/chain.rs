@@ -29,7 +29,7 @@ use crate::backend::Backend;
 use crate::context::context_alloc;
 use crate::error::{Errno, FenceError};
 use crate::fence::{Fence, Kind};
-use crate::sync::{AtomicI32, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 /// A link of a fence chain (`dma_fence_chain`).
 ///
@@ -54,6 +54,9 @@ pub struct FenceChain<B: Backend = Rcu> {
     pub(crate) had_prev: bool,
     /// Inputs not yet complete: the own fence, and `prev` if there was one (Rcu scheme).
     pub(crate) pending: AtomicUsize,
+    /// Set once the `Rcu` chain's enable has armed both inputs: from then on `pending` alone
+    /// answers `poll`.
+    pub(crate) counting: AtomicBool,
     /// The first error among the inputs, or 0.
     first_error: AtomicI32,
 }
@@ -76,6 +79,7 @@ impl<B: Backend> FenceChain<B> {
             prev_seqno,
             had_prev: inputs == 2,
             pending: AtomicUsize::new(inputs),
+            counting: AtomicBool::new(false),
             first_error: AtomicI32::new(0),
         };
         Fence::new_pending(context, seqno, true, Kind::Chain(Box::new(link)))
@@ -259,6 +263,12 @@ pub(crate) fn poll<B: Backend>(head: &Fence<B>) -> bool {
         // Acquire: pairs with the completing input's AcqRel decrement.
         if link.pending.load(Ordering::Acquire) == 0 {
             return true;
+        }
+        // The `Rcu` chain counts its inputs down once enabled: the count decides, in one
+        // load, and never ahead of the callbacks that record the inputs' errors.
+        // Acquire: pairs with the Release store in the `Rcu` chain's enable.
+        if link.counting.load(Ordering::Acquire) {
+            return false;
         }
     }
     let head_link = head

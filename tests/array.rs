@@ -463,11 +463,20 @@ fn poll_from_member_callback_keeps_error<B: Backend>() {
     *seen.lock().unwrap() = Some(a.clone());
     member.set_error(Errno::ETIME).unwrap();
     member.signal().unwrap();
+    // Enabled: the count decides (the kernel's rule), so the window poll says "not yet".
     assert!(
-        polled.load(Ordering::SeqCst),
-        "the poll saw the member's flag"
+        !polled.load(Ordering::SeqCst),
+        "an enabled array answers from its pending count"
     );
     assert_eq!(settle(&a), Status::Error(Errno::ETIME));
+
+    // Never enabled: the poll walks the members' flags and must record the error it sees.
+    let failed = tl.fence(2);
+    failed.set_error(Errno::ENODATA).unwrap();
+    failed.signal().unwrap();
+    let b = array(std::slice::from_ref(&failed), false);
+    assert!(b.is_signaled());
+    assert_eq!(b.status(), Status::Error(Errno::ENODATA));
 }
 
 both_backends!(

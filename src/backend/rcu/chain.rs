@@ -79,5 +79,8 @@ pub(crate) fn enable(link: &Fence<Rcu>) -> bool {
             return false;
         }
     }
+    // Both inputs now carry a callback: from here the count alone answers `chain::poll`.
+    // Release: pairs with its Acquire load.
+    chain.counting.store(true, Ordering::Release);
     true
 }
