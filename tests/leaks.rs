@@ -1,0 +1,249 @@
+//! Leak checks, on both backends: every allocation made by fences, containers, callbacks,
+//! futures and waits in a scenario is freed once the scenario's handles are gone (a
+//! counting global allocator that tags the blocks allocated while tracking is on). Each
+//! scenario runs once untracked first, so that what the library sets up once per thread or
+//! per process (the work list's queue, the `Locked` worker and lockdep classes) is not
+//! counted.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::alloc::{CountingAlloc, live, tracked};
+use rcu_fence::{
+    Backend, Errno, Fence, FenceArray, FenceChain, Status, Syncobj, chain_walk, context_alloc,
+    merge, unwrap,
+};
+
+use common::{Counter, block_on, both_backends, settle, timeline};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+both_backends!(
+    signalled_fences_and_callbacks,
+    removed_and_refused_callbacks,
+    dropped_with_pending_callbacks,
+    arrays_all_and_any,
+    nested_containers_partly_signalled,
+    chains_walked_and_collected,
+    syncobj_points,
+    merge_and_unwrap,
+    waits_and_futures,
+    panicking_callbacks,
+);
+
+/// Runs `scenario` untracked, then tracked, and checks that the tracked run freed
+/// everything it allocated once deferred releases (and the `Locked` worker) are done.
+fn leak_checked(scenario: fn()) {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    scenario();
+    settle_all();
+    let before = live();
+    tracked(scenario);
+    let freed = common::eventually(|| {
+        settle_all();
+        live() == before
+    });
+    assert!(
+        freed,
+        "live (blocks, bytes) {:?} after the scenario, {:?} before",
+        live(),
+        before
+    );
+}
+
+fn settle_all() {
+    // The epoch reclaimer frees the nodes that carried deferred releases one grace period
+    // later: a few rounds free those too.
+    for _ in 0..4 {
+        rcu_fence::synchronize_rcu();
+    }
+}
+
+fn counted<B: Backend>(f: &Fence<B>) -> Counter {
+    let runs = Counter::new();
+    let r = runs.clone();
+    f.add_callback(move |_| r.inc()).unwrap();
+    runs
+}
+
+fn signalled_fences_and_callbacks<B: Backend>() {
+    leak_checked(|| {
+        let tl = timeline::<B>();
+        for i in 0..50 {
+            let f = tl.fence(i);
+            let runs: Vec<_> = (0..3).map(|_| counted(&f)).collect();
+            if i % 2 == 0 {
+                f.set_error(Errno::ETIME).unwrap();
+            }
+            f.signal().unwrap();
+            assert!(runs.iter().all(|r| r.get() == 1));
+        }
+    });
+}
+
+fn removed_and_refused_callbacks<B: Backend>() {
+    leak_checked(|| {
+        let f = timeline::<B>().fence(1);
+        let ids: Vec<_> = (0..20).map(|_| f.add_callback(|_| {}).unwrap()).collect();
+        for id in ids {
+            assert!(f.remove_callback(id));
+        }
+        let _ = f.wait_timeout(Duration::from_micros(10));
+        f.signal().unwrap();
+        assert!(f.add_callback(|_| {}).is_err());
+    });
+}
+
+fn dropped_with_pending_callbacks<B: Backend>() {
+    leak_checked(|| {
+        let seen = Counter::new();
+        let f = timeline::<B>().fence(1);
+        let s = seen.clone();
+        f.add_callback(move |me| {
+            assert_eq!(me.error(), Some(Errno::EDEADLK));
+            s.inc();
+        })
+        .unwrap();
+        drop(f);
+        rcu_fence::synchronize_rcu();
+        assert_eq!(seen.get(), 1);
+    });
+}
+
+fn arrays_all_and_any<B: Backend>() {
+    leak_checked(|| {
+        let tl = timeline::<B>();
+        for any in [false, true] {
+            let members: Vec<_> = (0..4).map(|s| tl.fence(s)).collect();
+            let array = FenceArray::create(members.clone(), context_alloc(1), 1, any).unwrap();
+            let runs = counted(&array);
+            for m in &members {
+                m.signal().unwrap();
+            }
+            assert_eq!(settle(&array), Status::Signaled);
+            assert!(common::eventually(|| runs.get() == 1));
+        }
+        // Never enabled, dropped pending.
+        let members: Vec<_> = (0..4).map(|s| tl.fence(s)).collect();
+        drop(FenceArray::create(members, context_alloc(1), 1, false).unwrap());
+    });
+}
+
+fn nested_containers_partly_signalled<B: Backend>() {
+    leak_checked(|| {
+        let tl = timeline::<B>();
+        let leaves: Vec<_> = (0..6).map(|s| tl.fence(s)).collect();
+        let inner_a = FenceArray::create(leaves[..3].to_vec(), context_alloc(1), 1, false).unwrap();
+        let inner_b = FenceArray::create(leaves[3..].to_vec(), context_alloc(1), 1, false).unwrap();
+        let outer = FenceArray::create(vec![inner_a, inner_b], context_alloc(1), 1, false).unwrap();
+        let runs = counted(&outer);
+        for leaf in &leaves[..4] {
+            leaf.signal().unwrap();
+        }
+        assert!(!outer.test_signaled_flag());
+        // The rest are signalled so that the enabled structure lets go of itself.
+        for leaf in &leaves[4..] {
+            leaf.signal().unwrap();
+        }
+        assert_eq!(settle(&outer), Status::Signaled);
+        assert!(common::eventually(|| runs.get() == 1));
+    });
+}
+
+fn chains_walked_and_collected<B: Backend>() {
+    leak_checked(|| {
+        let tl = timeline::<B>();
+        let fences: Vec<_> = (1..=8).map(|s| tl.fence(s)).collect();
+        let mut head = None;
+        for (i, f) in fences.iter().enumerate() {
+            head = Some(FenceChain::create(head, f.clone(), i as u64 + 1));
+        }
+        let head = head.unwrap();
+        let runs = counted(&head);
+        for f in fences.iter().step_by(2) {
+            f.signal().unwrap();
+        }
+        assert_eq!(chain_walk(&head).count(), 4);
+        for f in fences.iter().skip(1).step_by(2).rev() {
+            f.signal().unwrap();
+        }
+        assert_eq!(settle(&head), Status::Signaled);
+        assert!(common::eventually(|| runs.get() == 1));
+    });
+}
+
+fn syncobj_points<B: Backend>() {
+    leak_checked(|| {
+        let tl = timeline::<B>();
+        let obj = Syncobj::new_in(B::default());
+        let fences: Vec<_> = (1..=6).map(|s| tl.fence(s)).collect();
+        for (i, f) in fences.iter().enumerate() {
+            obj.add_point(f.clone(), i as u64 + 1);
+        }
+        for f in &fences[..3] {
+            f.signal().unwrap();
+        }
+        assert!(obj.find_fence(2).unwrap().is_signaled());
+        for f in &fences[3..] {
+            f.signal().unwrap();
+        }
+        assert_eq!(settle(&obj.find_fence(6).unwrap()), Status::Signaled);
+        drop(obj.replace_fence(None));
+    });
+}
+
+fn merge_and_unwrap<B: Backend>() {
+    leak_checked(|| {
+        let (t1, t2) = (timeline::<B>(), timeline::<B>());
+        let fences: Vec<_> = (1..=4).flat_map(|s| [t1.fence(s), t2.fence(s)]).collect();
+        let array = FenceArray::create(fences[..4].to_vec(), context_alloc(1), 1, false).unwrap();
+        let merged = merge(&[array.clone(), fences[5].clone(), fences[7].clone()]).unwrap();
+        assert!(unwrap(&merged).count() >= 1);
+        fences[0].set_error(Errno::ENODATA).unwrap();
+        for f in &fences {
+            f.signal().unwrap();
+        }
+        assert!(settle(&merged).is_signaled());
+        let empty = merge(&[array]).unwrap();
+        assert!(empty.is_signaled());
+    });
+}
+
+fn waits_and_futures<B: Backend>() {
+    leak_checked(|| {
+        let f = timeline::<B>().fence(1);
+        assert!(f.wait_timeout(Duration::from_millis(1)).is_err());
+        let g = f.clone();
+        let signaller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            g.signal().unwrap();
+        });
+        assert_eq!(
+            block_on(std::future::IntoFuture::into_future(&f)),
+            Status::Signaled
+        );
+        signaller.join().unwrap();
+        // A future dropped before the signal takes its callback back.
+        let h = timeline::<B>().fence(2);
+        let mut fut = Box::pin(std::future::IntoFuture::into_future(&h));
+        let waker = std::task::Waker::noop();
+        let _ = std::future::Future::poll(fut.as_mut(), &mut std::task::Context::from_waker(waker));
+        drop(fut);
+        h.signal().unwrap();
+    });
+}
+
+fn panicking_callbacks<B: Backend>() {
+    leak_checked(|| {
+        let f = timeline::<B>().fence(1);
+        f.add_callback(|_| panic!("leak check")).unwrap();
+        let runs = counted(&f);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.signal()));
+        assert!(result.is_err());
+        assert_eq!(runs.get(), 1);
+    });
+}
