@@ -323,6 +323,11 @@ impl<B: Backend> Fence<B> {
     /// Blocks until the fence signals or `timeout` passes (`dma_fence_wait_timeout`).
     /// A zero timeout only checks. A timeout too large to represent waits forever.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<Status, FenceError> {
+        if !timeout.is_zero() {
+            // As the kernel's default wait: any non-zero wait asks the producer to signal,
+            // even if the deadline passes before the waiter installs its callback.
+            self.enable_sw_signaling();
+        }
         crate::wait::wait_until(self, Instant::now().checked_add(timeout))
     }
 

@@ -26,6 +26,7 @@ both_backends!(
     is_later_across_contexts,
     wait_timeout_zero,
     wait_timeout_huge,
+    wait_timeout_tiny_still_enables_signalling,
     remove_after_run,
     remove_from_inside_the_callback,
     foreign_callback_id,
@@ -233,6 +234,23 @@ fn wait_timeout_huge<B: Backend>() {
         Ok(Status::Signaled)
     );
     signaller.join().unwrap();
+}
+
+/// A non-zero timeout that expires before the waiter gets to install its callback (1 ns,
+/// or any timeout on a slow machine) still asks the producer to signal, as the kernel's
+/// default wait does: a waiter that polls with short timeouts must not starve a fence
+/// that signals only once enabled. A zero timeout only checks.
+fn wait_timeout_tiny_still_enables_signalling<B: Backend>() {
+    let enables = Counter::new();
+    let f = common::counted_fence(&timeline::<B>(), 1, &enables);
+    assert_eq!(f.wait_timeout(Duration::ZERO), Err(FenceError::TimedOut));
+    assert_eq!(enables.get(), 0, "a zero timeout only checks");
+    assert_eq!(
+        f.wait_timeout(Duration::from_nanos(1)),
+        Err(FenceError::TimedOut)
+    );
+    assert_eq!(enables.get(), 1, "a non-zero timeout enables signalling");
+    assert_eq!(f.status(), Status::Pending);
 }
 
 /// Removing a callback that already ran: `false`; it ran exactly once. (A second removal
