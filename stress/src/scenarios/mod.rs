@@ -24,6 +24,7 @@ mod net;
 mod readers;
 mod sched;
 mod shapes;
+mod stalled;
 mod syncobj;
 
 /// How one scenario runs on one backend.
@@ -119,6 +120,7 @@ pub(crate) fn all() -> Vec<Entry> {
         Entry::of::<syncobj::SyncobjChurn>(),
         Entry::of::<readers::Readers>(),
         Entry::of::<sched::Sched>(),
+        Entry::of::<stalled::Stalled>(),
     ]
 }
 
