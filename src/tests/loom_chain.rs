@@ -11,25 +11,9 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
-use crate::{Fence, FenceChain, FenceOps, Rcu, Timeline, chain_walk};
+use super::loom_support::Freed;
 
-/// Hooks that count the release of their fence (the hooks are dropped with it).
-struct Freed(Arc<AtomicUsize>);
-
-impl Drop for Freed {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl FenceOps<Rcu> for Freed {
-    fn driver_name(&self) -> &str {
-        "loom"
-    }
-    fn timeline_name(&self) -> &str {
-        "loom"
-    }
-}
+use crate::{Fence, FenceChain, Rcu, Timeline, chain_walk};
 
 fn seqnos(head: &Fence<Rcu>) -> Vec<u64> {
     chain_walk(head).map(|l| l.seqno()).collect()

@@ -6,38 +6,15 @@
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p rcu-fence --release
 //! --lib loom_`.
 
-use std::sync::Arc as StdArc;
-
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
+use super::loom_support::tracked;
+
 use crate::{
-    Errno, Fence, FenceArray, FenceChain, FenceOps, Rcu, Status, Timeline, chain_walk,
-    context_alloc,
+    Errno, Fence, FenceArray, FenceChain, Rcu, Status, Timeline, chain_walk, context_alloc,
 };
-
-/// Hooks that count the fence's release: the hooks are dropped with the fence.
-struct Freed(Arc<AtomicUsize>);
-
-impl Drop for Freed {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl FenceOps<Rcu> for Freed {
-    fn driver_name(&self) -> &str {
-        "loom"
-    }
-    fn timeline_name(&self) -> &str {
-        "loom"
-    }
-}
-
-fn tracked(tl: &Timeline<Rcu>, seqno: u64, freed: &Arc<AtomicUsize>) -> Fence<Rcu> {
-    tl.fence_with_ops(seqno, StdArc::new(Freed(freed.clone())))
-}
 
 fn counting_callback(f: &Fence<Rcu>) -> Arc<AtomicUsize> {
     let runs = Arc::new(AtomicUsize::new(0));

@@ -10,35 +10,13 @@
 //! Run with `LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS="--cfg loom" cargo test -p rcu-fence
 //! --release --lib loom_`.
 
-use std::sync::Arc as StdArc;
-
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
-use crate::{Errno, Fence, FenceArray, FenceChain, FenceOps, Rcu, Status, Timeline, context_alloc};
+use super::loom_support::tracked;
 
-/// Hooks that count the release of their fence (the hooks are dropped with it).
-struct Freed(Arc<AtomicUsize>);
-
-impl Drop for Freed {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-impl FenceOps<Rcu> for Freed {
-    fn driver_name(&self) -> &str {
-        "loom"
-    }
-    fn timeline_name(&self) -> &str {
-        "loom"
-    }
-}
-
-fn tracked(tl: &Timeline<Rcu>, seqno: u64, freed: &Arc<AtomicUsize>) -> Fence<Rcu> {
-    tl.fence_with_ops(seqno, StdArc::new(Freed(freed.clone())))
-}
+use crate::{Errno, Fence, FenceArray, FenceChain, Rcu, Status, Timeline, context_alloc};
 
 /// Counts a closure's drop (it is dropped exactly once, after running or when removed).
 struct DropCount(Arc<AtomicUsize>);

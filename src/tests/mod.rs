@@ -11,4 +11,6 @@ mod loom_future;
 #[cfg(loom)]
 mod loom_remove;
 #[cfg(loom)]
+mod loom_support;
+#[cfg(loom)]
 mod loom_work;

@@ -1,0 +1,31 @@
+//! What several loom models share: fences whose release can be counted.
+
+use std::sync::Arc as StdArc;
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::{Fence, FenceOps, Rcu, Timeline};
+
+/// Hooks that count the release of their fence (the hooks are dropped with it).
+pub(super) struct Freed(pub(super) Arc<AtomicUsize>);
+
+impl Drop for Freed {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl FenceOps<Rcu> for Freed {
+    fn driver_name(&self) -> &str {
+        "loom"
+    }
+    fn timeline_name(&self) -> &str {
+        "loom"
+    }
+}
+
+/// A fence on `tl` whose release increments `freed`.
+pub(super) fn tracked(tl: &Timeline<Rcu>, seqno: u64, freed: &Arc<AtomicUsize>) -> Fence<Rcu> {
+    tl.fence_with_ops(seqno, StdArc::new(Freed(freed.clone())))
+}
