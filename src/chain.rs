@@ -164,6 +164,17 @@ pub fn chain_walk<B: Backend>(head: &Fence<B>) -> ChainWalk<B> {
 }
 
 /// The iterator returned by [`chain_walk`]; it holds a reference to the current link only.
+///
+/// ```
+/// use rcu_fence::{FenceChain, Timeline, chain_walk};
+/// let tl = Timeline::new("jobs");
+/// let p1 = FenceChain::create(None, tl.fence(1), 1);
+/// let p2 = FenceChain::create(Some(p1), tl.fence(2), 2);
+/// let mut walk = chain_walk(&p2);
+/// assert_eq!(walk.next().map(|l| l.seqno()), Some(2));
+/// assert_eq!(walk.next().map(|l| l.seqno()), Some(1));
+/// assert!(walk.next().is_none());
+/// ```
 pub struct ChainWalk<B: Backend = Rcu> {
     next: Option<Fence<B>>,
 }

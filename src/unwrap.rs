@@ -28,7 +28,19 @@ enum Cursor<B: Backend> {
     Chain(ChainWalk<B>),
 }
 
-/// The iterator returned by [`unwrap`].
+/// The iterator returned by [`unwrap`]; it also reports the first error it has seen.
+///
+/// ```
+/// use rcu_fence::{Errno, FenceArray, Timeline, context_alloc, unwrap};
+/// let tl = Timeline::new("gpu");
+/// let failed = tl.fence(1);
+/// failed.set_error(Errno::ETIME).unwrap();
+/// failed.signal().unwrap();
+/// let array = FenceArray::create(vec![failed, tl.fence(2)], context_alloc(1), 1, false).unwrap();
+/// let mut leaves = unwrap(&array);
+/// assert_eq!(leaves.by_ref().count(), 2);
+/// assert_eq!(leaves.error(), Some(Errno::ETIME));
+/// ```
 pub struct Unwrap<B: Backend = Rcu> {
     stack: Vec<Cursor<B>>,
     error: Option<Errno>,

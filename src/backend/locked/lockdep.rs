@@ -40,6 +40,11 @@
 use std::fmt;
 
 /// A kind of lock taken by the `Locked` backend (the kernel's lock class key).
+///
+/// ```
+/// use rcu_fence::lockdep::LockClass;
+/// assert_eq!(LockClass::Array.to_string(), LockClass::Array.name());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LockClass {
     /// The lock of a plain fence (a timeline, driver or stub fence).
@@ -84,6 +89,15 @@ impl fmt::Display for LockClass {
 }
 
 /// One recorded dependency: `from` was held while `to` was taken.
+///
+/// ```
+/// use rcu_fence::{FenceArray, Locked, Timeline, context_alloc, lockdep};
+/// let tl = Timeline::new_in("gpu", Locked);
+/// let array = FenceArray::create(vec![tl.fence(1)], context_alloc(1), 1, false).unwrap();
+/// array.enable_sw_signaling(); // takes the member's lock under the array's
+/// let deps = lockdep::thread_report().dependencies;
+/// assert!(deps.iter().any(|d| d.from == lockdep::LockClass::Array && d.count > 0));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dependency {
     /// The class already held.
@@ -97,6 +111,15 @@ pub struct Dependency {
 }
 
 /// A container built over a container the kernel forbids there (its `WARN_ON`).
+///
+/// ```
+/// use rcu_fence::{FenceArray, Locked, Timeline, context_alloc, lockdep::{self, LockClass}};
+/// let tl = Timeline::new_in("gpu", Locked);
+/// let inner = FenceArray::create(vec![tl.fence(1)], context_alloc(1), 1, false).unwrap();
+/// let _outer = FenceArray::create(vec![inner], context_alloc(1), 1, false).unwrap();
+/// let warnings = lockdep::thread_report().nesting_warnings;
+/// assert!(warnings.iter().any(|w| w.container == LockClass::Array && w.member == LockClass::Array));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NestingWarning {
     /// The container being built: [`LockClass::Array`] or [`LockClass::Chain`].
