@@ -300,8 +300,10 @@ pub(crate) fn poll<B: Backend>(head: &Fence<B>) -> bool {
                 }
                 None => true,
             };
-            if finished && let Some(e) = link.recorded_error() {
-                head_link.record_errno(e);
+            if finished {
+                if let Some(e) = link.recorded_error() {
+                    head_link.record_errno(e);
+                }
             }
             finished
         }
