@@ -136,6 +136,22 @@ impl Ledger {
         }
     }
 
+    /// Callbacks installed, not removed, that have not run yet.
+    pub(crate) fn outstanding(&self) -> u64 {
+        let chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        for chunk in chunks.iter() {
+            let used = chunk.used.load(Ordering::Acquire);
+            for slot in &chunk.slots[..used] {
+                let s = slot.load(Ordering::Acquire);
+                if s & INSTALLED != 0 && s & (REMOVED | REFUSED) == 0 && s & RUNS == 0 {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
     /// Checks every slot (installed and not removed: ran exactly once; refused or removed:
     /// never ran) and returns the totals. Call once every fence of the run has signalled.
     pub(crate) fn audit(&self) -> Tally {
@@ -711,6 +727,14 @@ impl Checks {
     /// the live gauges to settle and fills the standard columns of `outcome`.
     pub(crate) fn finish(&self, outcome: &mut Outcome) {
         self.flush_latency();
+        latency::take_foreign(&self.latency);
+        // `Locked` completes containers on its irq_work thread, after the scenario's own
+        // threads are done: give those last callbacks a bounded moment to run before the
+        // audit calls any of them "never ran".
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.ledger.outstanding() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         latency::take_foreign(&self.latency);
         let tally = self.ledger.audit();
         outcome.callbacks_installed = tally.installed;
