@@ -57,8 +57,6 @@ struct Work {
     active: Cell<bool>,
     queue: RefCell<VecDeque<Job>>,
     panic: RefCell<Option<Box<dyn Any + Send>>>,
-    /// How many jobs have run since the thread started (a cheap progress/observability count).
-    jobs: Cell<u64>,
 }
 
 crate::sync::thread_local! {
@@ -67,7 +65,6 @@ crate::sync::thread_local! {
             active: Cell::new(false),
             queue: RefCell::new(VecDeque::new()),
             panic: RefCell::new(None),
-            jobs: Cell::new(0),
         }
     };
 }
@@ -150,13 +147,7 @@ fn drain(w: &Work) {
         // The borrow ends with this statement: a job may push more work.
         let job = w.queue.borrow_mut().pop_front();
         let Some(job) = job else { break };
-        w.jobs.set(w.jobs.get() + 1);
         catching(|| job.call());
     }
 }
 
-/// Jobs run on this thread so far (for tests and stress statistics).
-#[allow(dead_code)]
-pub(crate) fn jobs_run() -> u64 {
-    WORK.with(|w| w.jobs.get())
-}
