@@ -150,4 +150,3 @@ fn drain(w: &Work) {
         catching(|| job.call());
     }
 }
-
