@@ -207,14 +207,19 @@ fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
                 if !prev_chain.own_fence_done() {
                     return Some(prev);
                 }
-                // Keep the collected point's error reachable from the newer link.
+                // Read order matters: the collected link's callbacks record an input's
+                // error *before* they release that input, so each slot is read first and
+                // the recorded error after it. An empty slot read here then comes with
+                // the error recorded before it was emptied; a full one keeps that input
+                // (and so its error) reachable from the newer link.
+                let replacement = B::member_get(&prev_chain.prev);
                 if let Some(own) = B::member_get(&prev_chain.fence) {
                     chain.record_error(&own);
                 }
                 if let Some(e) = prev_chain.recorded_error() {
                     chain.record_errno(e);
                 }
-                B::member_get(&prev_chain.prev)
+                replacement
             }
             None => {
                 if !(prev.test_signaled_flag() || (!prev.is_container() && prev.is_signaled())) {

@@ -81,3 +81,39 @@ fn loom_chain_gc_vs_new_link() {
         );
     });
 }
+
+/// A walk collecting a signalled link must not lose that link's error. Links 1 ← 2 ← 3;
+/// point 2 is enabled (so its callback on point 1 records point 1's error in link 2, then
+/// releases link 2's `prev`); points 2 and 3 have their own fences signalled. Thread Y
+/// fails point 1; thread X polls point 3 (not enabled: the poll walks and collects link 2).
+/// Whatever the interleaving, point 3 completes with point 1's error: the walk must read
+/// link 2's `prev` before the error it recorded (the error is recorded before `prev` is
+/// released).
+#[test]
+fn loom_chain_walk_keeps_collected_links_error() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let fences: Vec<_> = (1..=3).map(|s| tl.fence(s)).collect();
+        let p1 = FenceChain::create(None, fences[0].clone(), 1);
+        let p2 = FenceChain::create(Some(p1), fences[1].clone(), 2);
+        let p3 = FenceChain::create(Some(p2.clone()), fences[2].clone(), 3);
+        fences[1].signal().unwrap();
+        fences[2].signal().unwrap();
+        p2.enable_sw_signaling();
+        let first = fences[0].clone();
+        let failer = thread::spawn(move || {
+            first.set_error(crate::Errno::ETIME).unwrap();
+            first.signal().unwrap();
+        });
+        let poller = {
+            let p3 = p3.clone();
+            thread::spawn(move || {
+                p3.is_signaled();
+            })
+        };
+        failer.join().unwrap();
+        poller.join().unwrap();
+        assert!(p3.is_signaled(), "every point has signalled");
+        assert_eq!(p3.status(), crate::Status::Error(crate::Errno::ETIME));
+    });
+}
