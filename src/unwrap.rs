@@ -86,6 +86,10 @@ impl<B: Backend> Iterator for Unwrap<B> {
 
     fn next(&mut self) -> Option<Fence<B>> {
         loop {
+            // Read order (here and in the chain walk): a container records a member's
+            // error *before* it releases the member, so a slot is read first and the
+            // recorded error after it; an empty slot then comes with its error.
+            let mut recorded = None;
             let candidate = match self.stack.last_mut()? {
                 Cursor::One(slot) => slot.take(),
                 Cursor::Array { array, next } => {
@@ -93,6 +97,10 @@ impl<B: Backend> Iterator for Unwrap<B> {
                     let mut found = None;
                     while *next < members.num_fences() && found.is_none() {
                         found = members.fence(*next);
+                        if found.is_none() {
+                            // Released since the cursor was pushed: its error is recorded.
+                            recorded = recorded.or(members.recorded_error());
+                        }
                         *next += 1;
                     }
                     found
@@ -103,10 +111,14 @@ impl<B: Backend> Iterator for Unwrap<B> {
                     // recorded their errors in it, so note its error whatever it yields.
                     Some(link) => match link.as_chain() {
                         Some(chain) => {
-                            self.note(chain.recorded_error());
-                            match chain.fence() {
+                            let own = chain.fence();
+                            recorded = chain.recorded_error();
+                            match own {
                                 Some(own) => Some(own),
-                                None => continue,
+                                None => {
+                                    self.note(recorded);
+                                    continue;
+                                }
                             }
                         }
                         None => Some(link),
@@ -114,6 +126,7 @@ impl<B: Backend> Iterator for Unwrap<B> {
                     None => None,
                 },
             };
+            self.note(recorded);
             let Some(fence) = candidate else {
                 self.stack.pop();
                 continue;

@@ -412,6 +412,45 @@ fn merge_of_container_error<B: Backend>() {
     assert_eq!((m.context(), m.seqno()), (0, 0));
 }
 
+/// Hooks whose `signaled` poll fails another fence, as a driver polling its hardware might
+/// find a sibling job failed: the sibling signals (with `ETIME`) from inside the poll.
+struct FailsSibling<B: Backend>(std::sync::Mutex<Option<Fence<B>>>);
+
+impl<B: Backend> rcu_fence::FenceOps<B> for FailsSibling<B> {
+    fn driver_name(&self) -> &str {
+        "test"
+    }
+    fn timeline_name(&self) -> &str {
+        "test"
+    }
+    fn signaled(&self, _fence: &Fence<B>) -> bool {
+        if let Some(sibling) = self.0.lock().unwrap().take() {
+            sibling.set_error(Errno::ETIME).unwrap();
+            sibling.signal().unwrap();
+        }
+        false
+    }
+}
+
+/// Defect: an array member that fails *during* a merge (after the array's cursor was
+/// pushed) is recorded and released by the enabled array; the walk then skipped its empty
+/// slot without noting the error, and the merged fence signalled clean.
+fn merge_keeps_error_of_member_released_mid_walk<B: Backend>() {
+    let tl = timeline::<B>();
+    let b = tl.fence(2);
+    let a = tl.fence_with_ops(
+        1,
+        std::sync::Arc::new(FailsSibling(std::sync::Mutex::new(Some(b.clone())))),
+    );
+    let all = array(&[a.clone(), b.clone()]);
+    all.enable_sw_signaling();
+    let merged = merge(std::slice::from_ref(&all)).unwrap();
+    assert!(!merged.is_signaled());
+    a.signal().unwrap();
+    assert_eq!(settle(&merged), Status::Error(Errno::ETIME));
+    assert_eq!(settle(&all), Status::Error(Errno::ETIME));
+}
+
 both_backends!(
     unwrap_plain,
     unwrap_array,
@@ -437,4 +476,5 @@ both_backends!(
     merge_keeps_error_of_link_collected_earlier,
     merge_keeps_error_of_released_own_fence,
     merge_of_container_error,
+    merge_keeps_error_of_member_released_mid_walk,
 );

@@ -117,3 +117,38 @@ fn loom_chain_walk_keeps_collected_links_error() {
         assert_eq!(p3.status(), crate::Status::Error(crate::Errno::ETIME));
     });
 }
+
+/// `unwrap` of an enabled link whose own fence fails concurrently: the link's callback
+/// records the error, then releases the fence. An `unwrap` that finds the fence released
+/// must report that error (it reads the fence before the recorded error); one that still
+/// yields the fence sees it through the fence itself.
+#[test]
+fn loom_unwrap_keeps_error_of_own_fence_released_concurrently() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let own = tl.fence(1);
+        let head = FenceChain::create(None, own.clone(), 1);
+        head.enable_sw_signaling();
+        let failer = thread::spawn(move || {
+            own.set_error(crate::Errno::ETIME).unwrap();
+            own.signal().unwrap();
+        });
+        let mut leaves = crate::unwrap(&head);
+        let yielded: Vec<_> = leaves.by_ref().collect();
+        let error = leaves.error();
+        failer.join().unwrap();
+        match yielded.as_slice() {
+            [] => assert_eq!(
+                error,
+                Some(crate::Errno::ETIME),
+                "released without its error"
+            ),
+            [leaf] => assert!(
+                error.is_none() || error == leaf.error(),
+                "{error:?} vs {:?}",
+                leaf.error()
+            ),
+            more => panic!("one leaf at most: {more:?}"),
+        }
+    });
+}
