@@ -120,6 +120,8 @@ pub enum FenceError {
     InvalidSeqno,
     /// A callback id that was issued by a different fence.
     ForeignCallback,
+    /// [`try_context_alloc`](crate::try_context_alloc) found too few context ids left.
+    ContextsExhausted,
 }
 
 impl fmt::Display for FenceError {
@@ -130,6 +132,7 @@ impl fmt::Display for FenceError {
             FenceError::Empty => "no fences given",
             FenceError::InvalidSeqno => "seqno not reached by this timeline or chain",
             FenceError::ForeignCallback => "callback id belongs to another fence",
+            FenceError::ContextsExhausted => "the 64-bit fence context id space is exhausted",
         })
     }
 }

@@ -53,7 +53,7 @@ pub use crate::backend::locked::Locked;
 pub use crate::backend::locked::lockdep;
 pub use crate::backend::rcu::Rcu;
 pub use crate::chain::{ChainWalk, FenceChain, chain_find_seqno, chain_walk};
-pub use crate::context::{Timeline, context_alloc};
+pub use crate::context::{Timeline, context_alloc, try_context_alloc};
 pub use crate::driver::DriverFence;
 pub use crate::error::{Errno, FenceError, Status};
 #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
