@@ -50,6 +50,12 @@ impl<B: Backend> DriverFence<B> {
 }
 
 fn complete<B: Backend>(fence: &Fence<B>, result: Result<(), Errno>) {
+    // Already signalled through a plain handle: nothing to do. Checking the flag first also
+    // keeps a drop from inside this fence's own callbacks legal on `Locked` (signalling
+    // takes the lock the signaller holds there).
+    if fence.test_signaled_flag() {
+        return;
+    }
     if let Err(e) = result {
         let _ = fence.set_error(e);
     }

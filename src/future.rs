@@ -121,7 +121,14 @@ impl<B: Backend> Future for FenceFuture<B> {
 
 impl<B: Backend> Drop for FenceFuture<B> {
     fn drop(&mut self) {
-        if let Some((id, _)) = self.pending.take() {
+        let Some((id, _)) = self.pending.take() else {
+            return;
+        };
+        // Once the flag is set the signaller owns the callback (it runs, or has run; it holds
+        // its own share of the waiter): nothing to take back. Skipping the removal also keeps
+        // a drop from inside this fence's own callbacks legal on `Locked`, where removal takes
+        // the lock the signaller holds (an executor dropping a task from its waker).
+        if !self.fence.test_signaled_flag() {
             self.fence.remove_callback(id);
         }
     }

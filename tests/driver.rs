@@ -16,6 +16,7 @@ common::both_backends!(
     plain_signal_before_drop_wins,
     plain_signal_before_signal_err_wins,
     driver_fence_from_another_thread,
+    dropped_inside_its_own_fences_callback,
 );
 
 /// A driver fence with one callback that records the status it sees.
@@ -108,4 +109,25 @@ fn driver_fence_from_another_thread<B: Backend>() {
     producer.join().unwrap();
     assert_eq!(ran.get(), 1);
     assert!(format!("{:?}", timeline::<B>().driver_fence(1)).starts_with("DriverFence("));
+}
+
+/// Defect (`Locked`): a cleanup callback that drops the job owning the `DriverFence`, after
+/// the driver signalled through a clone, made the drop signal again and take the lock the
+/// signaller holds (a hang, or lockdep's panic out of `signal()`). The drop of a driver
+/// fence whose fence has already signalled does nothing.
+fn dropped_inside_its_own_fences_callback<B: Backend>() {
+    let seen = common::watchdog("drop a DriverFence in its fence's callback", || {
+        let job = timeline::<B>().driver_fence(1);
+        let done = job.fence();
+        let ran = Counter::new();
+        let r = ran.clone();
+        done.add_callback(move |_| {
+            drop(job);
+            r.inc();
+        })
+        .unwrap();
+        done.signal().unwrap();
+        (ran.get(), done.status())
+    });
+    assert_eq!(seen, (1, Status::Signaled));
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rcu_fence::{Backend, Errno, FenceFuture, Locked, Rcu, Status};
 
-use common::{CountingWaker, block_on, timeline};
+use common::{Counter, CountingWaker, block_on, timeline};
 
 common::both_backends!(
     await_signalled_from_another_thread,
@@ -21,6 +21,7 @@ common::both_backends!(
     repoll_with_a_new_waker_wakes_the_new_one,
     dropped_future_takes_its_callback_back,
     future_and_callbacks_coexist,
+    future_dropped_inside_its_own_fences_callback,
 );
 
 fn await_signalled_from_another_thread<B: Backend>() {
@@ -211,4 +212,30 @@ fn block_on_many_threads() {
     for h in handles {
         assert_eq!(h.join().unwrap(), Status::Error(Errno::ECANCELED));
     }
+}
+
+/// Defect (`Locked`): an executor shutting down while a task waits drops the task, and
+/// with it the fence's future, from inside the fence's callbacks (the waker is the task).
+/// The future's drop took the fence's lock to remove its callback, which the signaller
+/// holds: a hang, or lockdep's panic out of `signal()`. Once the fence has signalled there
+/// is nothing to take back.
+fn future_dropped_inside_its_own_fences_callback<B: Backend>() {
+    let ran = common::watchdog("drop a FenceFuture in its fence's callback", || {
+        let fence = timeline::<B>().fence(1);
+        let mut future = Box::pin((&fence).into_future());
+        let (_, waker) = CountingWaker::new();
+        let mut cx = Context::from_waker(&waker);
+        assert!(future.as_mut().poll(&mut cx).is_pending());
+        let ran = Counter::new();
+        let r = ran.clone();
+        fence
+            .add_callback(move |_| {
+                drop(future);
+                r.inc();
+            })
+            .unwrap();
+        fence.signal().unwrap();
+        ran.get()
+    });
+    assert_eq!(ran, 1);
 }

@@ -183,3 +183,27 @@ pub(crate) fn eventually(mut cond: impl FnMut() -> bool) -> bool {
         std::thread::yield_now();
     }
 }
+
+/// Runs `f` on its own thread and fails the test if it has not finished within [`SETTLE`]
+/// (a hang becomes a failure instead of a stuck test run). A panic in `f` is resumed here.
+pub(crate) fn watchdog<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::Builder::new()
+        .name(format!("watchdog: {what}"))
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(());
+            result
+        })
+        .expect("spawn the watched thread");
+    match rx.recv_timeout(SETTLE) {
+        Ok(()) => match worker
+            .join()
+            .expect("the watched thread catches its panics")
+        {
+            Ok(value) => value,
+            Err(payload) => std::panic::resume_unwind(payload),
+        },
+        Err(_) => panic!("{what}: did not finish within {SETTLE:?} (a hang)"),
+    }
+}
