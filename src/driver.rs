@@ -9,8 +9,23 @@ use crate::fence::Fence;
 
 /// The producer's handle to a fence it must complete (as in the kernel's newer Rust
 /// binding). [`signal`](DriverFence::signal) consumes it, so a fence cannot be signalled
-/// twice through it; dropping it without signalling signals the fence with `-ECANCELED`,
-/// so a producer cannot forget a fence and leave waiters hanging.
+/// twice through it.
+///
+/// # What it guarantees, and what it cannot
+///
+/// - **A drop that runs cancels.** Dropping it without signalling (an early return, a `?`,
+///   a panic that unwinds through its owner) signals the fence with `-ECANCELED`, so the
+///   ordinary ways of abandoning work leave no waiter hanging.
+/// - **A drop that never runs cannot.** Safe Rust may skip a destructor: `mem::forget`, a
+///   leaked `Box`, an `Rc` cycle, a thread blocked forever, or an aborting process. Then the
+///   fence stays pending and its waiters wait (use [`Fence::wait_timeout`] where that
+///   matters). The same holds for the kernel's `dma_fence`: a fence must be signalled by
+///   whoever owns its completion.
+/// - If the fence was already signalled through a plain [`Fence`] handle, dropping or
+///   signalling the `DriverFence` changes nothing.
+///
+/// [`Fence`]: crate::Fence
+/// [`Fence::wait_timeout`]: crate::Fence::wait_timeout
 ///
 /// ```
 /// use rcu_fence::{Errno, Status, Timeline};

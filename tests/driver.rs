@@ -131,3 +131,19 @@ fn dropped_inside_its_own_fences_callback<B: Backend>() {
     });
     assert_eq!(seen, (1, Status::Signaled));
 }
+
+/// What `DriverFence` does not promise (its docs): a forgotten handle never runs its drop,
+/// so the fence stays pending; nothing else breaks, and a plain handle can still signal it.
+#[test]
+fn forgotten_driver_fence_leaves_the_fence_pending() {
+    let job = timeline::<rcu_fence::Rcu>().driver_fence(1);
+    let done = job.fence();
+    std::mem::forget(job);
+    assert_eq!(done.status(), Status::Pending);
+    assert_eq!(
+        done.wait_timeout(std::time::Duration::from_millis(1)),
+        Err(FenceError::TimedOut)
+    );
+    done.signal().unwrap();
+    assert_eq!(done.status(), Status::Signaled);
+}
