@@ -122,6 +122,8 @@ impl<B: Backend> FenceFd<B> {
     /// (`Ok(false)`); `None` waits forever. Interrupted polls are retried with the full
     /// timeout. A timeout too large for `poll` waits forever.
     pub fn poll(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        // From inside a callback: run what this thread has queued first (see `Fence::wait`).
+        crate::work::run_queued();
         let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
         loop {
             let mut fds = [PollFd::new(&*self.fd, PollFlags::IN)];

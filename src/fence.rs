@@ -313,6 +313,10 @@ impl<B: Backend> Fence<B> {
     }
 
     /// Blocks until the fence signals (`dma_fence_wait`), enabling signalling first.
+    ///
+    /// From inside a callback on `Rcu`, the work this thread has queued (enabling, the
+    /// callbacks of fences signalled meanwhile) runs before the wait parks. On `Locked` a
+    /// callback holds its fence's lock, as in the kernel, which forbids waiting there.
     pub fn wait(&self) -> Status {
         match crate::wait::wait_until(self, None) {
             Ok(status) => status,

@@ -7,7 +7,8 @@
 //!   members) is queued on a per-thread work list and run by the outermost call, so the stack
 //!   stays the same whatever the nesting depth. One visible consequence: **a fence signalled
 //!   from inside a callback has its own callbacks run after the current callback returns,
-//!   before the outermost `signal` returns.**
+//!   before the outermost `signal` returns** (unless the callback blocks in a wait: the
+//!   queued work then runs before it parks, since the awaited fence may depend on it).
 //! - **[`Locked`]**: the kernel's classic scheme, kept faithful as the baseline: callbacks run
 //!   under the fence's lock and the final put recurses.
 //!

@@ -5,8 +5,11 @@
 //! the fence's flag is set or the deadline passes. The callback is removed on the way out
 //! if it has not run. Spurious unparks are harmless: every park is in a loop that re-checks.
 //!
-//! Waiting from inside a callback on a fence that this thread's pending work would signal
-//! deadlocks (as the kernel forbids waiting in callbacks).
+//! Waiting from inside a callback: on `Rcu` the thread's queued work (enabling the awaited
+//! fence, cascades that may signal it) is run before the waiter parks, so the wait returns
+//! once the fence signals. On `Locked` the callback holds its fence's lock, as in the
+//! kernel (which forbids waiting in callbacks): a wait there that needs that lock deadlocks
+//! (the lock recorder panics instead).
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +46,7 @@ pub(crate) fn wait_until<B: Backend>(
         Err(_) => return Ok(fence.status_now()),
     };
     crate::trace::event!("fence_wait_start", fence);
+    crate::work::run_queued();
     park_until(deadline, || fence.test_signaled_flag());
     fence.remove_callback(id);
     crate::trace::event!(
@@ -128,6 +132,7 @@ pub fn wait_any_timeout<B: Backend>(
         }
     }
     if found.is_none() {
+        crate::work::run_queued();
         park_until(deadline, || {
             found = first_signaled();
             found.is_some()

@@ -11,6 +11,8 @@
 //!
 //! The one visible consequence: a fence signalled from inside a callback has its own
 //! callbacks run after the current callback returns, before the outermost call returns.
+//! The exception is a callback that blocks (a wait): before it parks, [`run_queued`] runs
+//! what the thread has queued, since what it waits for may be among it.
 //!
 //! Panics: a panicking job (a user callback) is caught, the remaining jobs still run, and the
 //! first panic is resumed when the outermost scope finishes. If the outermost step itself
@@ -127,6 +129,19 @@ pub(crate) fn scope<R>(f: impl FnOnce(bool) -> R) -> R {
         // At thread exit, after the list is gone: run directly (nothing can be queued).
         Err(_) => (f.take().expect("not run yet"))(false),
     }
+}
+
+/// Runs the jobs queued on this thread now, from inside the operation in progress. For a
+/// call that is about to block (a wait from inside a callback): what it waits for may be
+/// queued behind it (enabling the awaited fence, a cascade that signals it), and the
+/// outermost scope would only run that after the blocked call returned. Outside a scope
+/// there is nothing queued and this does nothing.
+pub(crate) fn run_queued() {
+    let _ = WORK.try_with(|w| {
+        if w.active.get() && !w.queue.borrow().is_empty() {
+            drain(w);
+        }
+    });
 }
 
 /// Runs `f`, catching a panic and keeping the first one for the outermost scope to resume.

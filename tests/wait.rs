@@ -22,6 +22,8 @@ common::both_backends!(
     wait_any_times_out_and_leaves_no_callbacks,
     wait_any_huge_timeout_waits_like_infinity,
     many_waiters_all_return,
+    wait_inside_a_callback_enables_what_it_waits_for,
+    wait_inside_a_callback_on_a_fence_this_threads_work_signals,
 );
 
 /// Signals `f` from a new thread after a short delay (which only makes it likely that the
@@ -228,4 +230,89 @@ fn many_waiters_all_return<B: Backend>() {
             assert_eq!(w.join().unwrap(), Ok(Status::Error(Errno::ETIME)));
         }
     });
+}
+
+/// Defect (`Rcu`): inside a callback the work list is open, so the awaited array's enable
+/// hook was only queued, behind the callback that was now blocked: the array never put
+/// callbacks on its members, and the wait timed out (or hung) although the members
+/// signalled. A blocking wait first runs what this thread has queued.
+fn wait_inside_a_callback_enables_what_it_waits_for<B: Backend>() {
+    /// Reports its fence's enabling on a channel.
+    struct ReportsEnable(std::sync::Mutex<std::sync::mpsc::Sender<()>>);
+    impl<B: Backend> rcu_fence::FenceOps<B> for ReportsEnable {
+        fn driver_name(&self) -> &str {
+            "test"
+        }
+        fn timeline_name(&self) -> &str {
+            "test"
+        }
+        fn enable_signaling(&self, _: &Fence<B>) -> bool {
+            let _ = self.0.lock().unwrap().send(());
+            true
+        }
+    }
+    let status = common::watchdog("wait inside a callback", || {
+        let tl = timeline::<B>();
+        let trigger = tl.fence(1);
+        let (enabled_tx, enabled_rx) = std::sync::mpsc::channel();
+        let members: Vec<_> = (2..4)
+            .map(|s| {
+                let ops = ReportsEnable(std::sync::Mutex::new(enabled_tx.clone()));
+                tl.fence_with_ops(s, std::sync::Arc::new(ops))
+            })
+            .collect();
+        let all =
+            rcu_fence::FenceArray::create(members.clone(), rcu_fence::context_alloc(1), 1, false)
+                .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        trigger
+            .add_callback(move |_| {
+                // The members signal once the array has asked them to (its enabling
+                // reached them), or after 10 s regardless.
+                let signaller = thread::spawn(move || {
+                    for m in members {
+                        let _ = enabled_rx.recv_timeout(Duration::from_secs(10));
+                        m.signal().unwrap();
+                    }
+                });
+                tx.send(all.wait_timeout(Duration::from_secs(10))).unwrap();
+                signaller.join().unwrap();
+            })
+            .unwrap();
+        trigger.signal().unwrap();
+        rx.recv().unwrap()
+    });
+    assert_eq!(status, Ok(Status::Signaled));
+}
+
+/// A callback that waits on a fence which this thread's queued work signals (here: a
+/// second callback of the same fence, queued behind it on `Rcu`; run right after it under
+/// the lock on `Locked`... where it would deadlock, so `Locked` signals it from the
+/// first callback's own thread instead). The wait returns.
+fn wait_inside_a_callback_on_a_fence_this_threads_work_signals<B: Backend>() {
+    if !common::is_rcu::<B>() {
+        return; // On `Locked` the second callback cannot run while the first one blocks.
+    }
+    let status = common::watchdog("wait on a fence signalled by queued work", || {
+        let tl = timeline::<B>();
+        let (outer, inner, awaited) = (tl.fence(1), tl.fence(2), tl.fence(3));
+        let a = awaited.clone();
+        inner
+            .add_callback(move |_| {
+                a.signal().unwrap();
+            })
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        outer
+            .add_callback(move |_| {
+                // Queued behind this callback: `inner`'s callbacks, which signal `awaited`.
+                inner.signal().unwrap();
+                tx.send(awaited.wait_timeout(Duration::from_secs(10)))
+                    .unwrap();
+            })
+            .unwrap();
+        outer.signal().unwrap();
+        rx.recv().unwrap()
+    });
+    assert_eq!(status, Ok(Status::Signaled));
 }
