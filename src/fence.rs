@@ -284,7 +284,7 @@ impl<B: Backend> Fence<B> {
         &self,
         f: impl FnOnce(&Fence<B>) + Send + 'static,
     ) -> Result<CallbackId<B>, FenceError> {
-        let key = B::add_callback(self, Box::new(f))?;
+        let key = B::add_callback(self, f)?;
         crate::trace::event!("fence_callback_added", self);
         Ok(CallbackId {
             owner: self.addr(),
@@ -294,10 +294,15 @@ impl<B: Backend> Fence<B> {
 
     /// Takes back a callback (`dma_fence_remove_callback`).
     ///
-    /// `true`: it was still queued and will never run. `false`: it has already run to
-    /// completion (this call waits for a run in progress on another thread), or this call
-    /// is made from inside that very callback, or `id` belongs to another fence (use
-    /// [`Fence::try_remove_callback`] to tell that case apart).
+    /// `true`: it was still queued and will never run. `false`: the fence has signalled and
+    /// the callback has run to completion: this call waits for a run in progress on another
+    /// thread (the kernel's barrier); or it is made from inside that very callback; or `id`
+    /// belongs to another fence (use [`Fence::try_remove_callback`] to tell that case apart).
+    ///
+    /// Once any thread can see the fence signalled, the answer is `false`. On `Rcu`, a
+    /// callback that removes a later callback of its own fence (not yet run) therefore runs
+    /// it on the spot, inside this call (waiting for it would deadlock); on `Locked` that
+    /// call would take the lock the signaller holds, as in the kernel.
     pub fn remove_callback(&self, id: CallbackId<B>) -> bool {
         self.try_remove_callback(id).unwrap_or(false)
     }

@@ -116,3 +116,17 @@ mod cell {
         }
     }
 }
+
+/// A loom-tracked token: embedded in memory the library allocates itself (outside loom's
+/// `Arc`), so that loom's leak check also covers it. Zero-sized outside loom.
+#[derive(Debug, Default)]
+pub(crate) struct LeakCheck(#[cfg(loom)] loom::sync::Arc<()>);
+
+impl LeakCheck {
+    pub(crate) fn new() -> Self {
+        #[cfg(not(loom))]
+        return LeakCheck();
+        #[cfg(loom)]
+        return LeakCheck(loom::sync::Arc::new(()));
+    }
+}

@@ -19,6 +19,7 @@ common::both_backends!(
     set_error_races_signal,
     awaiter_races_signal,
     remove_waits_for_a_running_callback,
+    remove_after_observing_the_signal_returns_false,
 );
 
 /// Busy-waits for a random short while, to vary the interleavings.
@@ -257,4 +258,49 @@ fn remove_waits_for_a_running_callback<B: Backend>() {
         );
         signaller.join().unwrap();
     });
+}
+
+/// Defect (`Rcu`): a waiter whose wait had returned removed the callback it installed
+/// before the signal and got `true`: the callback was taken back and never ran, though the
+/// fence had signalled before the call. The kernel's answer once signalled is `false`, with
+/// the call waiting until the callback has run. Shape: an earlier callback holds the
+/// signaller inside the callback list while another thread, having seen the fence
+/// signalled, removes a later callback; the removal must wait and return `false`.
+fn remove_after_observing_the_signal_returns_false<B: Backend>() {
+    if !common::is_rcu::<B>() {
+        // On `Locked` callbacks run under the lock: the remover blocks on it until the
+        // whole list has run (the kernel's barrier), which the held first callback would
+        // make a deadlock here. Its `false` is what `remove_races_signal` checks.
+        return;
+    }
+    let f = timeline::<B>().fence(1);
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    f.add_callback(move |_| {
+        entered_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+    })
+    .unwrap();
+    let later = Counter::new();
+    let l = later.clone();
+    let id = f.add_callback(move |_| l.inc()).unwrap();
+    let g = f.clone();
+    let signaller = thread::spawn(move || g.signal().unwrap());
+    entered_rx.recv().unwrap(); // the fence is signalled and its list is being run
+    assert!(f.test_signaled_flag());
+    let g = f.clone();
+    let (removed_tx, removed_rx) = std::sync::mpsc::channel();
+    let remover = thread::spawn(move || removed_tx.send(g.remove_callback(id)).unwrap());
+    // The remover must not answer while the callback has yet to run. (Only the coverage of
+    // the waiting path depends on this timeout; the assertions below do not.)
+    let early = removed_rx.recv_timeout(Duration::from_millis(50)).ok();
+    assert_eq!(early, None, "answered before the callback ran");
+    release_tx.send(()).unwrap();
+    assert!(
+        !removed_rx.recv().unwrap(),
+        "removed after the signal was observed"
+    );
+    assert_eq!(later.get(), 1);
+    remover.join().unwrap();
+    signaller.join().unwrap();
 }

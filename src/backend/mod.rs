@@ -16,7 +16,7 @@ use std::fmt;
 use std::time::Instant;
 
 use crate::error::{Errno, FenceError};
-use crate::fence::{Callback, Fence};
+use crate::fence::Fence;
 
 pub(crate) mod locked;
 pub(crate) mod rcu;
@@ -70,9 +70,9 @@ pub(crate) mod sealed {
         where
             Self: Backend;
         /// Installs a callback, or refuses it because the fence has signalled.
-        fn add_callback(
+        fn add_callback<F: FnOnce(&Fence<Self>) + Send + 'static>(
             fence: &Fence<Self>,
-            func: Callback<Self>,
+            func: F,
         ) -> Result<Self::CallbackKey, FenceError>
         where
             Self: Backend;

@@ -21,6 +21,9 @@ impl Word {
     pub(crate) const TIMESTAMP: u64 = 1 << 1;
     /// Set by the first `enable_signaling`.
     pub(crate) const ENABLED: u64 = 1 << 2;
+    /// `Rcu` only: held by a callback remover while it unlinks a node (the unlink lock of
+    /// `backend::rcu::callbacks`).
+    pub(crate) const UNLINKING: u64 = 1 << 3;
 
     pub(crate) fn is_signaled(self) -> bool {
         self.0 & Self::SIGNALED != 0

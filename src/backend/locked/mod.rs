@@ -289,7 +289,10 @@ impl Sealed for Locked {
         let _ = enable_locked(fence, &mut guard);
     }
 
-    fn add_callback(fence: &Fence<Locked>, func: Callback<Locked>) -> Result<Key, FenceError> {
+    fn add_callback<F: FnOnce(&Fence<Locked>) + Send + 'static>(
+        fence: &Fence<Locked>,
+        func: F,
+    ) -> Result<Key, FenceError> {
         let state = &fence.inner().state;
         if state.flags() & SIGNALED != 0 {
             return Err(FenceError::AlreadySignaled);
@@ -299,7 +302,7 @@ impl Sealed for Locked {
             return Err(FenceError::AlreadySignaled);
         }
         let key = next_key();
-        guard.callbacks.push_back((key, func));
+        guard.callbacks.push_back((key, Box::new(func)));
         Ok(Key(key))
     }
 

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use crate::backend::{Backend, sealed::Sealed};
 use crate::error::{Errno, FenceError};
-use crate::fence::{Callback, Fence};
+use crate::fence::Fence;
 use crate::sync::{AtomicU64, Ordering, UnsafeCell, spin_hint, thread};
 use crate::work::{self, Job};
 
@@ -198,7 +198,7 @@ impl Sealed for Rcu {
         state.timestamp.with_mut(|t| unsafe { *t = Some(at) });
         // Release: publishes the timestamp to `timestamp()`'s Acquire load.
         state.word.fetch_or(Word::TIMESTAMP, Ordering::Release);
-        let first = state.callbacks.close();
+        let first = state.callbacks.close(&state.word, previous);
         callbacks::run_or_queue(fence, first);
         Ok(())
     }
@@ -207,7 +207,10 @@ impl Sealed for Rcu {
         work::scope(|nested| enable(fence, nested));
     }
 
-    fn add_callback(fence: &Fence<Rcu>, func: Callback<Rcu>) -> Result<Key, FenceError> {
+    fn add_callback<F: FnOnce(&Fence<Rcu>) + Send + 'static>(
+        fence: &Fence<Rcu>,
+        func: F,
+    ) -> Result<Key, FenceError> {
         let state = &fence.inner().state;
         if state.load().is_signaled() {
             return Err(FenceError::AlreadySignaled);
@@ -216,15 +219,13 @@ impl Sealed for Rcu {
             // The kernel enables first, then appends; if enabling finds the work complete,
             // the fence signals and the callback is refused.
             enable(fence, nested);
-            state
-                .callbacks
-                .push(func)
-                .ok_or(FenceError::AlreadySignaled)
+            callbacks::add(&state.callbacks, func).ok_or(FenceError::AlreadySignaled)
         })
     }
 
-    fn remove_callback(_fence: &Fence<Rcu>, key: Key) -> bool {
-        callbacks::remove(key)
+    fn remove_callback(fence: &Fence<Rcu>, key: Key) -> bool {
+        let state = &fence.inner().state;
+        callbacks::remove(&state.callbacks, &state.word, key)
     }
 
     fn take_pending(state: &mut State) -> Option<State> {
@@ -232,7 +233,7 @@ impl Sealed for Rcu {
         // Relaxed: `&mut`: exclusive access.
         let word = Word(state.word.load(Ordering::Relaxed));
         Some(State {
-            word: AtomicU64::new(word.0 & !Word::ENABLED),
+            word: AtomicU64::new(word.0 & !(Word::ENABLED | Word::UNLINKING)),
             timestamp: UnsafeCell::new(None),
             callbacks: list,
         })
