@@ -208,3 +208,57 @@ fn loom_slot_release_vs_reader() {
         assert_eq!(freed.load(Ordering::SeqCst), 2);
     });
 }
+
+/// The count-based poll of an enabled array, from a third thread while the members signal
+/// (one with an error) on two others: a poll that answers "signalled" has already applied
+/// the failed member's error, the array signals exactly once, and always with that error.
+/// Three threads: finishes at preemption bound 2 in a few seconds.
+#[test]
+fn loom_array_poll_vs_member_signals() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let (a, b) = (tl.fence(1), tl.fence(2));
+        let array =
+            FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
+        let runs = counting_callback(&array);
+        let ta = thread::spawn(move || {
+            a.set_error(Errno::ETIME).unwrap();
+            a.signal().unwrap();
+        });
+        let tb = thread::spawn(move || b.signal().unwrap());
+        if array.is_signaled() {
+            assert_eq!(array.status(), Status::Error(Errno::ETIME), "polled early");
+        }
+        ta.join().unwrap();
+        tb.join().unwrap();
+        assert!(array.is_signaled());
+        assert_eq!(array.status(), Status::Error(Errno::ETIME));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    });
+}
+
+/// The same for an enabled chain link (its two inputs counted down): a third thread polls
+/// while the link's own fence fails and its `prev` signals.
+#[test]
+fn loom_chain_poll_vs_input_signals() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let (first, own) = (tl.fence(1), tl.fence(2));
+        let p1 = FenceChain::create(None, first.clone(), 1);
+        let p2 = FenceChain::create(Some(p1), own.clone(), 2);
+        let runs = counting_callback(&p2);
+        let t_own = thread::spawn(move || {
+            own.set_error(Errno::ETIME).unwrap();
+            own.signal().unwrap();
+        });
+        let t_first = thread::spawn(move || first.signal().unwrap());
+        if p2.is_signaled() {
+            assert_eq!(p2.status(), Status::Error(Errno::ETIME), "polled early");
+        }
+        t_own.join().unwrap();
+        t_first.join().unwrap();
+        assert!(p2.is_signaled());
+        assert_eq!(p2.status(), Status::Error(Errno::ETIME));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    });
+}
