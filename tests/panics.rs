@@ -139,9 +139,8 @@ fn panic_in_callback_of_fence_signalled_from_a_callback<B: Backend>() {
 }
 
 /// A container's callback panics: the container's other callbacks run and it is
-/// signalled; the member's signaller receives the panic on `Rcu`; on `Locked` the thread
-/// that signals the array (the worker, which absorbs it and goes on completing other
-/// containers, or a waiter that polls it complete) does.
+/// signalled; the member's signaller receives the panic (on `Locked` from the irq_work that
+/// signals the array, which runs on that thread once it releases the member's lock).
 fn panic_in_container_callback<B: Backend>() {
     let tl = timeline::<B>();
     let (a, b) = (tl.fence(1), tl.fence(2));
@@ -150,7 +149,7 @@ fn panic_in_container_callback<B: Backend>() {
     let after = counting(&array);
     assert_eq!(panic_of(|| a.signal()), None);
     let got = panic_of(|| b.signal());
-    assert_eq!(got.as_deref(), is_rcu::<B>().then_some("array"));
+    assert_eq!(got.as_deref(), Some("array"));
     assert_eq!(settle_catching(&array), Status::Signaled);
     assert!(common::eventually(|| after.get() == 1));
     // The machinery still completes containers afterwards.

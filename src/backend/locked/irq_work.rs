@@ -1,66 +1,135 @@
-//! A stand-in for the kernel's irq_work: work queued from a callback (which runs under a
-//! fence lock) and run later on a worker thread, in a fresh context with no lock held.
-//! The classic scheme uses it for container signalling and chain re-arming, as the kernel
-//! does; it costs one hop of latency per use.
+//! The kernel's irq_work, where the kernel runs it: on the thread that queued it, as soon as
+//! that thread releases its outermost fence lock.
 //!
-//! Under loom there is no background thread: the work runs at once.
+//! In the kernel, a container's member callback runs under the member's spinlock with
+//! interrupts off; the irq_work it queues (signal the array, re-arm the chain) runs on the
+//! same CPU the moment interrupts are restored, before the signaller's next statement.
+//! Here every lock of the classic scheme ([`Lock`](super::lockdep::Lock)) counts itself in
+//! a per-thread depth while held; work queued meanwhile waits in a per-thread FIFO and is
+//! run when the depth returns to 0. Work queued with no lock held runs at once.
+//!
+//! The queue is drained iteratively: work that takes and releases locks while the queue is
+//! being drained (signalling the array takes the array's lock) queues more work, which runs
+//! in the same drain, never on a nested stack. A panicking job is caught, the rest still
+//! run, and the first panic is resumed once the queue is empty (unless the thread is already
+//! unwinding).
+//!
+//! The queue is thread-local: no synchronisation is needed here, and loom models run the
+//! same code.
 
-#[cfg(not(loom))]
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
 
-#[cfg(not(loom))]
 type Work = Box<dyn FnOnce() + Send>;
 
-#[cfg(not(loom))]
-struct Queue {
-    jobs: Mutex<std::collections::VecDeque<Work>>,
-    ready: Condvar,
+struct IrqWork {
+    /// Locks of the classic scheme this thread holds.
+    depth: Cell<usize>,
+    /// Set while the queue is drained.
+    draining: Cell<bool>,
+    queue: RefCell<VecDeque<Work>>,
+    panic: RefCell<Option<Box<dyn Any + Send>>>,
 }
 
-#[cfg(not(loom))]
-fn queue() -> &'static Queue {
-    static QUEUE: OnceLock<&'static Queue> = OnceLock::new();
-    QUEUE.get_or_init(|| {
-        let q: &'static Queue = Box::leak(Box::new(Queue {
-            jobs: Mutex::new(Default::default()),
-            ready: Condvar::new(),
-        }));
-        std::thread::Builder::new()
-            .name("fence-irq-work".into())
-            .spawn(move || run(q))
-            .expect("spawning the irq_work thread");
-        q
-    })
+crate::sync::thread_local! {
+    static IRQ_WORK: IrqWork = const {
+        IrqWork {
+            depth: Cell::new(0),
+            draining: Cell::new(false),
+            queue: RefCell::new(VecDeque::new()),
+            panic: RefCell::new(None),
+        }
+    };
 }
 
-#[cfg(not(loom))]
-fn run(q: &'static Queue) {
-    loop {
-        let job = {
-            let mut jobs = q.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if let Some(job) = jobs.pop_front() {
-                    break job;
-                }
-                jobs = q.ready.wait(jobs).unwrap_or_else(|e| e.into_inner());
-            }
-        };
-        // A panicking job must not kill the worker; the panic is reported by the hook.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-    }
-}
-
-/// Queues `work` to run on the worker thread (`irq_work_queue`).
+/// Queues `work` to run when this thread releases its outermost fence lock
+/// (`irq_work_queue`); at once if it holds none and is not already draining.
 pub(crate) fn queue_work(work: impl FnOnce() + Send + 'static) {
-    #[cfg(not(loom))]
-    {
-        let q = queue();
-        q.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(Box::new(work));
-        q.ready.notify_one();
+    let mut work = Some(work);
+    let queued = IRQ_WORK.try_with(|w| {
+        if let Some(work) = work.take() {
+            w.queue.borrow_mut().push_back(Box::new(work));
+        }
+        w.depth.get() == 0 && !w.draining.get()
+    });
+    match queued {
+        Ok(true) => drain(),
+        Ok(false) => {}
+        // At thread exit the queue is gone, and with it any lock this thread could hold.
+        Err(_) => {
+            if let Some(work) = work.take() {
+                work();
+            }
+        }
     }
-    #[cfg(loom)]
-    work();
+}
+
+/// The number of classic-scheme locks this thread holds (the kernel's "interrupts off").
+#[allow(dead_code)] // used by the wait refusal (see `wait`)
+pub(crate) fn held() -> usize {
+    IRQ_WORK.try_with(|w| w.depth.get()).unwrap_or(0)
+}
+
+/// Marks one lock of the classic scheme held by this thread, from `enter` until drop;
+/// dropping the outermost one runs the queued work.
+#[derive(Debug)]
+pub(crate) struct Section {
+    counted: bool,
+}
+
+impl Section {
+    pub(crate) fn enter() -> Section {
+        let counted = IRQ_WORK
+            .try_with(|w| w.depth.set(w.depth.get() + 1))
+            .is_ok();
+        Section { counted }
+    }
+}
+
+impl Drop for Section {
+    fn drop(&mut self) {
+        if !self.counted {
+            return;
+        }
+        let run = IRQ_WORK.try_with(|w| {
+            let depth = w.depth.get() - 1;
+            w.depth.set(depth);
+            depth == 0 && !w.draining.get() && !w.queue.borrow().is_empty()
+        });
+        if matches!(run, Ok(true)) {
+            drain();
+        }
+    }
+}
+
+/// Runs the queue until it is empty, including work queued by the work itself.
+fn drain() {
+    let _ = IRQ_WORK.try_with(|w| {
+        w.draining.set(true);
+        // Clears the flag on every exit (a job's panic is caught, but be safe).
+        struct Done<'a>(&'a IrqWork);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.draining.set(false);
+            }
+        }
+        let done = Done(w);
+        loop {
+            // The borrow ends with this statement: a job may queue more work.
+            let job = w.queue.borrow_mut().pop_front();
+            let Some(job) = job else { break };
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(job)) {
+                w.panic.borrow_mut().get_or_insert(payload);
+            }
+        }
+        drop(done);
+        let payload = w.panic.borrow_mut().take();
+        if let Some(payload) = payload {
+            if !std::thread::panicking() {
+                panic::resume_unwind(payload);
+            }
+        }
+    });
 }

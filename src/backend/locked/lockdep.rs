@@ -397,11 +397,14 @@ pub(crate) struct Lock<T> {
     mutex: crate::sync::Mutex<T>,
 }
 
-/// The guard of a [`Lock`]: unlocks, then records the release.
+/// The guard of a [`Lock`]: unlocks, then records the release, then (for the outermost
+/// lock of the thread) runs the irq_work queued meanwhile.
 pub(crate) struct LockGuard<'a, T> {
-    // Field order matters: the mutex is unlocked before the release is recorded.
+    // Field order matters: the mutex is unlocked before the release is recorded, and the
+    // queued irq_work runs with no lock held.
     guard: crate::sync::MutexGuard<'a, T>,
     _held: Held,
+    _section: super::irq_work::Section,
 }
 
 impl<T> Lock<T> {
@@ -424,10 +427,13 @@ impl<T> Lock<T> {
     /// Takes the lock for `op`, recording the acquisition first (so that a self-deadlock
     /// panics instead of blocking).
     pub(crate) fn lock(&self, op: &'static str) -> LockGuard<'_, T> {
+        // Counted first, so that a recorder panic (a self-deadlock) leaves no count raised.
+        let section = super::irq_work::Section::enter();
         let held = acquire(self.class, self as *const Self as usize, op);
         LockGuard {
             guard: self.mutex.lock(),
             _held: held,
+            _section: section,
         }
     }
 

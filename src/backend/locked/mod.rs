@@ -27,7 +27,7 @@
 //!   The error lives in the same word (`backend::word`), so `set_error` needs no lock.
 
 mod chain;
-mod irq_work;
+pub(crate) mod irq_work;
 pub mod lockdep;
 
 use std::collections::VecDeque;
