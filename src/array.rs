@@ -1,42 +1,73 @@
 //! The fence array (`dma_fence_array`): a fence that signals when all of its members have
 //! signalled, or when the first one has (`signal_on_any`).
 //!
-//! # Protocol (both backends; the member storage and the final signal are the backend's)
+//! An array is a fence whose ops are the array's ([`FenceOps`] implemented by a private
+//! wrapper), as in the kernel; [`Fence::as_array`] recognises it by type.
+//!
+//! # Layout
+//! One block of entries, one per member, as the kernel keeps `fences[]` and `callbacks[]`:
+//! the member (the scheme's hold on it), the array's callback on it (an intrusive node), and
+//! the array reference that callback holds while installed. Creating and enabling an array
+//! of any size allocates three blocks: the fence, the array, the entries.
+//!
+//! # Protocol (every backend; the member hold and the final signal are the scheme's)
 //!
 //! - `pending` starts at the member count (1 with `signal_on_any`).
-//! - `enable_signaling` installs one callback per member. The callback, or the enable loop
-//!   itself for a member found already signalled, *finishes* that member: records its error
-//!   (the first one sticks: CAS from 0), hands the member to the backend (`Rcu` releases
-//!   the array's reference, so a signalled array holds nothing), and decrements `pending`.
+//! - `enable_signaling` installs each entry's callback on its member. The callback, or the
+//!   enable loop itself for a member found already signalled, *finishes* that member: records
+//!   its error (the first one sticks), hands the member to the scheme (`Rcu` releases it, so a
+//!   signalled array holds nothing), and decrements `pending`.
 //! - All mode: the finisher that takes `pending` from 1 to 0 completes the array. Any mode:
-//!   the first finisher's `swap(0)` sees 1 and completes it; later finishers see 0.
-//!   So exactly one finisher completes the array, whatever the interleaving.
-//! - Completing: from a callback, the backend signals the array (`Rcu`: at once, no lock is
-//!   held; `Locked`: deferred to a worker, the kernel's irq_work); from the enable loop, the
-//!   hook returns `false` and the core signals. The array's error (the first member error)
-//!   is applied atomically with the signal.
+//!   the first finisher's `swap(0)` sees 1 and completes it; later finishers see 0. So exactly
+//!   one finisher completes the array, whatever the interleaving.
+//! - Errors: the first member error is recorded on the array's own fence while it is pending
+//!   (a CAS that keeps an error already there; the kernel's array sets it on its fence as
+//!   each member fails), so whoever signals the array signals it with that error.
+//! - Completing: from a callback, the scheme signals the array (`Rcu`: at once, no lock is
+//!   held; `Locked`: by irq_work, as the kernel); from the enable loop, the hook returns
+//!   `false` and the core signals.
 //! - `signaled` polling: once enabled, `pending == 0` alone answers (the kernel's rule; one
-//!   load, and never ahead of the callbacks that record the members' errors). Before
-//!   enabling, it checks each member's flag, polling plain members' hooks but not descending
-//!   into nested containers (that would recurse with depth), and records the error of every
-//!   member it finds signalled: a nested container reports completion once it is enabled or
+//!   load, and never ahead of the callbacks that record the members' errors). Before enabling,
+//!   it checks each member's flag, polling plain members' hooks but not descending into
+//!   nested containers (that would recurse with depth), and records the error of every member
+//!   it finds signalled; a nested container reports completion once it is enabled or
 //!   signalled. The kernel allows `signaled` to say "not yet" when unsure.
 //!
-//! Nothing here recurses with nesting depth: enabling a nested member is queued by the
-//! member's `add_callback`, and completion of a nested array is a signal from inside a
+//! Nothing here recurses with nesting depth: on `Rcu`, enabling a nested member is queued by
+//! the member's `add_callback`, and completion of a nested array is a signal from inside a
 //! callback, which the work list runs after the current callback returns.
 //!
 //! # Orderings
 //! - the error CAS and `pending`'s RMWs are `AcqRel`: the finisher that completes the array
 //!   sees every earlier finisher's recorded error (release sequence on `pending`).
+//! - `enabled` is stored with `Release` once every callback is installed, loaded with
+//!   `Acquire` by `poll`.
 
 use std::fmt;
+use std::ptr::NonNull;
+use std::sync::Arc as StdArc;
+use std::time::Instant;
 
-use crate::Rcu;
-use crate::backend::Backend;
-use crate::error::{Errno, FenceError};
-use crate::fence::{Fence, Kind};
-use crate::sync::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use crate::backend::state::Birth;
+use crate::backend::{
+    Backend, ContainerKind, FenceScheme, FencesOf, MemberOf, MemberScheme, MembersOf, Node,
+    NodeVtable, Rcu,
+};
+use crate::error::FenceError;
+use crate::fence::Fence;
+use crate::ops::FenceOps;
+use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
+
+/// One member and the array's callback on it.
+#[repr(C)]
+struct Entry<B: Backend> {
+    /// First: a node pointer is a pointer to the entry.
+    node: Node<B>,
+    /// The array, as a `Fence::into_raw` reference held by the installed callback and given
+    /// up by the node's release.
+    array: UnsafeCell<*const ()>,
+    member: MemberOf<B>,
+}
 
 /// A fence over a set of member fences (`dma_fence_array`).
 ///
@@ -53,14 +84,29 @@ use crate::sync::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 /// assert_eq!(all.as_array().unwrap().num_fences(), 2);
 /// ```
 pub struct FenceArray<B: Backend = Rcu> {
-    members: Box<[B::Member]>,
+    entries: Box<[Entry<B>]>,
     signal_on_any: bool,
     pending: AtomicUsize,
     /// Set once `enable_signaling` has installed every member's callback: from then on
     /// `pending` alone answers `poll`.
     enabled: AtomicBool,
-    /// The first member error, or 0.
-    first_error: AtomicI32,
+}
+
+// SAFETY: the entries' cells are written by the enable hook (once per entry, before the node
+// is published) and read by that entry's callback after the list's Acquire; the rest is
+// atomics and the scheme's `Send + Sync` member holds.
+unsafe impl<B: Backend> Send for FenceArray<B> {}
+// SAFETY: as above.
+unsafe impl<B: Backend> Sync for FenceArray<B> {}
+
+/// The array as its fence's hooks.
+struct ArrayOps<B: Backend>(FenceArray<B>);
+
+impl<B: Backend> Fence<B> {
+    /// The array behind this fence, if it is one (`to_dma_fence_array`).
+    pub fn as_array(&self) -> Option<&FenceArray<B>> {
+        self.ops_as::<ArrayOps<B>>().map(|ops| &ops.0)
+    }
 }
 
 impl<B: Backend> FenceArray<B> {
@@ -79,26 +125,41 @@ impl<B: Backend> FenceArray<B> {
         if fences.is_empty() {
             return Err(FenceError::Empty);
         }
-        B::check_nesting("array", &fences.iter().collect::<Vec<_>>());
+        MembersOf::<B>::check_nesting(ContainerKind::Array, &fences.iter().collect::<Vec<_>>());
         let pending = if signal_on_any { 1 } else { fences.len() };
         let array = FenceArray {
-            members: fences.into_iter().map(|f| B::member_new(Some(f))).collect(),
+            entries: fences
+                .into_iter()
+                .map(|f| Entry {
+                    node: Node::new(&Self::VTABLE),
+                    array: UnsafeCell::new(std::ptr::null()),
+                    member: MembersOf::<B>::hold(f),
+                })
+                .collect(),
             signal_on_any,
             pending: AtomicUsize::new(pending),
             enabled: AtomicBool::new(false),
-            first_error: AtomicI32::new(0),
         };
-        Ok(Fence::new_pending(
+        Ok(Fence::new(
             context,
             seqno,
-            false,
-            Kind::Array(Box::new(array)),
+            StdArc::new(ArrayOps(array)),
+            Birth {
+                seqno64: false,
+                container: true,
+                signaled_at: None,
+            },
         ))
     }
 
+    const VTABLE: NodeVtable<B> = NodeVtable {
+        run: Self::member_signaled,
+        release: Self::release,
+    };
+
     /// How many members the array was built with.
     pub fn num_fences(&self) -> usize {
-        self.members.len()
+        self.entries.len()
     }
 
     /// True if the array signals on the first member rather than on all.
@@ -106,37 +167,27 @@ impl<B: Backend> FenceArray<B> {
         self.signal_on_any
     }
 
-    /// The members the array still holds, in index order, as new references. Lock-free on
-    /// `Rcu`; there a member that has signalled after enabling is already released.
+    /// The members the array still holds, in index order, as new references. Lock-free; on
+    /// `Rcu` a member that has signalled after enabling is already released.
     pub fn fences(&self) -> impl Iterator<Item = Fence<B>> + '_ {
-        self.members.iter().filter_map(B::member_get)
+        self.entries
+            .iter()
+            .filter_map(|e| MembersOf::<B>::get(&e.member))
     }
 
     /// The member at `index`, if still held.
     pub fn fence(&self, index: usize) -> Option<Fence<B>> {
-        self.members.get(index).and_then(B::member_get)
+        self.entries
+            .get(index)
+            .and_then(|e| MembersOf::<B>::get(&e.member))
     }
 
-    /// The first member error recorded so far.
-    pub(crate) fn recorded_error(&self) -> Option<Errno> {
-        // Acquire: pairs with the recording CAS.
-        Errno::new(self.first_error.load(Ordering::Acquire))
-    }
-
-    /// Records a signalled member's error; the first one sticks.
-    fn record_error(&self, member: &Fence<B>) {
-        if let Some(e) = member.error() {
-            // AcqRel: see the module's Orderings. Failure (an earlier error): keep it.
-            let _ =
-                self.first_error
-                    .compare_exchange(0, e.get(), Ordering::AcqRel, Ordering::Relaxed);
-        }
-    }
-
-    /// Finishes member `index` after it signalled; true if this completed the array.
-    fn finish_member(&self, index: usize, member: &Fence<B>) -> bool {
-        self.record_error(member);
-        B::member_signaled(&self.members[index]);
+    /// Finishes `entry`'s member after it signalled; true if this completed the array.
+    fn finish(&self, array: &Fence<B>, entry: &Entry<B>, member: &Fence<B>) -> bool {
+        // The error is recorded (on the array's own fence, the first one sticks) before the
+        // member is released: readers read the slot first, then the error.
+        array.record_error(member.error());
+        MembersOf::<B>::signaled(&entry.member);
         if self.signal_on_any {
             // AcqRel: one transition 1 → 0 completes the array.
             self.pending.swap(0, Ordering::AcqRel) == 1
@@ -146,25 +197,65 @@ impl<B: Backend> FenceArray<B> {
         }
     }
 
-    /// The `enable_signaling` hook: one callback per member; `false` if already complete.
-    pub(crate) fn enable(&self, fence: &Fence<B>) -> bool {
-        for (index, slot) in self.members.iter().enumerate() {
-            let Some(member) = B::member_get(slot) else {
+    /// The array's callback on a member.
+    ///
+    /// # Safety
+    /// 1. `node` is the node of an entry of a live array, installed by `enable` (its `array`
+    ///    cell holds a reference) and running.
+    unsafe fn member_signaled(node: NonNull<Node<B>>, member: &Fence<B>) {
+        let entry = node.cast::<Entry<B>>();
+        // SAFETY: obligation 1: the reference is alive until `release`.
+        let array = unsafe { Fence::<B>::borrow_raw(entry.as_ref().array.with(|a| *a)) };
+        let this = array
+            .as_array()
+            .expect("an array's callback holds the array");
+        crate::trace::member!(&*array, member, index = this.index_of(entry));
+        // SAFETY: obligation 1: the entry lives in the array.
+        if this.finish(&array, unsafe { entry.as_ref() }, member) {
+            MembersOf::<B>::complete(Fence::clone(&array));
+        }
+    }
+
+    /// Gives up the reference the installed callback held.
+    ///
+    /// # Safety
+    /// 1. `node` is the node of an entry whose callback was installed and has run.
+    unsafe fn release(node: NonNull<Node<B>>) {
+        let entry = node.cast::<Entry<B>>();
+        // SAFETY: obligation 1: the reference taken at install, given up once. Dropping it may
+        // free the array, and with it this entry: nothing touches it afterwards.
+        drop(unsafe { Fence::<B>::from_raw(entry.as_ref().array.with(|a| *a)) });
+    }
+
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))] // read by trace events only
+    fn index_of(&self, entry: NonNull<Entry<B>>) -> usize {
+        let base = self.entries.as_ptr();
+        // SAFETY: `entry` points into `self.entries` (it is one of this array's nodes).
+        unsafe { entry.as_ptr().cast_const().offset_from(base) as usize }
+    }
+
+    /// The `enable_signaling` hook: installs each entry's callback; `false` if already
+    /// complete.
+    fn enable(&self, fence: &Fence<B>) -> bool {
+        for entry in self.entries.iter() {
+            let Some(member) = MembersOf::<B>::get(&entry.member) else {
                 continue;
             };
-            let array = fence.clone();
-            let installed = member.add_callback(move |m| {
-                crate::trace::member!(&array, m, index = index);
-                let this = array
-                    .as_array()
-                    .expect("an array's callback holds the array");
-                if this.finish_member(index, m) {
-                    B::signal_container(array);
+            // SAFETY: the hook runs once per array (the core's ENABLED bit), so this entry's
+            // node is unused; the reference is written before the push publishes the node.
+            entry
+                .array
+                .with_mut(|a| unsafe { *a = Fence::clone(fence).into_raw() });
+            // SAFETY: the node lives in the array, which the reference just taken keeps alive
+            // until the callback has run and been released; it is linked once.
+            let installed = unsafe { FencesOf::<B>::add_node(&member, NonNull::from(&entry.node)) };
+            if !installed {
+                crate::trace::member!(fence, &member, index = self.index_of(NonNull::from(entry)));
+                // SAFETY: never linked: the reference written above is still ours.
+                drop(unsafe { Fence::<B>::from_raw(entry.array.with(|a| *a)) });
+                if self.finish(fence, entry, &member) {
+                    return false;
                 }
-            });
-            crate::trace::member!(if installed.is_err(), fence, &member, index = index);
-            if installed.is_err() && self.finish_member(index, &member) {
-                return false;
             }
         }
         // Only now does every member carry a callback: from here `pending` alone answers
@@ -175,7 +266,7 @@ impl<B: Backend> FenceArray<B> {
     }
 
     /// The `signaled` polling hook (see the module docs).
-    pub(crate) fn poll(&self) -> bool {
+    fn poll(&self, fence: &Fence<B>) -> bool {
         // Acquire: pairs with the finishers' AcqRel RMWs.
         if self.pending.load(Ordering::Acquire) == 0 {
             return true;
@@ -187,22 +278,21 @@ impl<B: Backend> FenceArray<B> {
         if self.enabled.load(Ordering::Acquire) {
             return false;
         }
-        let done = |m: &Fence<B>| m.test_signaled_flag() || (!m.is_container() && m.is_signaled());
         let mut remaining = if self.signal_on_any {
             1
         } else {
-            self.members.len()
+            self.entries.len()
         };
-        for slot in self.members.iter() {
-            // A released member has signalled.
-            let finished = match B::member_get(slot) {
+        for entry in self.entries.iter() {
+            // A released member has signalled (and its error was recorded first).
+            let finished = match MembersOf::<B>::get(&entry.member) {
                 // A member's flag is set before its callbacks run, so the array's own
                 // callback may not have recorded its error yet: record it here, or a
                 // "true" answer would signal the array without it.
                 Some(m) => {
-                    let finished = done(&m);
+                    let finished = m.is_signaled_shallow();
                     if finished {
-                        self.record_error(&m);
+                        fence.record_error(m.error());
                     }
                     finished
                 }
@@ -219,10 +309,39 @@ impl<B: Backend> FenceArray<B> {
     }
 }
 
+impl<B: Backend> FenceOps<B> for ArrayOps<B> {
+    fn driver_name(&self) -> &str {
+        "dma_fence_array"
+    }
+
+    fn timeline_name(&self) -> &str {
+        "unbound"
+    }
+
+    fn enable_signaling(&self, fence: &Fence<B>) -> bool {
+        self.0.enable(fence)
+    }
+
+    fn signaled(&self, fence: &Fence<B>) -> bool {
+        self.0.poll(fence)
+    }
+
+    fn set_deadline(&self, _fence: &Fence<B>, deadline: Instant) {
+        // Forwarded to the leaves, iteratively (the kernel forwards to the members).
+        for entry in self.0.entries.iter() {
+            if let Some(member) = MembersOf::<B>::get(&entry.member) {
+                for leaf in crate::unwrap(&member) {
+                    leaf.set_deadline(deadline);
+                }
+            }
+        }
+    }
+}
+
 impl<B: Backend> fmt::Debug for FenceArray<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FenceArray")
-            .field("num_fences", &self.members.len())
+            .field("num_fences", &self.entries.len())
             .field("signal_on_any", &self.signal_on_any)
             // Relaxed: a diagnostic snapshot.
             .field("pending", &self.pending.load(Ordering::Relaxed))

@@ -19,17 +19,22 @@
 //!   `Locked` re-arms one callback along the chain as the kernel does (quadratic when the
 //!   fences signal backwards).
 //! - **errors**: a link reports the first error among its own fence and earlier links
-//!   (the kernel's chain reports none; see DESIGN.md, divergences).
+//!   (the kernel's chain reports none; see DESIGN.md, divergences), recorded on the link's
+//!   own fence while it is pending, as an array records its members'.
 //! - **find_seqno**: see [`chain_find_seqno`].
 
 use std::fmt;
+use std::sync::Arc as StdArc;
+use std::time::Instant;
 
-use crate::Rcu;
-use crate::backend::Backend;
+use crate::backend::state::Birth;
+use crate::backend::{
+    Backend, ChainStateOf, ContainerKind, MemberOf, MemberScheme, MembersOf, Rcu,
+};
 use crate::context::context_alloc;
-use crate::error::{Errno, FenceError};
-use crate::fence::{Fence, Kind};
-use crate::sync::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use crate::error::FenceError;
+use crate::fence::Fence;
+use crate::ops::FenceOps;
 
 /// A link of a fence chain (`dma_fence_chain`).
 ///
@@ -47,18 +52,24 @@ use crate::sync::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 /// assert_eq!(p2.as_chain().unwrap().prev_seqno(), 1);
 /// ```
 pub struct FenceChain<B: Backend = Rcu> {
-    pub(crate) prev: B::Member,
-    pub(crate) fence: B::Member,
+    /// The previous link or plain fence: an RCU pointer on every scheme, as in the kernel
+    /// (walkers replace it by compare-and-swap to collect signalled links).
+    prev: rcu::Slot<Fence<B>>,
+    /// The point's own fence, held as the scheme holds members.
+    fence: MemberOf<B>,
     prev_seqno: u64,
-    /// True if the link was created with a `prev` (counted in `pending`).
-    pub(crate) had_prev: bool,
-    /// Inputs not yet complete: the own fence, and `prev` if there was one (Rcu scheme).
-    pub(crate) pending: AtomicUsize,
-    /// Set once the `Rcu` chain's enable has armed both inputs: from then on `pending` alone
-    /// answers `poll`.
-    pub(crate) counting: AtomicBool,
-    /// The first error among the inputs, or 0.
-    first_error: AtomicI32,
+    /// The scheme's completion state (`Rcu`: two counted callbacks; `Locked`: one re-armed).
+    scheme: ChainStateOf<B>,
+}
+
+/// The link as its fence's hooks.
+struct ChainOps<B: Backend>(FenceChain<B>);
+
+impl<B: Backend> Fence<B> {
+    /// The chain link behind this fence, if it is one (`to_dma_fence_chain`).
+    pub fn as_chain(&self) -> Option<&FenceChain<B>> {
+        self.ops_as::<ChainOps<B>>().map(|ops| &ops.0)
+    }
 }
 
 impl<B: Backend> FenceChain<B> {
@@ -71,28 +82,33 @@ impl<B: Backend> FenceChain<B> {
             Some(p) => (context_alloc(1), 0, p.seqno().max(seqno)),
             None => (context_alloc(1), 0, seqno),
         };
-        B::check_nesting("chain", &[&fence]);
-        let inputs = 1 + usize::from(prev.is_some());
+        MembersOf::<B>::check_nesting(ContainerKind::Chain, &[&fence]);
         let link = FenceChain {
-            prev: B::member_new(prev),
-            fence: B::member_new(Some(fence)),
+            scheme: MembersOf::<B>::new_chain_state(prev.is_some()),
+            prev: rcu::Slot::new(prev),
+            fence: MembersOf::<B>::hold(fence),
             prev_seqno,
-            had_prev: inputs == 2,
-            pending: AtomicUsize::new(inputs),
-            counting: AtomicBool::new(false),
-            first_error: AtomicI32::new(0),
         };
-        Fence::new_pending(context, seqno, true, Kind::Chain(Box::new(link)))
+        Fence::new(
+            context,
+            seqno,
+            StdArc::new(ChainOps(link)),
+            Birth {
+                seqno64: true,
+                container: true,
+                signaled_at: None,
+            },
+        )
     }
 
     /// The point's own fence, while the link still holds it (`dma_fence_chain_contained`).
     pub fn fence(&self) -> Option<Fence<B>> {
-        B::member_get(&self.fence)
+        MembersOf::<B>::get(&self.fence)
     }
 
     /// The previous link (or plain fence), while held.
     pub fn prev(&self) -> Option<Fence<B>> {
-        B::member_get(&self.prev)
+        self.prev.load_clone()
     }
 
     /// The seqno of the previous link when this one was created (kept across collection).
@@ -100,32 +116,70 @@ impl<B: Backend> FenceChain<B> {
         self.prev_seqno
     }
 
+    /// The scheme's hold on the own fence (for the scheme's completion code).
+    pub(crate) fn own_member(&self) -> &MemberOf<B> {
+        &self.fence
+    }
+
+    /// The `prev` slot (for the scheme's completion code).
+    pub(crate) fn prev_slot(&self) -> &rcu::Slot<Fence<B>> {
+        &self.prev
+    }
+
+    /// The scheme's completion state.
+    pub(crate) fn scheme(&self) -> &ChainStateOf<B> {
+        &self.scheme
+    }
+
     /// True if the link's own fence has signalled (released counts as signalled).
-    pub(crate) fn own_fence_done(&self) -> bool {
-        match B::member_get(&self.fence) {
-            Some(f) => f.test_signaled_flag() || (!f.is_container() && f.is_signaled()),
-            None => true,
+    fn own_fence_done(&self) -> bool {
+        self.fence().is_none_or(|f| f.is_signaled_shallow())
+    }
+}
+
+impl<B: Backend> Drop for FenceChain<B> {
+    /// The kernel's `dma_fence_chain_release` loop: while `prev` is a chain link held only
+    /// here, steal its `prev` and free the link, whose own release then has no `prev` to
+    /// recurse into; stop at a shared or non-chain fence and drop that reference. So a long
+    /// chain is freed in constant stack on every scheme (the schemes that flatten drops do
+    /// not need it; it costs them nothing).
+    fn drop(&mut self) {
+        let mut next = std::mem::take(&mut self.prev).into_inner();
+        while let Some(fence) = next.take() {
+            if fence.is_unique() {
+                if let Some(link) = fence.as_chain() {
+                    // SAFETY: `fence` is the only reference to that link: no other handle,
+                    // and no slot (a slot's reference, even retired, would count), so no
+                    // reader can reach its `prev` any more.
+                    next = unsafe { link.prev.take_unshared() };
+                }
+            }
+            drop(fence);
         }
     }
+}
 
-    /// The first error recorded among the inputs.
-    pub(crate) fn recorded_error(&self) -> Option<Errno> {
-        // Acquire: pairs with the recording CAS.
-        Errno::new(self.first_error.load(Ordering::Acquire))
+impl<B: Backend> FenceOps<B> for ChainOps<B> {
+    fn driver_name(&self) -> &str {
+        "dma_fence_chain"
     }
 
-    /// Records an error (the first one sticks).
-    pub(crate) fn record_errno(&self, e: Errno) {
-        // AcqRel: the completing finisher must see it (release sequence on `pending`).
-        let _ = self
-            .first_error
-            .compare_exchange(0, e.get(), Ordering::AcqRel, Ordering::Relaxed);
+    fn timeline_name(&self) -> &str {
+        "unbound"
     }
 
-    /// Records an input's error (the first one sticks).
-    pub(crate) fn record_error(&self, input: &Fence<B>) {
-        if let Some(e) = input.error() {
-            self.record_errno(e);
+    fn enable_signaling(&self, fence: &Fence<B>) -> bool {
+        MembersOf::<B>::chain_enable(fence)
+    }
+
+    fn signaled(&self, fence: &Fence<B>) -> bool {
+        poll(fence)
+    }
+
+    fn set_deadline(&self, fence: &Fence<B>, deadline: Instant) {
+        // Forwarded to every contained fence along the walk (the kernel's), iteratively.
+        for leaf in crate::unwrap(fence) {
+            leaf.set_deadline(deadline);
         }
     }
 }
@@ -134,8 +188,8 @@ impl<B: Backend> fmt::Debug for FenceChain<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FenceChain")
             .field("prev_seqno", &self.prev_seqno)
-            .field("holds_prev", &B::member_is_held(&self.prev))
-            .field("holds_fence", &B::member_is_held(&self.fence))
+            .field("holds_prev", &!self.prev.is_empty())
+            .field("holds_fence", &MembersOf::<B>::is_held(&self.fence))
             .finish()
     }
 }
@@ -201,7 +255,7 @@ impl<B: Backend> fmt::Debug for ChainWalk<B> {
 fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
     let chain = current.as_chain()?;
     loop {
-        let prev = B::member_get(&chain.prev)?;
+        let prev = chain.prev()?;
         let replacement = match prev.as_chain() {
             Some(prev_chain) => {
                 if !prev_chain.own_fence_done() {
@@ -212,25 +266,25 @@ fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
                 // the recorded error after it. An empty slot read here then comes with
                 // the error recorded before it was emptied; a full one keeps that input
                 // (and so its error) reachable from the newer link.
-                let replacement = B::member_get(&prev_chain.prev);
-                if let Some(own) = B::member_get(&prev_chain.fence) {
-                    chain.record_error(&own);
+                let replacement = prev_chain.prev();
+                if let Some(own) = prev_chain.fence() {
+                    current.record_error(own.error());
                 }
-                if let Some(e) = prev_chain.recorded_error() {
-                    chain.record_errno(e);
-                }
+                current.record_error(prev.recorded_error());
                 replacement
             }
             None => {
-                if !(prev.test_signaled_flag() || (!prev.is_container() && prev.is_signaled())) {
+                if !prev.is_signaled_shallow() {
                     return Some(prev);
                 }
-                chain.record_error(&prev);
+                current.record_error(prev.error());
                 None
             }
         };
         // Unlink the signalled `prev`; on failure someone else changed it: re-read.
-        B::member_replace(&chain.prev, &prev, replacement);
+        let _ = chain
+            .prev
+            .compare_exchange(prev.addr() as *const (), replacement);
     }
 }
 
@@ -274,48 +328,33 @@ pub fn chain_find_seqno<B: Backend>(
 }
 
 /// The chain's `signaled` polling hook: every own fence from the head back has signalled.
-pub(crate) fn poll<B: Backend>(head: &Fence<B>) -> bool {
-    if let Some(link) = head.as_chain() {
-        // Acquire: pairs with the completing input's AcqRel decrement.
-        if link.pending.load(Ordering::Acquire) == 0 {
-            return true;
-        }
-        // The `Rcu` chain counts its inputs down once enabled: the count decides, in one
-        // load, and never ahead of the callbacks that record the inputs' errors.
-        // Acquire: pairs with the Release store in the `Rcu` chain's enable.
-        if link.counting.load(Ordering::Acquire) {
-            return false;
-        }
+fn poll<B: Backend>(head: &Fence<B>) -> bool {
+    if let Some(answer) = MembersOf::<B>::chain_poll(head) {
+        return answer;
     }
-    let head_link = head
-        .as_chain()
-        .expect("a chain's poll hook is called on a chain");
-    let done = |f: &Fence<B>| f.test_signaled_flag() || (!f.is_container() && f.is_signaled());
     // A signalled fence's flag is set before its callbacks run, so the link's callback may
     // not have recorded its error yet: record what we see before answering "signalled".
     chain_walk(head).all(|node| match node.as_chain() {
         Some(link) => {
             let finished = match link.fence() {
                 Some(own) => {
-                    let finished = done(&own);
+                    let finished = own.is_signaled_shallow();
                     if finished {
-                        head_link.record_error(&own);
+                        head.record_error(own.error());
                     }
                     finished
                 }
                 None => true,
             };
             if finished {
-                if let Some(e) = link.recorded_error() {
-                    head_link.record_errno(e);
-                }
+                head.record_error(node.recorded_error());
             }
             finished
         }
         None => {
-            let finished = done(&node);
+            let finished = node.is_signaled_shallow();
             if finished {
-                head_link.record_error(&node);
+                head.record_error(node.error());
             }
             finished
         }

@@ -5,11 +5,12 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::backend::Backend;
+use crate::backend::state::Birth;
+use crate::backend::{Backend, Rcu};
+use crate::driver::DriverFence;
 use crate::error::FenceError;
-use crate::fence::{Fence, Kind};
+use crate::fence::Fence;
 use crate::ops::FenceOps;
-use crate::{DriverFence, Rcu};
 
 /// The next context to hand out. Context 0 is never handed out: the stub uses it.
 static NEXT_CONTEXT: AtomicU64 = AtomicU64::new(1);
@@ -128,17 +129,21 @@ impl<B: Backend> Timeline<B> {
 
     /// A new pending fence at `seqno` on this timeline (`dma_fence_init`).
     pub fn fence(&self, seqno: u64) -> Fence<B> {
-        Fence::new_pending(
-            self.context,
-            seqno,
-            self.seqno64,
-            Kind::Ops(self.ops.clone()),
-        )
+        self.fence_with_ops(seqno, self.ops.clone())
     }
 
     /// A new pending fence whose hooks are the driver's `ops`.
     pub fn fence_with_ops(&self, seqno: u64, ops: Arc<dyn FenceOps<B>>) -> Fence<B> {
-        Fence::new_pending(self.context, seqno, self.seqno64, Kind::Ops(ops))
+        Fence::new(
+            self.context,
+            seqno,
+            ops,
+            Birth {
+                seqno64: self.seqno64,
+                container: false,
+                signaled_at: None,
+            },
+        )
     }
 
     /// A new fence with a unique producer handle; see [`DriverFence`].

@@ -2,8 +2,7 @@
 
 use std::fmt;
 
-use crate::Rcu;
-use crate::backend::Backend;
+use crate::backend::{Backend, Rcu};
 use crate::error::Errno;
 use crate::fence::Fence;
 

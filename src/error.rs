@@ -63,6 +63,17 @@ impl fmt::Display for Errno {
     }
 }
 
+impl fmt::Display for Status {
+    /// `pending`, `signaled`, or `error -62` (the code), as the fence's `Debug` prints them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::Pending => f.write_str("pending"),
+            Status::Signaled => f.write_str("signaled"),
+            Status::Error(e) => write!(f, "error {}", e.get()),
+        }
+    }
+}
+
 /// What a fence reports about its completion (`dma_fence_get_status`: 0, 1 or a negative code).
 ///
 /// ```
@@ -122,6 +133,9 @@ pub enum FenceError {
     ForeignCallback,
     /// [`try_context_alloc`](crate::try_context_alloc) found too few context ids left.
     ContextsExhausted,
+    /// The call would block where blocking can deadlock: on `Locked`, inside a callback or
+    /// hook (which hold a fence lock, as in the kernel, where sleeping there is forbidden).
+    WouldDeadlock,
 }
 
 impl fmt::Display for FenceError {
@@ -133,8 +147,58 @@ impl fmt::Display for FenceError {
             FenceError::InvalidSeqno => "seqno not reached by this timeline or chain",
             FenceError::ForeignCallback => "callback id belongs to another fence",
             FenceError::ContextsExhausted => "the 64-bit fence context id space is exhausted",
+            FenceError::WouldDeadlock => "blocking here could deadlock (a fence lock is held)",
         })
     }
 }
 
 impl std::error::Error for FenceError {}
+
+/// A callback refused because its fence has already signalled, handed back uncalled (so
+/// that nothing it owns is dropped behind the caller's back, as the Rust-for-Linux binding's
+/// `CallbackError::AlreadySignaled(T)`). Its `Debug` and `Display` need nothing of the
+/// callback; it converts into [`FenceError::AlreadySignaled`] for `?`.
+///
+/// ```
+/// use std::pin::pin;
+/// use rcu_fence::{AlreadySignaled, CallbackRegistration, FenceError, Timeline};
+/// let fence = Timeline::new("gpu").fence(1);
+/// fence.signal().unwrap();
+/// let mut reg = pin!(CallbackRegistration::new(|_| ()));
+/// let AlreadySignaled(callback) = reg.as_mut().register(&fence).unwrap_err();
+/// callback(&fence); // still ours to call, or to drop
+/// ```
+pub struct AlreadySignaled<F>(pub F);
+
+impl<F> AlreadySignaled<F> {
+    /// The callback, handed back.
+    pub fn into_inner(self) -> F {
+        self.0
+    }
+}
+
+impl<F> fmt::Debug for AlreadySignaled<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AlreadySignaled(..)")
+    }
+}
+
+impl<F> fmt::Display for AlreadySignaled<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&FenceError::AlreadySignaled, f)
+    }
+}
+
+impl<F> std::error::Error for AlreadySignaled<F> {}
+
+impl<F> From<AlreadySignaled<F>> for FenceError {
+    fn from(_: AlreadySignaled<F>) -> FenceError {
+        FenceError::AlreadySignaled
+    }
+}
+
+impl<F> PartialEq<FenceError> for AlreadySignaled<F> {
+    fn eq(&self, other: &FenceError) -> bool {
+        *other == FenceError::AlreadySignaled
+    }
+}

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
 
-use crate::Rcu;
-use crate::backend::Backend;
-use crate::fence::{CallbackId, Fence};
+use crate::backend::{Backend, Rcu};
+use crate::callback::CallbackId;
+use crate::fence::Fence;
 
 /// A file descriptor that becomes readable when a fence signals (the kernel's `sync_file`).
 ///

@@ -1,49 +1,40 @@
 //! The fence: a one-shot completion event (`struct dma_fence`).
 //!
 //! [`Fence`] is a reference-counted handle (`Clone` = `dma_fence_get`, `Drop` =
-//! `dma_fence_put`). What a fence *is* (context, seqno, hooks or container) lives here; how
-//! it signals and keeps callbacks is the backend's business (`backend::rcu`,
-//! `backend::locked`).
+//! `dma_fence_put`). What a fence *is* lives here: its context and seqno, its hooks
+//! ([`FenceOps`], which containers implement too: an array is a fence whose ops are the
+//! array's, as in the kernel) and its state (the state word and the list word,
+//! `backend::state`). How it signals and keeps callbacks is the backend's fence scheme
+//! (`backend::rcu`, `backend::locked`). This module knows no container: `as_array` and
+//! `as_chain` are defined beside the containers, by downcasting the ops.
 //!
-//! Drops go through the per-thread work list (`work`): dropping the last handle of a
-//! container drops its members as queued jobs, not by recursion.
+//! # Layout
+//! One allocation of 64 bytes, the kernel's `sizeof(struct dma_fence)`: the reference counts
+//! (16), the ops (16: a shared `Arc<dyn FenceOps>`), context (8), seqno (8), the state word
+//! (8) and the list word (8; the timestamp once signalled).
+//!
+//! Drops go through the per-thread work list (`work`) on schemes that flatten them: dropping
+//! the last handle of a container drops its members as queued jobs, not by recursion.
 
+use std::any::Any;
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::sync::Arc as StdArc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::Rcu;
-use crate::array::FenceArray;
-use crate::backend::Backend;
-use crate::chain::FenceChain;
+use crate::backend::state::{Birth, FenceState};
+use crate::backend::{Backend, FenceScheme, FencesOf, Rcu};
 use crate::error::{Errno, FenceError, Status};
 use crate::ops::FenceOps;
 use crate::sync::Arc;
 use crate::work::{self, Job};
 
-/// A boxed callback as the backends store it.
-pub(crate) type Callback<B> = Box<dyn FnOnce(&Fence<B>) + Send>;
-
-/// What kind of fence this is: which hooks answer `enable_signaling`, `signaled` and the names.
-pub(crate) enum Kind<B: Backend> {
-    /// A driver or timeline fence with its hooks.
-    Ops(StdArc<dyn FenceOps<B>>),
-    /// The already-signalled stub (`dma_fence_get_stub`).
-    Stub,
-    /// A fence array.
-    Array(Box<FenceArray<B>>),
-    /// A fence chain link.
-    Chain(Box<FenceChain<B>>),
-}
-
 /// The shared object behind every [`Fence`] handle.
 pub(crate) struct FenceInner<B: Backend> {
-    pub(crate) context: u64,
-    pub(crate) seqno: u64,
-    pub(crate) seqno64: bool,
-    pub(crate) kind: Kind<B>,
-    pub(crate) state: B::State,
+    ops: StdArc<dyn FenceOps<B>>,
+    context: u64,
+    seqno: u64,
+    state: FenceState,
 }
 
 impl<B: Backend> Drop for FenceInner<B> {
@@ -51,18 +42,16 @@ impl<B: Backend> Drop for FenceInner<B> {
         // The kernel's newest release path: a fence released with callbacks still queued is
         // signalled with -EDEADLK so that nobody waits forever. No handle exists any more, so
         // the queued callbacks move into a fresh fence with the same identity, which is
-        // signalled and dropped in turn (through the work list, so this never nests).
-        if let Some(state) = B::take_pending(&mut self.state) {
-            let kind = std::mem::replace(&mut self.kind, Kind::Stub);
+        // signalled and dropped in turn (through the work list on schemes that flatten, so
+        // this never nests there).
+        if let Some(state) = self.state.take_pending() {
             let fence = Fence::from_inner(FenceInner {
+                ops: self.ops.clone(),
                 context: self.context,
                 seqno: self.seqno,
-                seqno64: self.seqno64,
-                kind,
                 state,
             });
-            let _ = B::set_error(&fence.inner().state, Errno::EDEADLK);
-            let _ = B::signal(&fence, None);
+            let _ = FencesOf::<B>::signal(&fence, None, Some(Errno::EDEADLK));
         }
     }
 }
@@ -88,75 +77,44 @@ pub struct Fence<B: Backend = Rcu> {
     inner: ManuallyDrop<Arc<FenceInner<B>>>,
 }
 
-/// Identifies an installed callback so that [`Fence::remove_callback`] can take it back.
-///
-/// ```
-/// use rcu_fence::Timeline;
-/// let f = Timeline::new("gpu").fence(1);
-/// let id = f.add_callback(|_| unreachable!()).unwrap();
-/// assert!(f.remove_callback(id)); // removed: will never run
-/// f.signal().unwrap();
-/// ```
-///
-/// An id is consumed by the removal and cannot be cloned, so removing one callback twice
-/// does not compile:
-///
-/// ```compile_fail,E0382
-/// use rcu_fence::Timeline;
-/// let f = Timeline::new("gpu").fence(1);
-/// let id = f.add_callback(|_| {}).unwrap();
-/// f.remove_callback(id);
-/// f.remove_callback(id); // error[E0382]: use of moved value: `id`
-/// ```
-pub struct CallbackId<B: Backend = Rcu> {
-    owner: usize,
-    key: B::CallbackKey,
-}
-
-impl<B: Backend> fmt::Debug for CallbackId<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CallbackId")
-            .field("fence", &(self.owner as *const ()))
-            .finish_non_exhaustive()
-    }
-}
-
 impl<B: Backend> Fence<B> {
-    pub(crate) fn from_inner(mut inner: FenceInner<B>) -> Self {
-        let container = match inner.kind {
-            Kind::Array(_) => Some("array"),
-            Kind::Chain(_) => Some("chain"),
-            Kind::Ops(_) | Kind::Stub => None,
-        };
-        B::init_state(&mut inner.state, container);
+    fn from_inner(inner: FenceInner<B>) -> Self {
         crate::trace::event!("fence_init"; inner.context, inner.seqno);
         Fence {
             inner: ManuallyDrop::new(Arc::new(inner)),
         }
     }
 
-    pub(crate) fn new_pending(context: u64, seqno: u64, seqno64: bool, kind: Kind<B>) -> Self {
+    /// A new fence with hooks `ops` (a driver's, a timeline's or a container's).
+    pub(crate) fn new(
+        context: u64,
+        seqno: u64,
+        ops: StdArc<dyn FenceOps<B>>,
+        birth: Birth,
+    ) -> Self {
         Self::from_inner(FenceInner {
+            ops,
             context,
             seqno,
-            seqno64,
-            kind,
-            state: B::new_state(None),
+            state: FenceState::new(birth),
         })
     }
 
-    pub(crate) fn new_signaled(context: u64, seqno: u64, kind: Kind<B>, at: Instant) -> Self {
-        Self::from_inner(FenceInner {
-            context,
-            seqno,
-            seqno64: false,
-            kind,
-            state: B::new_state(Some(at)),
-        })
+    /// The fence's state: the state word and the list word.
+    pub(crate) fn state(&self) -> &FenceState {
+        &self.inner.state
     }
 
-    pub(crate) fn inner(&self) -> &FenceInner<B> {
-        &self.inner
+    /// The fence's hooks.
+    pub(crate) fn ops(&self) -> &dyn FenceOps<B> {
+        &*self.inner.ops
+    }
+
+    /// The hooks as a `T`, if they are one: how containers recognise their own fences (the
+    /// kernel's `to_dma_fence_array` compares the ops).
+    pub(crate) fn ops_as<T: FenceOps<B>>(&self) -> Option<&T> {
+        let ops: &dyn Any = &*self.inner.ops;
+        ops.downcast_ref::<T>()
     }
 
     /// True if this handle is the only reference to the fence (the kernel's `refcount <= 1`
@@ -170,7 +128,7 @@ impl<B: Backend> Fence<B> {
         Arc::as_ptr(&self.inner) as *const () as usize
     }
 
-    /// Gives up the handle as a raw pointer (for the work list).
+    /// Gives up the handle as a raw pointer (for the work list and callback nodes).
     pub(crate) fn into_raw(self) -> *const () {
         let mut this = ManuallyDrop::new(self);
         // SAFETY: `this` is never dropped, so the Arc is moved out exactly once.
@@ -181,13 +139,24 @@ impl<B: Backend> Fence<B> {
     /// Takes back a handle given up by [`Fence::into_raw`].
     ///
     /// # Safety
-    /// 1. `ptr` came from `Fence::<B>::into_raw` and is used at most once.
+    /// 1. `ptr` came from `Fence::<B>::into_raw` and is taken back at most once.
     pub(crate) unsafe fn from_raw(ptr: *const ()) -> Self {
         // SAFETY: obligation 1: the pointer is an `Arc<FenceInner<B>>` given up once.
         let arc = unsafe { Arc::from_raw(ptr as *const FenceInner<B>) };
         Fence {
             inner: ManuallyDrop::new(arc),
         }
+    }
+
+    /// A handle borrowed from a reference given up by [`Fence::into_raw`], without taking
+    /// that reference back (dropping the result releases nothing).
+    ///
+    /// # Safety
+    /// 1. `ptr` came from `Fence::<B>::into_raw` and that reference is alive while the result
+    ///    is used.
+    pub(crate) unsafe fn borrow_raw(ptr: *const ()) -> ManuallyDrop<Self> {
+        // SAFETY: obligation 1; the `ManuallyDrop` never gives the reference back.
+        ManuallyDrop::new(unsafe { Self::from_raw(ptr) })
     }
 
     /// The fence's context (timeline) id.
@@ -207,27 +176,41 @@ impl<B: Backend> Fence<B> {
     /// and its callbacks run after the current callback returns (see the crate docs).
     /// Returns `Err(AlreadySignaled)` if it had already signalled.
     pub fn signal(&self) -> Result<(), FenceError> {
-        B::signal(self, None)
+        FencesOf::<B>::signal(self, None, None)
     }
 
     /// Signals with an explicit completion time (`dma_fence_signal_timestamp`).
     pub fn signal_timestamp(&self, at: Instant) -> Result<(), FenceError> {
-        B::signal(self, Some(at))
+        FencesOf::<B>::signal(self, Some(at), None)
     }
 
     /// Records an error to report once signalled (`dma_fence_set_error`); only while pending.
     /// A later call replaces an earlier one.
     pub fn set_error(&self, error: Errno) -> Result<(), FenceError> {
-        B::set_error(&self.inner.state, error)
+        self.inner.state.word.set_error(error)
+    }
+
+    /// Records `error` unless the fence carries one already: how a container keeps the
+    /// first error among its members (the kernel's array sets it on its own fence as each
+    /// member fails), so that however it comes to signal, the error is there.
+    pub(crate) fn record_error(&self, error: Option<Errno>) {
+        if let Some(error) = error {
+            let _ = self.inner.state.word.set_error_if_none(error);
+        }
+    }
+
+    /// The error recorded so far, pending or not (`error()` reports it only once signalled).
+    pub(crate) fn recorded_error(&self) -> Option<Errno> {
+        self.inner.state.word.load().error()
     }
 
     /// True once signalled. If not yet, polls the `signaled` hook, which may signal the
     /// fence (`dma_fence_is_signaled`).
     pub fn is_signaled(&self) -> bool {
-        if B::is_signaled_flag(&self.inner.state) {
+        if self.test_signaled_flag() {
             return true;
         }
-        if self.poll_hook() {
+        if self.ops().signaled(self) {
             let _ = self.signal();
             return true;
         }
@@ -236,7 +219,14 @@ impl<B: Backend> Fence<B> {
 
     /// The signalled flag alone, without polling any hook (`dma_fence_test_signaled_flag`).
     pub fn test_signaled_flag(&self) -> bool {
-        B::is_signaled_flag(&self.inner.state)
+        self.inner.state.is_signaled()
+    }
+
+    /// True if the fence has signalled, polling a plain fence's hook but never descending
+    /// into a container (which would recurse with nesting depth): what a container's own
+    /// poll asks of each member. A container answers through its flag only.
+    pub(crate) fn is_signaled_shallow(&self) -> bool {
+        self.test_signaled_flag() || (!self.is_container() && self.is_signaled())
     }
 
     /// Pending, signalled, or signalled with an error (`dma_fence_get_status`); may poll.
@@ -249,10 +239,10 @@ impl<B: Backend> Fence<B> {
 
     /// The status from the flag alone, without polling.
     pub(crate) fn status_now(&self) -> Status {
-        if !B::is_signaled_flag(&self.inner.state) {
+        if !self.test_signaled_flag() {
             return Status::Pending;
         }
-        match B::error(&self.inner.state) {
+        match self.error() {
             Some(e) => Status::Error(e),
             None => Status::Signaled,
         }
@@ -260,131 +250,32 @@ impl<B: Backend> Fence<B> {
 
     /// The error the fence signalled with; `None` while pending or if it completed cleanly.
     pub fn error(&self) -> Option<Errno> {
-        B::error(&self.inner.state)
+        self.inner.state.error()
     }
 
     /// When the fence signalled; `None` while pending.
     pub fn timestamp(&self) -> Option<Instant> {
-        B::timestamp(&self.inner.state)
+        self.inner.state.timestamp()
     }
 
     /// Asks the fence's producer to signal it (`dma_fence_enable_sw_signaling`): calls the
     /// `enable_signaling` hook at most once.
     pub fn enable_sw_signaling(&self) {
-        B::enable_signaling(self)
+        FencesOf::<B>::enable_signaling(self)
     }
 
-    /// Installs `f` to run once when the fence signals (`dma_fence_add_callback`).
-    ///
-    /// Enables signalling first. If the fence has already signalled, returns
-    /// `Err(AlreadySignaled)` and drops `f` without calling it. The callback runs on the
-    /// signalling thread, exactly once. On the `Rcu` backend it runs with no lock held, so
-    /// it may use any fence API, signal other fences and drop any handle.
-    pub fn add_callback(
-        &self,
-        f: impl FnOnce(&Fence<B>) + Send + 'static,
-    ) -> Result<CallbackId<B>, FenceError> {
-        let key = B::add_callback(self, f)?;
-        crate::trace::event!("fence_callback_added", self);
-        Ok(CallbackId {
-            owner: self.addr(),
-            key,
-        })
-    }
-
-    /// Takes back a callback (`dma_fence_remove_callback`).
-    ///
-    /// `true`: it was still queued and will never run. `false`: the fence has signalled and
-    /// the callback has run to completion: this call waits for a run in progress on another
-    /// thread (the kernel's barrier); or it is made from inside that very callback; or `id`
-    /// belongs to another fence (use [`Fence::try_remove_callback`] to tell that case apart).
-    ///
-    /// Once any thread can see the fence signalled, the answer is `false`. On `Rcu`, a
-    /// callback that removes a later callback of its own fence (not yet run) therefore runs
-    /// it on the spot, inside this call (waiting for it would deadlock); on `Locked` that
-    /// call would take the lock the signaller holds, as in the kernel.
-    pub fn remove_callback(&self, id: CallbackId<B>) -> bool {
-        self.try_remove_callback(id).unwrap_or(false)
-    }
-
-    /// Like [`Fence::remove_callback`], but an id issued by another fence is reported as
-    /// `Err(ForeignCallback)` (and left installed where it is).
-    pub fn try_remove_callback(&self, id: CallbackId<B>) -> Result<bool, FenceError> {
-        if id.owner != self.addr() {
-            return Err(FenceError::ForeignCallback);
-        }
-        crate::trace::event!("fence_callback_removed", self);
-        Ok(B::remove_callback(self, id.key))
-    }
-
-    /// Blocks until the fence signals (`dma_fence_wait`), enabling signalling first.
-    ///
-    /// From inside a callback on `Rcu`, the work this thread has queued (enabling, the
-    /// callbacks of fences signalled meanwhile) runs before the wait parks. On `Locked` a
-    /// callback holds its fence's lock, as in the kernel, which forbids waiting there.
-    pub fn wait(&self) -> Status {
-        match crate::wait::wait_until(self, None) {
-            Ok(status) => status,
-            Err(_) => unreachable!("a wait without deadline cannot time out"),
-        }
-    }
-
-    /// Blocks until the fence signals or `timeout` passes (`dma_fence_wait_timeout`).
-    /// A zero timeout only checks. A timeout too large to represent waits forever.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<Status, FenceError> {
-        if !timeout.is_zero() {
-            // As the kernel's default wait: any non-zero wait asks the producer to signal,
-            // even if the deadline passes before the waiter installs its callback.
-            self.enable_sw_signaling();
-        }
-        crate::wait::wait_until(self, Instant::now().checked_add(timeout))
-    }
-
-    /// Passes a deadline hint to the producer (`dma_fence_set_deadline`); no-op once signalled.
+    /// Passes a deadline hint to the producer (`dma_fence_set_deadline`); no-op once
+    /// signalled. A container forwards it to its leaves.
     pub fn set_deadline(&self, deadline: Instant) {
         if self.test_signaled_flag() {
             return;
         }
-        match &self.inner.kind {
-            Kind::Ops(ops) => ops.set_deadline(self, deadline),
-            Kind::Stub => {}
-            // Containers forward to their leaves, iteratively (the kernel forwards to members).
-            Kind::Array(_) | Kind::Chain(_) => {
-                for leaf in crate::unwrap(self) {
-                    leaf.set_deadline(deadline);
-                }
-            }
-        }
-    }
-
-    /// The array behind this fence, if it is one (`to_dma_fence_array`).
-    pub fn as_array(&self) -> Option<&FenceArray<B>> {
-        match &self.inner.kind {
-            Kind::Array(array) => Some(array),
-            _ => None,
-        }
-    }
-
-    /// The chain link behind this fence, if it is one (`to_dma_fence_chain`).
-    pub fn as_chain(&self) -> Option<&FenceChain<B>> {
-        match &self.inner.kind {
-            Kind::Chain(chain) => Some(chain),
-            _ => None,
-        }
+        self.ops().set_deadline(self, deadline);
     }
 
     /// True for arrays and chains (`dma_fence_is_container`).
     pub fn is_container(&self) -> bool {
-        matches!(self.inner.kind, Kind::Array(_) | Kind::Chain(_))
-    }
-
-    /// The error a container has recorded from its members, applied when it signals.
-    pub(crate) fn container_error(&self) -> Option<Errno> {
-        match &self.inner.kind {
-            Kind::Array(array) => array.recorded_error(),
-            Kind::Chain(chain) => chain.recorded_error(),
-            _ => None,
-        }
+        self.inner.state.word.load().is_container()
     }
 
     /// True if `self` is later than `other` on the same context (`dma_fence_is_later`):
@@ -394,7 +285,12 @@ impl<B: Backend> Fence<B> {
         if self.context() != other.context() {
             return false;
         }
-        seqno_is_later(self.seqno(), other.seqno(), self.inner.seqno64)
+        seqno_is_later(self.seqno(), other.seqno(), self.is_seqno64())
+    }
+
+    /// True if the fence orders seqnos in 64 bits (`dma_fence_init64`).
+    pub(crate) fn is_seqno64(&self) -> bool {
+        self.inner.state.word.load().is_seqno64()
     }
 
     /// True if both handles refer to the same fence.
@@ -404,41 +300,12 @@ impl<B: Backend> Fence<B> {
 
     /// The driver's name for this fence.
     pub fn driver_name(&self) -> &str {
-        match &self.inner.kind {
-            Kind::Ops(ops) => ops.driver_name(),
-            Kind::Stub => "stub",
-            Kind::Array(_) => "dma_fence_array",
-            Kind::Chain(_) => "dma_fence_chain",
-        }
+        self.ops().driver_name()
     }
 
     /// The timeline's name for this fence.
     pub fn timeline_name(&self) -> &str {
-        match &self.inner.kind {
-            Kind::Ops(ops) => ops.timeline_name(),
-            Kind::Stub => "stub",
-            Kind::Array(_) | Kind::Chain(_) => "unbound",
-        }
-    }
-
-    /// Calls the `enable_signaling` hook; `false` means "already complete: signal now".
-    pub(crate) fn enable_hook(&self) -> bool {
-        match &self.inner.kind {
-            Kind::Ops(ops) => ops.enable_signaling(self),
-            Kind::Stub => false,
-            Kind::Array(array) => array.enable(self),
-            Kind::Chain(_) => B::chain_enable(self),
-        }
-    }
-
-    /// Calls the `signaled` polling hook.
-    fn poll_hook(&self) -> bool {
-        match &self.inner.kind {
-            Kind::Ops(ops) => ops.signaled(self),
-            Kind::Stub => true,
-            Kind::Array(array) => array.poll(),
-            Kind::Chain(_) => crate::chain::poll(self),
-        }
+        self.ops().timeline_name()
     }
 }
 
@@ -463,7 +330,7 @@ impl<B: Backend> Drop for Fence<B> {
     fn drop(&mut self) {
         // SAFETY: `self.inner` is not used again after this point.
         let arc = unsafe { ManuallyDrop::take(&mut self.inner) };
-        if !B::FLAT_DROP {
+        if !FencesOf::<B>::FLAT_DROP {
             // The classic scheme: a plain recursive release, as the kernel's final put.
             drop(arc);
         } else if work::is_active() {
@@ -490,11 +357,6 @@ unsafe fn drop_raw<B: Backend>(ptr: *const (), _: *const ()) {
 impl<B: Backend> fmt::Debug for Fence<B> {
     /// `driver:timeline context:seqno status`, like `dma_fence_describe`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let status = match self.status_now() {
-            Status::Pending => "pending".to_string(),
-            Status::Signaled => "signaled".to_string(),
-            Status::Error(e) => format!("error {}", e.get()),
-        };
         write!(
             f,
             "{}:{} {}:{} {}",
@@ -502,9 +364,57 @@ impl<B: Backend> fmt::Debug for Fence<B> {
             self.timeline_name(),
             self.context(),
             self.seqno(),
-            status
+            self.status_now()
         )
     }
+}
+
+/// The hooks of stub fences: already signalled, named "stub".
+struct StubOps;
+
+impl<B: Backend> FenceOps<B> for StubOps {
+    fn driver_name(&self) -> &str {
+        "stub"
+    }
+    fn timeline_name(&self) -> &str {
+        "stub"
+    }
+    fn signaled(&self, _fence: &Fence<B>) -> bool {
+        true
+    }
+}
+
+fn stub_ops<B: Backend>() -> StdArc<dyn FenceOps<B>> {
+    static OPS: std::sync::OnceLock<StdArc<StubOps>> = std::sync::OnceLock::new();
+    OPS.get_or_init(|| StdArc::new(StubOps)).clone()
+}
+
+/// A new stub signalled at `at`, not shared (`dma_fence_allocate_private_stub`).
+pub(crate) fn private_stub<B: Backend>(at: Instant) -> Fence<B> {
+    Fence::new(
+        0,
+        0,
+        stub_ops(),
+        Birth {
+            seqno64: false,
+            container: false,
+            signaled_at: Some(at),
+        },
+    )
+}
+
+/// A pending fence with the stub's identity, for callers that set an error before signalling.
+pub(crate) fn private_stub_pending<B: Backend>() -> Fence<B> {
+    Fence::new(
+        0,
+        0,
+        stub_ops(),
+        Birth {
+            seqno64: false,
+            container: false,
+            signaled_at: None,
+        },
+    )
 }
 
 /// A reference to the shared, already signalled stub fence (`dma_fence_get_stub`):
@@ -519,9 +429,16 @@ pub fn stub<B: Backend>() -> Fence<B> {
     B::stub()
 }
 
-/// A pending fence with the stub's identity, for callers that set an error before signalling.
-pub(crate) fn private_stub_pending<B: Backend>() -> Fence<B> {
-    Fence::new_pending(0, 0, false, Kind::Stub)
+/// The shared stub of a backend, kept in `cell` (each backend owns one: statics cannot be
+/// generic). Under loom, where nothing may outlive a model, a fresh one each time.
+pub(crate) fn shared_stub<B: Backend>(cell: &'static std::sync::OnceLock<Fence<B>>) -> Fence<B> {
+    #[cfg(not(loom))]
+    return cell.get_or_init(|| private_stub(Instant::now())).clone();
+    #[cfg(loom)]
+    {
+        let _ = cell;
+        private_stub(Instant::now())
+    }
 }
 
 // SAFETY: `into_raw` gives up one strong reference as a pointer to the shared inner object,
@@ -536,9 +453,4 @@ unsafe impl<B: Backend> rcu::Pointer for Fence<B> {
         // SAFETY: the trait's contract: `ptr` came from `into_raw` and ownership returns once.
         unsafe { Fence::from_raw(ptr as *const ()) }
     }
-}
-
-/// A new stub signalled at `at`, not shared (`dma_fence_allocate_private_stub`).
-pub(crate) fn private_stub<B: Backend>(at: Instant) -> Fence<B> {
-    Fence::new_signaled(0, 0, Kind::Stub, at)
 }

@@ -1,14 +1,19 @@
 //! `.await` on a fence.
 //!
-//! Each pending future owns its own waiter (an `AtomicWaker` and a done flag) and installs
-//! one callback on the fence that sets the flag and wakes it. `AtomicWaker` holds one waker
-//! at a time, so sharing one per fence would lose wake-ups between concurrent awaiters; one
-//! per future gives each exactly one wake. A future dropped before the fence signals takes
-//! its callback back.
+//! Each future carries its own waiter inside itself: a callback node, an `AtomicWaker` and a
+//! done flag. The first pending poll links the node on the fence (no allocation: the future
+//! is pinned while polled); the callback sets the flag and wakes. `AtomicWaker` holds one
+//! waker at a time, so sharing one per fence would lose wake-ups between concurrent awaiters;
+//! one per future gives each exactly one wake.
 //!
 //! Registration vs signal: the future registers its waker *before* it re-checks the flag,
 //! and the callback sets the flag *before* it wakes; so either the re-check sees the flag,
 //! or the wake finds the registered waker (`AtomicWaker`'s own guarantee).
+//!
+//! Drop: a future whose node is linked takes it back with the remove barrier (if the
+//! callback is running on another thread, the drop waits for it), so the future's memory is
+//! never freed under a running callback. From inside the fence's own callbacks (an executor
+//! dropping the task from its waker) the node has already run, or runs on the spot.
 //!
 //! # Orderings
 //! - the done flag is set with `Release` and read with `Acquire`: a woken poll that sees it
@@ -16,18 +21,15 @@
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
+use std::marker::PhantomPinned;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::task::{Context, Poll, Waker};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, FenceScheme, FencesOf, Node, NodeVtable, Rcu};
 use crate::error::Status;
-use crate::fence::{CallbackId, Fence};
-use crate::sync::{Arc, AtomicBool, AtomicWaker, Ordering};
-
-struct Waiter {
-    waker: AtomicWaker,
-    done: AtomicBool,
-}
+use crate::fence::Fence;
+use crate::sync::{AtomicBool, AtomicWaker, Ordering};
 
 /// `AtomicWaker::register` by reference: `atomic_waker` takes `&Waker`, loom's model
 /// takes the waker by value and offers `register_by_ref` instead.
@@ -39,7 +41,8 @@ fn register(slot: &AtomicWaker, waker: &Waker) {
 }
 
 /// The future returned by `fence.await` (and `(&fence).await`): resolves to the fence's
-/// final [`Status`]. It is `Send`.
+/// final [`Status`]. It is `Send`, allocates nothing, and is `!Unpin` (its callback node
+/// lives inside it): pin it to poll it by hand (`.await`, `select!` and `timeout` do).
 ///
 /// ```
 /// use rcu_fence::{Status, Timeline};
@@ -59,77 +62,94 @@ fn register(slot: &AtomicWaker, waker: &Waker) {
 /// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } std::thread::park(); }
 /// # }
 /// ```
-pub struct FenceFuture<B: Backend> {
+#[repr(C)]
+pub struct FenceFuture<B: Backend = Rcu> {
+    /// First: a node pointer is a pointer to the future.
+    node: Node<B>,
+    waker: AtomicWaker,
+    done: AtomicBool,
+    /// True while the node is linked (or claimed) on the fence.
+    linked: bool,
     fence: Fence<B>,
-    pending: Option<(CallbackId<B>, Arc<Waiter>)>,
+    _pinned: PhantomPinned,
 }
 
 impl<B: Backend> FenceFuture<B> {
+    const VTABLE: NodeVtable<B> = NodeVtable {
+        run: Self::signaled,
+        release: Self::keep,
+    };
+
     fn new(fence: Fence<B>) -> Self {
         FenceFuture {
+            node: Node::new(&Self::VTABLE),
+            waker: AtomicWaker::new(),
+            done: AtomicBool::new(false),
+            linked: false,
             fence,
-            pending: None,
+            _pinned: PhantomPinned,
         }
     }
+
+    /// The callback: sets the flag, then wakes.
+    ///
+    /// # Safety
+    /// 1. `node` is the node of a linked, pinned `FenceFuture<B>`, running.
+    unsafe fn signaled(node: NonNull<Node<B>>, _fence: &Fence<B>) {
+        // SAFETY: obligation 1: the future is alive (its drop waits for this run).
+        let this = unsafe { node.cast::<Self>().as_ref() };
+        // Release: see the module's Orderings.
+        this.done.store(true, Ordering::Release);
+        this.waker.wake();
+    }
+
+    /// The future's memory is its owner's: nothing to give up.
+    ///
+    /// # Safety
+    /// 1. None: the node is not touched.
+    unsafe fn keep(_node: NonNull<Node<B>>) {}
 }
 
 impl<B: Backend> Future for FenceFuture<B> {
     type Output = Status;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Status> {
-        let this = self.get_mut();
+        // SAFETY: nothing is moved out of the pinned future; `linked` is a plain flag.
+        let this = unsafe { self.get_unchecked_mut() };
         if this.fence.test_signaled_flag() {
-            this.pending = None; // the callback has run or will run; nothing to take back
             return Poll::Ready(this.fence.status_now());
         }
-        match &this.pending {
-            Some((_, waiter)) => {
-                register(&waiter.waker, cx.waker());
-                // Acquire: pairs with the callback's Release store.
-                if waiter.done.load(Ordering::Acquire) || this.fence.test_signaled_flag() {
-                    this.pending = None;
-                    return Poll::Ready(this.fence.status_now());
-                }
-                Poll::Pending
+        if this.linked {
+            register(&this.waker, cx.waker());
+            // Acquire: pairs with the callback's Release store.
+            if this.done.load(Ordering::Acquire) || this.fence.test_signaled_flag() {
+                return Poll::Ready(this.fence.status_now());
             }
-            None => {
-                if this.fence.is_signaled() {
-                    return Poll::Ready(this.fence.status_now());
-                }
-                let waiter = Arc::new(Waiter {
-                    waker: AtomicWaker::new(),
-                    done: AtomicBool::new(false),
-                });
-                register(&waiter.waker, cx.waker());
-                let w = waiter.clone();
-                let installed = this.fence.add_callback(move |_| {
-                    // Release: see the module's Orderings.
-                    w.done.store(true, Ordering::Release);
-                    w.waker.wake();
-                });
-                match installed {
-                    Ok(id) => {
-                        this.pending = Some((id, waiter));
-                        Poll::Pending
-                    }
-                    Err(_) => Poll::Ready(this.fence.status_now()),
-                }
-            }
+            return Poll::Pending;
+        }
+        if this.fence.is_signaled() {
+            return Poll::Ready(this.fence.status_now());
+        }
+        register(&this.waker, cx.waker());
+        // Recorded first: if `add_node` unwinds, the drop takes back whatever was linked.
+        this.linked = true;
+        // SAFETY: the future is pinned, so the node stays where it is until the drop, which
+        // takes it back (with the barrier) before the memory goes; it is linked once.
+        if unsafe { FencesOf::<B>::add_node(&this.fence, NonNull::from(&this.node)) } {
+            Poll::Pending
+        } else {
+            this.linked = false;
+            Poll::Ready(this.fence.status_now())
         }
     }
 }
 
 impl<B: Backend> Drop for FenceFuture<B> {
     fn drop(&mut self) {
-        let Some((id, _)) = self.pending.take() else {
-            return;
-        };
-        // Once the flag is set the signaller owns the callback (it runs, or has run; it holds
-        // its own share of the waiter): nothing to take back. Skipping the removal also keeps
-        // a drop from inside this fence's own callbacks legal on `Locked`, where removal takes
-        // the lock the signaller holds (an executor dropping a task from its waker).
-        if !self.fence.test_signaled_flag() {
-            self.fence.remove_callback(id);
+        if self.linked {
+            // SAFETY: linked on this fence by `poll`; the future is pinned (it was polled)
+            // and stays valid until this returns.
+            unsafe { FencesOf::<B>::remove_node(&self.fence, NonNull::from(&self.node)) };
         }
     }
 }
@@ -138,7 +158,7 @@ impl<B: Backend> fmt::Debug for FenceFuture<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FenceFuture")
             .field("fence", &self.fence)
-            .field("registered", &self.pending.is_some())
+            .field("registered", &self.linked)
             .finish()
     }
 }

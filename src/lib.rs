@@ -27,13 +27,13 @@
 //! });
 //! ```
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod sync;
 mod work;
 
 mod array;
 mod backend;
+mod callback;
 mod chain;
 mod context;
 mod driver;
@@ -49,17 +49,16 @@ mod unwrap;
 mod wait;
 
 pub use crate::array::FenceArray;
-pub use crate::backend::Backend;
-pub use crate::backend::locked::Locked;
 pub use crate::backend::locked::lockdep;
-pub use crate::backend::rcu::Rcu;
+pub use crate::backend::{Backend, Locked, Rcu};
+pub use crate::callback::{CallbackId, CallbackRegistration};
 pub use crate::chain::{ChainWalk, FenceChain, chain_find_seqno, chain_walk};
 pub use crate::context::{Timeline, context_alloc, try_context_alloc};
 pub use crate::driver::DriverFence;
-pub use crate::error::{Errno, FenceError, Status};
+pub use crate::error::{AlreadySignaled, Errno, FenceError, Status};
 #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
 pub use crate::fd::FenceFd;
-pub use crate::fence::{CallbackId, Fence, stub};
+pub use crate::fence::{Fence, stub};
 pub use crate::future::FenceFuture;
 pub use crate::ops::FenceOps;
 pub use crate::syncobj::Syncobj;

@@ -1,15 +1,19 @@
 //! Driver hooks on a fence (`dma_fence_ops`).
 
+use std::any::Any;
 use std::time::Instant;
 
-use crate::Rcu;
-use crate::backend::Backend;
+use crate::backend::{Backend, Rcu};
 use crate::fence::Fence;
 
 /// The hooks a driver can attach to its fences (the kernel's `dma_fence_ops`).
 ///
 /// Only the two names are required. The `Rcu` backend calls every hook with no lock held;
 /// the `Locked` backend calls `enable_signaling` with the fence's lock held, as the kernel does.
+///
+/// The library's own containers are fences whose ops are the container's (an array's hooks
+/// enable and poll its members), as in the kernel; `Fence::as_array` recognises them by
+/// type (hence the `Any` bound, which every `'static` type meets).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -27,7 +31,7 @@ use crate::fence::Fence;
 /// assert!(f.is_signaled()); // polled through `signaled`, which signals the fence
 /// assert_eq!(f.driver_name(), "my-gpu");
 /// ```
-pub trait FenceOps<B: Backend = Rcu>: Send + Sync + 'static {
+pub trait FenceOps<B: Backend = Rcu>: Any + Send + Sync + 'static {
     /// The driver's name (`get_driver_name`).
     fn driver_name(&self) -> &str;
     /// The timeline's name (`get_timeline_name`).

@@ -8,18 +8,14 @@
 #[cfg(not(loom))]
 pub(crate) use std::sync::Arc;
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{
-    AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering,
-};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::thread;
 
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{
-    AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering,
-};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::thread;
 
@@ -58,13 +54,6 @@ impl<T> Mutex<T> {
         #[cfg(loom)]
         return self.0.lock().unwrap_or_else(|e| e.into_inner());
     }
-
-    pub(crate) fn get_mut(&mut self) -> &mut T {
-        #[cfg(not(loom))]
-        return self.0.get_mut();
-        #[cfg(loom)]
-        return self.0.get_mut().unwrap_or_else(|e| e.into_inner());
-    }
 }
 
 /// A short busy-wait hint, for the few bounded spins the library does.
@@ -73,6 +62,16 @@ pub(crate) fn spin_hint() {
     std::hint::spin_loop();
     #[cfg(loom)]
     loom::thread::yield_now();
+}
+
+/// Waits out a short critical section of another thread: spins, then yields.
+pub(crate) fn backoff(spins: &mut u32) {
+    if *spins < 64 {
+        spin_hint();
+    } else {
+        thread::yield_now();
+    }
+    *spins += 1;
 }
 
 /// `thread_local!`, or loom's version of it.

@@ -6,8 +6,7 @@
 
 use std::fmt;
 
-use crate::Rcu;
-use crate::backend::Backend;
+use crate::backend::{Backend, Rcu};
 use crate::chain::{FenceChain, chain_find_seqno};
 use crate::error::FenceError;
 use crate::fence::Fence;

@@ -14,13 +14,12 @@
 use std::fmt;
 use std::time::Instant;
 
-use crate::Rcu;
 use crate::array::FenceArray;
-use crate::backend::Backend;
+use crate::backend::{Backend, Rcu};
 use crate::chain::{ChainWalk, chain_walk};
 use crate::context::context_alloc;
 use crate::error::{Errno, FenceError};
-use crate::fence::{Fence, Kind, seqno_is_later};
+use crate::fence::{Fence, seqno_is_later};
 
 enum Cursor<B: Backend> {
     One(Option<Fence<B>>),
@@ -99,7 +98,7 @@ impl<B: Backend> Iterator for Unwrap<B> {
                         found = members.fence(*next);
                         if found.is_none() {
                             // Released since the cursor was pushed: its error is recorded.
-                            recorded = recorded.or(members.recorded_error());
+                            recorded = recorded.or(array.recorded_error());
                         }
                         *next += 1;
                     }
@@ -112,7 +111,7 @@ impl<B: Backend> Iterator for Unwrap<B> {
                     Some(link) => match link.as_chain() {
                         Some(chain) => {
                             let own = chain.fence();
-                            recorded = chain.recorded_error();
+                            recorded = link.recorded_error();
                             match own {
                                 Some(own) => Some(own),
                                 None => {
@@ -131,26 +130,20 @@ impl<B: Backend> Iterator for Unwrap<B> {
                 self.stack.pop();
                 continue;
             };
-            match &fence.inner().kind {
-                Kind::Array(array) => {
-                    self.note(array.recorded_error());
+            if fence.as_array().is_some() {
+                self.note(fence.recorded_error());
+                self.stack.push(Cursor::Array {
+                    array: fence,
+                    next: 0,
+                });
+            } else if fence.as_chain().is_some() {
+                self.note(fence.recorded_error());
+                self.stack.push(Cursor::Chain(chain_walk(&fence)));
+            } else {
+                if fence.test_signaled_flag() {
                     self.note(fence.error());
-                    self.stack.push(Cursor::Array {
-                        array: fence,
-                        next: 0,
-                    });
                 }
-                Kind::Chain(chain) => {
-                    self.note(chain.recorded_error());
-                    self.note(fence.error());
-                    self.stack.push(Cursor::Chain(chain_walk(&fence)));
-                }
-                _ => {
-                    if fence.test_signaled_flag() {
-                        self.note(fence.error());
-                    }
-                    return Some(fence);
-                }
+                return Some(fence);
             }
         }
     }
@@ -209,9 +202,9 @@ pub fn merge<B: Backend>(fences: &[Fence<B>]) -> Result<Fence<B>, FenceError> {
     // Context ascending; within a context the later seqno first; then keep the first.
     pending.sort_by(|a, b| {
         a.context().cmp(&b.context()).then_with(|| {
-            if seqno_is_later(a.seqno(), b.seqno(), a.inner().seqno64) {
+            if seqno_is_later(a.seqno(), b.seqno(), a.is_seqno64()) {
                 std::cmp::Ordering::Less
-            } else if seqno_is_later(b.seqno(), a.seqno(), a.inner().seqno64) {
+            } else if seqno_is_later(b.seqno(), a.seqno(), a.is_seqno64()) {
                 std::cmp::Ordering::Greater
             } else {
                 std::cmp::Ordering::Equal

@@ -147,14 +147,19 @@ pub(crate) fn run_queued() {
 /// Runs `f`, catching a panic and keeping the first one for the outermost scope to resume.
 pub(crate) fn catching(f: impl FnOnce()) {
     if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
-        // At thread exit the payload has nowhere to go; the panic hook has reported it.
-        let _ = WORK.try_with(|w| {
-            let mut slot = w.panic.borrow_mut();
-            if slot.is_none() {
-                *slot = Some(payload);
-            }
-        });
+        keep_panic(payload);
     }
+}
+
+/// Keeps a caught panic (the first one) for the outermost scope to resume.
+pub(crate) fn keep_panic(payload: Box<dyn Any + Send>) {
+    // At thread exit the payload has nowhere to go; the panic hook has reported it.
+    let _ = WORK.try_with(|w| {
+        let mut slot = w.panic.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(payload);
+        }
+    });
 }
 
 fn drain(w: &Work) {

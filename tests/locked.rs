@@ -6,7 +6,6 @@
 //! one test that checks the process-wide view after `reset` holds `GLOBAL`, as does every
 //! other test here, so nothing in this binary records while it looks.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -89,11 +88,9 @@ fn enabling_an_array_records_array_to_fence() {
         3,
         "{report}"
     );
-    assert_eq!(
-        report.edge_count(LockClass::Array, LockClass::Member),
-        3,
-        "{report}"
-    );
+    // The members themselves are read without a lock, as in the kernel (an array's are
+    // fixed until its release).
+    assert_eq!(report.dependencies.len(), 1, "{report}");
     assert_eq!(report.same_class_count(LockClass::Array), 0);
     assert_eq!(report.same_class_count(LockClass::Fence), 0);
     assert_eq!(report.nesting_warning_count(), 0);
@@ -276,18 +273,21 @@ fn member_callback_touching_its_array_is_a_cycle() {
 }
 
 /// A callback calling `remove_callback` on its own fence takes a lock its thread already
-/// holds: the recorder panics instead of hanging, and the unwind releases the lock.
+/// holds: the kernel's self-deadlock. The recorder counts it and the call goes on under the
+/// lock the thread holds (safe code must not hang); the fence has signalled, so the later
+/// callback, not yet run, runs on the spot and the removal answers `false`.
 #[test]
-fn self_deadlock_panics_instead_of_hanging() {
+fn self_deadlock_is_recorded_instead_of_hanging() {
     let _serial = serial();
     on_fresh_thread(|| {
         let a = timeline().fence(1);
         let ran = Arc::new(AtomicUsize::new(0));
+        let removed = Arc::new(Mutex::new(None));
         let slot: Arc<Mutex<Option<CallbackId<Locked>>>> = Arc::new(Mutex::new(None));
-        let (me, s) = (a.clone(), slot.clone());
+        let (me, s, rm) = (a.clone(), slot.clone(), removed.clone());
         a.add_callback(move |_| {
             if let Some(id) = s.lock().unwrap().take() {
-                me.remove_callback(id);
+                *rm.lock().unwrap() = Some(me.remove_callback(id));
             }
         })
         .unwrap();
@@ -299,26 +299,10 @@ fn self_deadlock_panics_instead_of_hanging() {
             .unwrap();
         *slot.lock().unwrap() = Some(later);
 
-        let caught = catch_unwind(AssertUnwindSafe(|| a.signal()))
-            .expect_err("the self-deadlock must panic");
-        let message = caught
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| caught.downcast_ref::<&str>().copied())
-            .unwrap_or_default();
-        assert!(message.contains("lockdep: self-deadlock"), "{message}");
-        assert!(
-            message.contains("remove_callback") && message.contains("`signal`"),
-            "{message}"
-        );
-
-        assert_eq!(lockdep::held_locks(), 0, "the unwind released every lock");
-        assert!(a.test_signaled_flag());
-        assert_eq!(
-            ran.load(Ordering::SeqCst),
-            1,
-            "the other callback still ran"
-        );
+        a.signal().unwrap();
+        assert_eq!(*removed.lock().unwrap(), Some(false));
+        assert_eq!(lockdep::held_locks(), 0, "every lock released");
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "the later callback ran once");
         // The lock is free again: these take it.
         assert_eq!(
             a.set_error(rcu_fence::Errno::ETIME),

@@ -188,6 +188,33 @@ impl<P: Pointer, R: Reclaimer> Slot<P, R> {
         }
     }
 
+    /// Takes the value out at once, without deferring its drop past readers: for an
+    /// owner that knows no reader can reach the slot (the kernel's
+    /// `rcu_dereference_protected`), e.g. because the only reference to what contains
+    /// it is the caller's.
+    ///
+    /// # Safety
+    ///
+    /// 1. No thread is reading the slot's value, and none can start to (nobody else can
+    ///    reach the slot, or every path to it is gone).
+    ///
+    /// ```
+    /// use rcu::Slot;
+    ///
+    /// let slot: Slot<Box<u8>> = Slot::new(Some(Box::new(7)));
+    /// // SAFETY: nobody else can reach `slot`.
+    /// let value = unsafe { slot.take_unshared() };
+    /// assert_eq!(value.map(|b| *b), Some(7));
+    /// assert!(slot.is_empty());
+    /// ```
+    pub unsafe fn take_unshared(&self) -> Option<P> {
+        // Acquire: the pointee's writes (by whoever stored it) are visible to the taker.
+        let raw = self.ptr.swap(ptr::null_mut(), Ordering::Acquire);
+        // SAFETY: `raw` came from `P::into_raw` and the slot owned it; by obligation 1 no
+        // reader holds it, so ownership passes to the caller at once.
+        (!raw.is_null()).then(|| unsafe { P::from_raw(raw) })
+    }
+
     /// Takes the value out of the slot. No deferral: owning the slot means no
     /// reader is inside.
     pub fn into_inner(self) -> Option<P> {

@@ -1,16 +1,27 @@
-//! The backend trait: what a synchronisation scheme must provide.
+//! The `Backend` contract: what a synchronisation scheme provides to the public types.
 //!
 //! The public types ([`Fence`], the containers) carry the kernel's semantics and are generic
-//! over a [`Backend`]. Each backend is one complete implementation of the fence state, the
-//! callback list and the container internals, in its own module:
+//! over a [`Backend`]. A backend is a marker type naming two schemes, each a sealed trait:
 //!
-//! - [`Rcu`](rcu::Rcu): one atomic state word, a lock-free callback list claimed by one swap,
-//!   callbacks run with no lock held, container members behind RCU.
-//! - [`Locked`](locked::Locked): the classic scheme, faithful to the kernel: a lock per fence,
-//!   callbacks run under it, container signalling deferred to a worker.
+//! - a **fence scheme** ([`FenceScheme`]): how a fence signals, enables, and installs and
+//!   removes callbacks. Every scheme uses the same per-fence state ([`FenceState`]: the state
+//!   word and the list word, `state.rs` and `list.rs`) and the same intrusive callback nodes;
+//!   schemes differ in which lock they hold around each step and where callbacks run.
+//! - a **member scheme** ([`MemberScheme`]): how a container holds its members, what its
+//!   callback on a member does once the member has signalled, how the container is then
+//!   signalled, and how a chain link completes.
 //!
-//! The trait is sealed: its methods are the library's internal contract between the public
-//! types and a scheme, not an extension point.
+//! | backend | fence scheme | member scheme |
+//! | --- | --- | --- |
+//! | [`Rcu`] | `rcu::Fences`: no lock around callbacks; follow-on work on the thread's work list | `rcu::Members`: RCU slots released by the containers' callbacks; direct completion; chains count their two inputs |
+//! | [`Locked`] | `locked::Fences`: the kernel's fence lock, callbacks run under it | `locked::Members`: members held until the container's release; completion by irq_work; the chain's one re-armed callback |
+//!
+//! Layers run one way: `fence.rs` (the handle and its state) and `ops.rs` know this module;
+//! containers (`array.rs`, `chain.rs`) know the fence and this module; the wings
+//! (`backend/rcu/`, `backend/locked/`) implement the traits and may use the containers'
+//! methods. Nothing below a container names it.
+//!
+//! The traits are sealed: they are the library's internal contract, not an extension point.
 
 use std::fmt;
 use std::time::Instant;
@@ -18,12 +29,15 @@ use std::time::Instant;
 use crate::error::{Errno, FenceError};
 use crate::fence::Fence;
 
+pub(crate) mod list;
 pub(crate) mod locked;
 pub(crate) mod rcu;
-pub(crate) mod word;
+pub(crate) mod state;
 
-/// A fence synchronisation scheme: [`Rcu`](crate::Rcu) (the default) or
-/// [`Locked`](crate::Locked) (the kernel's classic scheme).
+pub(crate) use self::list::{Node, NodeVtable};
+
+/// A fence synchronisation scheme: [`Rcu`] (the default) or [`Locked`] (the kernel's
+/// classic scheme).
 ///
 /// Every public type takes `B: Backend = Rcu`; switching scheme is a change of one type.
 ///
@@ -33,102 +47,163 @@ pub(crate) mod word;
 /// assert_eq!(name(&Timeline::new("gpu")), "rcu");
 /// assert_eq!(name(&Timeline::new_in("gpu", Locked)), "locked");
 /// ```
-pub trait Backend: sealed::Sealed + Default + Copy + Send + Sync + fmt::Debug + 'static {
+#[allow(private_bounds)]
+pub trait Backend:
+    sealed::Sealed<Fences: FenceScheme<Self>, Members: MemberScheme<Self>>
+    + Default
+    + Copy
+    + Send
+    + Sync
+    + fmt::Debug
+    + 'static
+{
     /// A short name for tables and benchmark ids.
     const NAME: &'static str;
 }
 
+/// The default backend: callbacks run with no lock held, container members are read
+/// under RCU, and nothing recurses with nesting depth.
+///
+/// ```
+/// use rcu_fence::{Rcu, Timeline};
+/// let tl: Timeline<Rcu> = Timeline::new("gpu"); // the same as Timeline::new_in("gpu", Rcu)
+/// let f = tl.fence(1);
+/// let g = f.clone();
+/// // A callback may use the fence API on its own fence: no lock is held.
+/// f.add_callback(move |me| assert!(me.add_callback(|_| {}).is_err() && g.is_signaled())).unwrap();
+/// f.signal().unwrap();
+/// ```
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Hash)]
+pub struct Rcu;
+
+impl Backend for Rcu {
+    const NAME: &'static str = "rcu";
+}
+
+/// The classic scheme, faithful to the kernel: callbacks run under the fence's lock,
+/// container signalling is deferred to irq_work, and nesting is reported, not supported.
+///
+/// ```
+/// use rcu_fence::{Locked, Timeline};
+/// let tl = Timeline::new_in("gpu", Locked);
+/// let f = tl.fence(1);
+/// f.add_callback(|me| assert!(me.test_signaled_flag())).unwrap();
+/// f.signal().unwrap();
+/// ```
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Hash)]
+pub struct Locked;
+
+impl Backend for Locked {
+    const NAME: &'static str = "locked";
+}
+
+/// The kinds of container, as a scheme sees them (the kernel's per-container lock classes
+/// and nesting rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ContainerKind {
+    Array,
+    Chain,
+}
+
 pub(crate) mod sealed {
-    use super::*;
-
-    /// The internal contract a scheme implements. Not nameable outside the crate.
+    /// Names a backend's two schemes. Not nameable outside the crate.
     pub trait Sealed: Sized + Send + Sync + 'static {
-        /// Per-fence state: signalled flag, error, timestamp, callback list.
-        type State: Send + Sync;
-        /// What a [`CallbackId`](crate::CallbackId) holds to find its callback again.
-        type CallbackKey: Send + Sync + Unpin;
-
-        /// A fresh state, pending, or already signalled at the given time.
-        fn new_state(signaled_at: Option<Instant>) -> Self::State;
-        /// Called once as a fence is built, with `Some("array")` or `Some("chain")` for a
-        /// container's own fence: `Locked` gives the lock its lockdep class. Default: nothing.
-        fn init_state(_state: &mut Self::State, _container: Option<&'static str>) {}
-        /// The signalled flag alone: no polling, no lock.
-        fn is_signaled_flag(state: &Self::State) -> bool;
-        /// The error, once signalled.
-        fn error(state: &Self::State) -> Option<Errno>;
-        /// The signal time, once signalled.
-        fn timestamp(state: &Self::State) -> Option<Instant>;
-        /// Records an error while pending.
-        fn set_error(state: &Self::State, error: Errno) -> Result<(), FenceError>;
-        /// Marks the fence signalled and runs its callbacks exactly once.
-        fn signal(fence: &Fence<Self>, at: Option<Instant>) -> Result<(), FenceError>
-        where
-            Self: Backend;
-        /// Calls the fence's enable_signaling hook at most once.
-        fn enable_signaling(fence: &Fence<Self>)
-        where
-            Self: Backend;
-        /// Installs a callback, or refuses it because the fence has signalled.
-        fn add_callback<F: FnOnce(&Fence<Self>) + Send + 'static>(
-            fence: &Fence<Self>,
-            func: F,
-        ) -> Result<Self::CallbackKey, FenceError>
-        where
-            Self: Backend;
-        /// True if the callback was removed and will never run.
-        fn remove_callback(fence: &Fence<Self>, key: Self::CallbackKey) -> bool
-        where
-            Self: Backend;
-        /// On the final drop of an unsignalled fence: moves still-queued callbacks into a
-        /// fresh state so they can be run (with `-EDEADLK`) through a new handle.
-        fn take_pending(state: &mut Self::State) -> Option<Self::State>;
-        /// True if dropping a handle goes through the work list (constant stack); false for
-        /// the classic scheme, whose final put recurses like the kernel's.
-        const FLAT_DROP: bool;
-        /// A container's reference to one member (an array member, a chain's `prev` or
-        /// `fence`): `Rcu` holds it in an RCU slot, `Locked` under a lock.
-        type Member: Send + Sync;
-        /// Holds `fence` as a member.
-        fn member_new(fence: Option<Fence<Self>>) -> Self::Member
-        where
-            Self: Backend;
-        /// A new reference to the member, if the container still holds it.
-        fn member_get(member: &Self::Member) -> Option<Fence<Self>>
-        where
-            Self: Backend;
-        /// True if the container still holds the member (a racy snapshot).
-        fn member_is_held(member: &Self::Member) -> bool;
-        /// Called by a container's callback once the member has signalled: `Rcu` releases
-        /// the container's reference (deferred past readers); `Locked` keeps it until the
-        /// container's release, as the kernel does.
-        fn member_signaled(member: &Self::Member);
-        /// Replaces the member if it is still `current` (by identity): the chain's garbage
-        /// collection. Returns false if someone else changed it first.
-        fn member_replace(
-            member: &Self::Member,
-            current: &Fence<Self>,
-            new: Option<Fence<Self>>,
-        ) -> bool
-        where
-            Self: Backend;
-        /// Signals a container whose last member completed, from inside that member's
-        /// callback: `Rcu` signals at once (no lock is held); `Locked` defers to a worker,
-        /// as the kernel's irq_work does.
-        fn signal_container(container: Fence<Self>)
-        where
-            Self: Backend;
-        /// The chain link's `enable_signaling` hook (the two schemes differ in kind).
-        fn chain_enable(link: &Fence<Self>) -> bool
-        where
-            Self: Backend;
-        /// Called when a container is built over `members` (the kernel's nesting WARN_ON).
-        fn check_nesting(container: &'static str, members: &[&Fence<Self>])
-        where
-            Self: Backend;
+        /// How fences signal and keep callbacks (a [`FenceScheme`](super::FenceScheme)).
+        type Fences;
+        /// How containers hold members and complete (a [`MemberScheme`](super::MemberScheme)).
+        type Members;
         /// The shared, already signalled stub fence of this backend.
-        fn stub() -> Fence<Self>
+        fn stub() -> crate::fence::Fence<Self>
         where
-            Self: Backend;
+            Self: super::Backend;
     }
+}
+
+/// The fence scheme of `B`.
+pub(crate) type FencesOf<B> = <B as sealed::Sealed>::Fences;
+/// The member scheme of `B`.
+pub(crate) type MembersOf<B> = <B as sealed::Sealed>::Members;
+/// A container's hold on one member, on `B`.
+pub(crate) type MemberOf<B> = <MembersOf<B> as MemberScheme<B>>::Member;
+/// A chain link's per-scheme completion state, on `B`.
+pub(crate) type ChainStateOf<B> = <MembersOf<B> as MemberScheme<B>>::ChainState;
+
+/// How a fence signals, enables and keeps callbacks (see the module docs).
+pub(crate) trait FenceScheme<B: Backend>: 'static {
+    /// True if dropping a handle goes through the work list (constant stack); false for the
+    /// classic scheme, whose final put recurses like the kernel's.
+    const FLAT_DROP: bool;
+
+    /// Marks the fence signalled (applying `error` if none is set yet) and runs its
+    /// callbacks exactly once. `Err(AlreadySignaled)` if it had signalled.
+    fn signal(
+        fence: &Fence<B>,
+        at: Option<Instant>,
+        error: Option<Errno>,
+    ) -> Result<(), FenceError>;
+
+    /// Calls the fence's `enable_signaling` hook at most once.
+    fn enable_signaling(fence: &Fence<B>);
+
+    /// Enables signalling, then links `node`; `false` if the fence has signalled (the node
+    /// was not linked and will not run). If it unwinds (a panicking `enable_signaling` hook,
+    /// or one of the callbacks that enabling ran), the node may or may not have been linked:
+    /// the owner asks [`Node::was_linked`] and removes it if so.
+    ///
+    /// # Safety
+    /// 1. `node` is valid, not linked anywhere, and stays valid until it has been removed
+    ///    with [`FenceScheme::remove_node`], or run and released through its vtable.
+    unsafe fn add_node(fence: &Fence<B>, node: std::ptr::NonNull<Node<B>>) -> bool;
+
+    /// Takes `node` back: `true` if it was unlinked and will never run; `false` once the
+    /// fence has signalled, when the node has run to completion (or from inside that very
+    /// callback). A node that is not on this fence's list (a stale id) gets `false` once it
+    /// has run wherever it is; a node never linked gets `false` at once.
+    ///
+    /// # Safety
+    /// 1. `node` was linked by [`FenceScheme::add_node`] (on this or an earlier fence) and
+    ///    not yet removed; the caller keeps it valid until this returns.
+    unsafe fn remove_node(fence: &Fence<B>, node: std::ptr::NonNull<Node<B>>) -> bool;
+
+    /// `Err(WouldDeadlock)` if this thread must not block now (the classic scheme inside a
+    /// callback or hook, which hold a fence lock).
+    fn may_block() -> Result<(), FenceError>;
+
+    /// Called once a blocking wait has linked its node, just before it parks: the `Rcu`
+    /// scheme runs the work this thread has queued (what the wait needs may be among it).
+    fn before_park() {}
+}
+
+/// How containers hold members and complete (see the module docs).
+pub(crate) trait MemberScheme<B: Backend>: 'static {
+    /// A container's hold on one member (an array member, a chain link's own fence).
+    type Member: Send + Sync;
+    /// A chain link's completion state in this scheme.
+    type ChainState: Send + Sync;
+
+    /// Holds `fence` as a member.
+    fn hold(fence: Fence<B>) -> Self::Member;
+    /// A new reference to the member, if still held.
+    fn get(member: &Self::Member) -> Option<Fence<B>>;
+    /// True if the member is still held (a racy snapshot).
+    fn is_held(member: &Self::Member) -> bool;
+    /// Called by a container's callback once the member has signalled (after its error was
+    /// recorded): releases it if the scheme does.
+    fn signaled(member: &Self::Member);
+
+    /// Signals `container` from inside a member's callback, once its last member completed
+    /// (its first member error is recorded on it already): at once, or deferred as the
+    /// kernel does.
+    fn complete(container: Fence<B>);
+
+    /// Called as a container is built over `members` (the kernel's nesting `WARN_ON`).
+    fn check_nesting(kind: ContainerKind, members: &[&Fence<B>]);
+
+    /// A fresh chain state for a link created with (`true`) or without a `prev`.
+    fn new_chain_state(has_prev: bool) -> Self::ChainState;
+    /// The chain link's `enable_signaling` hook.
+    fn chain_enable(link: &Fence<B>) -> bool;
+    /// The chain link's quick `signaled` answer, if the scheme has one (`Rcu` answers from
+    /// its input count once enabled); `None`: walk the chain.
+    fn chain_poll(link: &Fence<B>) -> Option<bool>;
 }

@@ -1,57 +1,120 @@
-//! The classic chain's completion, as the kernel does it: one callback per link, placed on
-//! the newest unsignalled own fence at or below the link; when it fires, irq_work re-arms it
-//! on the next unsignalled fence (walking from the link again), or signals the link when
-//! none is left. With every link enabled and fences signalled backwards, each signal re-arms
-//! every waiting link: quadratic in the chain length (the kernel's selftest measures it).
+//! The classic chain's completion, as the kernel does it: one callback per link (a node
+//! embedded in the link, the kernel's `chain->cb`), placed on the newest unsignalled own
+//! fence at or below the link; when it fires, irq_work re-arms it on the next unsignalled
+//! fence (walking from the link again), or signals the link when none is left. With every
+//! link enabled and fences signalled backwards, each signal re-arms every waiting link:
+//! quadratic in the chain length (the kernel's selftest measures it).
+//!
+//! While armed, the node holds a reference to its link (the kernel's `dma_fence_get(head)`
+//! in enable_signaling); the irq_work that re-arms or signals takes it over.
 
-use crate::chain::chain_walk;
+use std::ptr::NonNull;
+
+use crate::backend::list::{Node, NodeVtable};
+use crate::backend::{FenceScheme, Locked};
+use crate::chain::{FenceChain, chain_walk};
 use crate::fence::Fence;
+use crate::sync::UnsafeCell;
 
-use super::Locked;
-use super::irq_work::queue_work;
+use super::{Fences, irq_work::queue_work};
+
+/// The link's one callback.
+#[repr(C)]
+struct Rearm {
+    /// First: a node pointer is a pointer to the whole.
+    node: Node<Locked>,
+    /// The link, as a `Fence::into_raw` reference taken when the node is armed and handed
+    /// to the irq_work when it fires (or given back if arming fails).
+    link: UnsafeCell<*const ()>,
+}
+
+// SAFETY: `link` is written by the arming thread before the node is published and read by
+// the node's run after the list's Acquire (and by the next arming, after that run); the node
+// itself is `Send + Sync`.
+unsafe impl Send for Rearm {}
+// SAFETY: as above.
+unsafe impl Sync for Rearm {}
+
+/// The classic scheme's per-link state.
+pub(crate) struct ChainState {
+    rearm: Rearm,
+}
+
+impl ChainState {
+    pub(super) fn new() -> ChainState {
+        ChainState {
+            rearm: Rearm {
+                node: Node::new(&VTABLE),
+                link: UnsafeCell::new(std::ptr::null()),
+            },
+        }
+    }
+}
+
+static VTABLE: NodeVtable<Locked> = NodeVtable { run, release: keep };
+
+fn chain_of(link: &Fence<Locked>) -> &FenceChain<Locked> {
+    link.as_chain()
+        .expect("a chain callback completes a chain link")
+}
 
 /// The link's `enable_signaling` hook (runs under the link's lock, as in the kernel).
-pub(crate) fn enable(link: &Fence<Locked>) -> bool {
+pub(super) fn enable(link: &Fence<Locked>) -> bool {
     arm(link)
 }
 
 /// Installs the link's one callback on the first unsignalled own fence from the link back;
 /// false if there is none (everything has signalled).
 fn arm(link: &Fence<Locked>) -> bool {
+    let rearm = &chain_of(link).scheme().rearm;
     for node in chain_walk(link) {
         let contained = match node.as_chain() {
             Some(chain) => chain.fence(),
             None => Some(node.clone()),
         };
         let Some(fence) = contained else { continue };
-        let head = link.clone();
-        let armed = fence.add_callback(move |signaled| {
-            // Our divergence from the kernel (whose chain reports no error): the link keeps
-            // the first error among the fences it waited on. Earlier links' errors reach it
-            // through the walk's collection.
-            crate::trace::member!(&head, signaled);
-            record_error(&head, signaled);
-            // Runs under `fence`'s lock: bounce to irq_work for the re-arm. The re-arm runs
-            // without the link's lock, as the kernel's irq_work handler does in 6.x (a 2026
-            // lockdep fix wraps it in the lock; a later RFC removes that again).
-            queue_work(move || {
-                if !arm(&head) {
-                    let _ = head.signal();
-                }
-            });
-        });
-        if armed.is_ok() {
+        // SAFETY: the node is not armed (first enable, or its callback has run and handed the
+        // reference to this irq_work): the node and its cell are ours until the push.
+        unsafe {
+            rearm.node.reset();
+            rearm.link.with_mut(|l| *l = Fence::clone(link).into_raw());
+        }
+        // SAFETY: the node lives in the link, which the reference just taken keeps alive
+        // until the callback has run; it is linked once.
+        if unsafe { <Fences as FenceScheme<Locked>>::add_node(&fence, NonNull::from(&rearm.node)) }
+        {
             return true;
         }
-        // Already signalled: it will not call back, so record its error now.
-        record_error(link, &fence);
+        // Already signalled: it will not call back; take the reference back and record its
+        // error now (our divergence: the kernel's chain records none).
+        // SAFETY: never linked, so the reference written above is still ours.
+        drop(unsafe { Fence::<Locked>::from_raw(rearm.link.with(|l| *l)) });
+        link.record_error(fence.error());
     }
     false
 }
 
-/// Records `input`'s error in the chain link `link` (the first one sticks).
-fn record_error(link: &Fence<Locked>, input: &Fence<Locked>) {
-    if let Some(chain) = link.as_chain() {
-        chain.record_error(input);
-    }
+/// The callback, under the signalled fence's lock: records its error and bounces the re-arm
+/// to irq_work (the re-arm runs without the link's lock, as the kernel's irq_work handler does
+/// in 6.x; a 2026 lockdep fix wraps it in the lock, and a later RFC removes that again).
+///
+/// # Safety
+/// 1. `node` is the armed `Rearm` node of a link, running: its `link` holds a reference.
+unsafe fn run(node: NonNull<Node<Locked>>, signaled: &Fence<Locked>) {
+    let rearm = node.cast::<Rearm>();
+    // SAFETY: obligation 1: the reference taken when armed, handed to the irq_work here.
+    let link = unsafe { Fence::<Locked>::from_raw(rearm.as_ref().link.with(|l| *l)) };
+    crate::trace::member!(&link, signaled);
+    link.record_error(signaled.error());
+    queue_work(move || {
+        if !arm(&link) {
+            let _ = <Fences as FenceScheme<Locked>>::signal(&link, None, None);
+        }
+    });
 }
+
+/// The node's reference moved to the irq_work in `run`: nothing to give up here.
+///
+/// # Safety
+/// 1. None: the node is not touched.
+unsafe fn keep(_node: NonNull<Node<Locked>>) {}

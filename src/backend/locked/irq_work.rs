@@ -10,9 +10,11 @@
 //!
 //! The queue is drained iteratively: work that takes and releases locks while the queue is
 //! being drained (signalling the array takes the array's lock) queues more work, which runs
-//! in the same drain, never on a nested stack. A panicking job is caught, the rest still
-//! run, and the first panic is resumed once the queue is empty (unless the thread is already
-//! unwinding).
+//! in the same drain, never on a nested stack.
+//!
+//! Panics: a callback's panic caught by a `signal` and a panicking job are kept (the first
+//! one), the rest still run, and the kept panic is resumed by the thread's outermost lock
+//! release once the queue is empty (unless the thread is already unwinding).
 //!
 //! The queue is thread-local: no synchronisation is needed here, and loom models run the
 //! same code.
@@ -93,18 +95,30 @@ impl Drop for Section {
         if !self.counted {
             return;
         }
-        let run = IRQ_WORK.try_with(|w| {
+        let outermost = IRQ_WORK.try_with(|w| {
             let depth = w.depth.get() - 1;
             w.depth.set(depth);
-            depth == 0 && !w.draining.get() && !w.queue.borrow().is_empty()
+            depth == 0 && !w.draining.get()
         });
-        if matches!(run, Ok(true)) {
+        if matches!(outermost, Ok(true)) {
             drain();
         }
     }
 }
 
-/// Runs the queue until it is empty, including work queued by the work itself.
+/// Keeps a callback's panic (the first one) for the thread's outermost lock release to
+/// resume, once the queued irq_work has run: a nested `signal` (inside a callback) does not
+/// unwind through the callback that called it.
+pub(crate) fn keep_panic(payload: Box<dyn Any + Send>) {
+    let kept = IRQ_WORK.try_with(|w| {
+        w.panic.borrow_mut().get_or_insert(payload);
+    });
+    // At thread exit the payload has nowhere to go; the panic hook has reported it.
+    let _ = kept;
+}
+
+/// Runs the queue until it is empty, including work queued by the work itself; then
+/// resumes the first panic kept meanwhile (unless the thread is already unwinding).
 fn drain() {
     let _ = IRQ_WORK.try_with(|w| {
         w.draining.set(true);
@@ -121,7 +135,7 @@ fn drain() {
             let job = w.queue.borrow_mut().pop_front();
             let Some(job) = job else { break };
             if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(job)) {
-                w.panic.borrow_mut().get_or_insert(payload);
+                keep_panic(payload);
             }
         }
         drop(done);

@@ -1,215 +1,238 @@
-//! The `Locked` scheme: the kernel's classic `dma_fence`, kept faithful so that every
+//! The `Locked` schemes: the kernel's classic `dma_fence`, kept faithful so that every
 //! comparison is against the real thing.
 //!
-//! - One lock per fence guards the callback list and the enable step (`fence->lock`).
-//! - `signal` takes the lock, sets `SIGNALED`, and runs every callback **with the lock held**
-//!   (`dma_fence_signal_timestamp_locked`). A callback therefore must not call anything that
-//!   takes the same fence's lock (`remove_callback`, `enable_sw_signaling`, `signal` of the
-//!   same fence): that is a self-deadlock, as in the kernel. Here the lock recorder
-//!   ([`lockdep`]) sees it coming and panics with a message instead of hanging.
+//! Fences (`Fences`):
+//! - One lock per fence (two bits of its state word, `lock.rs`) guards the callback list and
+//!   the enable step (`fence->lock`).
+//! - `signal` takes the lock, sets `SIGNALED`, closes the list, and runs every callback **with
+//!   the lock held** (`dma_fence_signal_timestamp_locked`). A callback therefore must not call
+//!   anything that takes the same fence's lock: in the kernel a self-deadlock. Here the lock
+//!   recorder ([`lockdep`]) sees it, counts it, and lets the call go on under the lock the
+//!   thread already holds.
 //! - `enable_signaling` runs the hook with the lock held; `false` signals under the lock.
-//! - `add_callback` tests the flag without the lock first, then enables and appends under it.
-//! - `remove_callback` takes the lock, which doubles as a barrier against a callback in flight.
-//! - Flags, error and timestamp are readable without the lock, as the kernel's flag tests
-//!   and `fence->error` are.
+//! - `add_callback` tests the flag without the lock first, then enables and links under it.
+//! - `remove_callback` takes the lock, which doubles as a barrier against the callbacks in
+//!   flight: the signaller holds it until every callback has run.
+//! - Flags, error and timestamp are readable without the lock, as the kernel's flag tests and
+//!   `fence->error` are.
 //! - The final put is plain recursive `Drop`, as the kernel's release is (an array drops its
-//!   members, a nested array its own, and so on), except along a chain's `prev`: a member
-//!   slot being dropped unlinks uniquely held chain links one by one
-//!   (`dma_fence_chain_release`), so a long chain frees in constant stack.
-//! - Every lock (a fence's own, a container member slot) reports to [`lockdep`] with its
-//!   class: a container's own lock is class `array` or `chain`, so container → member
-//!   nesting shows as such. Building a container over a container the kernel forbids is
-//!   counted as a nesting warning there (the kernel's `WARN_ON`); the object is still built.
+//!   members, a nested array its own, and so on), except along a chain's `prev`, which the
+//!   chain's release unlinks iteratively (`dma_fence_chain_release`).
+//! - A blocking wait while this thread holds a fence lock (inside a callback or hook) is
+//!   refused with `WouldDeadlock`: the kernel forbids sleeping there, and here the irq_work
+//!   that may complete what it waits for only runs once that lock is released.
+//!
+//! Containers (`Members`):
+//! - Members are held until the container's own release, read without a lock (an array's
+//!   members are fixed; a chain's `prev` is an RCU pointer, as in the kernel).
+//! - A container's member callback runs under the member's lock, so it cannot signal the
+//!   container there: it queues irq_work (`irq_work.rs`), which runs on the same thread once
+//!   its outermost fence lock is released, as the kernel's irq_work runs on the same CPU once
+//!   interrupts are back on.
+//! - The chain keeps one callback, re-armed link by link (`chain.rs`).
+//! - Building a container over a container the kernel forbids is counted as a nesting
+//!   warning (the kernel's `WARN_ON`); the object is still built.
 //!
 //! # Orderings
-//! - `SIGNALED` and `TIMESTAMP` are set by one `AcqRel` RMW after the timestamp is stored
-//!   (under the lock); readers load the word with `Acquire` before reading the timestamp.
-//!   The error lives in the same word (`backend::word`), so `set_error` needs no lock.
+//! The state word's own (`backend::state`) and the lock's (`lock.rs`); every list step
+//! happens under the lock.
 
 mod chain;
 pub(crate) mod irq_work;
+pub(crate) mod lock;
 pub mod lockdep;
 
-use std::collections::VecDeque;
+use std::ptr::NonNull;
 use std::time::Instant;
 
-use crate::backend::word::{self, Word};
-use crate::backend::{Backend, sealed::Sealed};
+use crate::backend::list::{self, Node, Panic};
+use crate::backend::{Backend, ContainerKind, FenceScheme, Locked, MemberScheme, sealed::Sealed};
 use crate::error::{Errno, FenceError};
-use crate::fence::{Callback, Fence};
-use crate::sync::{AtomicU64, Ordering, UnsafeCell};
-use crate::work;
+use crate::fence::Fence;
 
-use self::lockdep::{Lock, LockClass, LockGuard};
-
-/// The classic scheme, faithful to the kernel: callbacks run under the fence's lock,
-/// container signalling is deferred to a worker, and nesting is reported, not supported.
-///
-/// ```
-/// use rcu_fence::{Locked, Timeline};
-/// let tl = Timeline::new_in("gpu", Locked);
-/// let f = tl.fence(1);
-/// f.add_callback(|me| assert!(me.test_signaled_flag())).unwrap();
-/// f.signal().unwrap();
-/// ```
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Hash)]
-pub struct Locked;
-
-impl Backend for Locked {
-    const NAME: &'static str = "locked";
-}
-
-const SIGNALED: u64 = Word::SIGNALED;
-const TIMESTAMP: u64 = Word::TIMESTAMP;
-const ENABLED: u64 = Word::ENABLED;
-
-/// What the lock guards.
-struct Guarded {
-    callbacks: VecDeque<(u64, Callback<Locked>)>,
-}
-
-/// A callback key unique in the process, so that a stale [`Key`] of a freed fence cannot
-/// match a callback of a new fence allocated at the same address.
-fn next_key() -> u64 {
-    // A plain id allocator, not part of any protocol (hence `std`'s atomic, as
-    // `context_alloc`'s). Relaxed: only uniqueness matters, which the RMW gives.
-    static NEXT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Per-fence state of the `Locked` backend.
-#[allow(unreachable_pub)]
-pub struct State {
-    /// Flags and error (`backend::word`): readable without the lock, as the kernel's flag
-    /// tests and `fence->error` are; `set_error` takes no lock, as in the kernel.
-    word: AtomicU64,
-    /// Written under the lock by the signaller before TIMESTAMP is set.
-    timestamp: UnsafeCell<Option<Instant>>,
-    /// `fence->lock`; its lockdep class is set by `init_state` from what the fence is.
-    lock: Lock<Guarded>,
-}
-
-// SAFETY: the timestamp cell is written once, under the lock, before the Release store of
-// TIMESTAMP, and read only after an Acquire load shows TIMESTAMP.
-unsafe impl Sync for State {}
-// SAFETY: owned values and atomics only.
-unsafe impl Send for State {}
-
-/// What a [`CallbackId`](crate::CallbackId) holds on the `Locked` backend.
-#[allow(unreachable_pub)]
-#[derive(Debug)]
-pub struct Key(u64);
-
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("flags", &self.flags())
-            .finish_non_exhaustive()
-    }
-}
-
-impl State {
-    fn flags(&self) -> u64 {
-        // Acquire: pairs with the signaller's Release RMW that set SIGNALED/TIMESTAMP after
-        // the timestamp was written.
-        self.word.load(Ordering::Acquire)
-    }
-}
-
-/// A container's reference to one member (an array member, a chain's `prev` or `fence`),
-/// under a lock of class `member`.
-#[allow(unreachable_pub)]
-pub struct Member {
-    slot: Lock<Option<Fence<Locked>>>,
-}
-
-impl std::fmt::Debug for Member {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Member").finish_non_exhaustive()
-    }
-}
-
-impl Drop for Member {
-    /// The kernel's `dma_fence_chain_release` loop: while the member is a chain link held
-    /// only here, steal its `prev` and free the link, whose own release then has no `prev`
-    /// to recurse into; stop at a shared or non-chain fence and drop that reference.
-    ///
-    /// The kernel runs this loop in the chain's release, on `prev` only; here it runs for
-    /// every member slot, so a uniquely held chain dropped as an array member or as a
-    /// chain's `fence` unlinks the same way, as the kernel's release of that chain would.
-    /// `is_unique` is stable: the container owning this slot is being freed, so nobody else
-    /// can reach the member and clone it.
-    fn drop(&mut self) {
-        let mut next = self.slot.get_mut().take();
-        while let Some(fence) = next.take() {
-            if let Some(link) = fence.as_chain().filter(|_| fence.is_unique()) {
-                next = link.prev.slot.lock("chain_release").take();
-            }
-            drop(fence);
-        }
-    }
-}
+use self::lock::lock;
+use self::lockdep::LockClass;
 
 impl Sealed for Locked {
-    type State = State;
-    type CallbackKey = Key;
-    const FLAT_DROP: bool = false;
-    type Member = Member;
+    type Fences = Fences;
+    type Members = Members;
 
-    fn member_new(fence: Option<Fence<Locked>>) -> Self::Member {
-        Member {
-            slot: Lock::new(LockClass::Member, fence),
+    fn stub() -> Fence<Locked> {
+        static STUB: std::sync::OnceLock<Fence<Locked>> = std::sync::OnceLock::new();
+        crate::fence::shared_stub(&STUB)
+    }
+}
+
+/// The classic fence scheme.
+#[allow(unreachable_pub)] // named by the sealed trait; not reachable by users
+#[derive(Debug)]
+pub struct Fences;
+
+/// The classic member scheme.
+#[allow(unreachable_pub)] // named by the sealed trait; not reachable by users
+#[derive(Debug)]
+pub struct Members;
+
+/// Keeps a callback's panic for the thread's outermost lock release to resume.
+fn keep(panic: Option<Panic>) {
+    if let Some(panic) = panic {
+        irq_work::keep_panic(panic);
+    }
+}
+
+impl<B: Backend> FenceScheme<B> for Fences {
+    const FLAT_DROP: bool = false;
+
+    fn signal(
+        fence: &Fence<B>,
+        at: Option<Instant>,
+        error: Option<Errno>,
+    ) -> Result<(), FenceError> {
+        if fence.state().is_signaled() {
+            return Err(FenceError::AlreadySignaled);
+        }
+        let guard = lock(fence, "signal");
+        let (result, panic) = signal_locked(fence, at, error);
+        // Each callback is isolated from a panic in another; the first panic is resumed by
+        // the thread's outermost lock release, after the irq_work queued meanwhile has run.
+        keep(panic);
+        drop(guard);
+        result
+    }
+
+    fn enable_signaling(fence: &Fence<B>) {
+        let word = fence.state().word.load();
+        if word.is_enabled() || word.is_signaled() {
+            return;
+        }
+        let guard = lock(fence, "enable_signaling");
+        let (_, panic) = enable_locked(fence);
+        keep(panic);
+        drop(guard);
+    }
+
+    unsafe fn add_node(fence: &Fence<B>, node: NonNull<Node<B>>) -> bool {
+        if fence.state().is_signaled() {
+            return false;
+        }
+        let guard = lock(fence, "add_callback");
+        let (signaled, panic) = enable_locked(fence);
+        // SAFETY: the caller's obligation 1 is `push`'s; under the lock and not signalled,
+        // the list is open.
+        let linked = !signaled && unsafe { fence.state().list.push(node) };
+        keep(panic);
+        drop(guard);
+        linked
+    }
+
+    unsafe fn remove_node(fence: &Fence<B>, node: NonNull<Node<B>>) -> bool {
+        if !Node::was_linked(node) {
+            return false;
+        }
+        let guard = lock(fence, "remove_callback");
+        // Under the lock (taken, or held by this thread already: then we are inside this
+        // fence's callback or hook), the list is live unless the fence has signalled.
+        if !fence.state().is_signaled() {
+            // SAFETY: the lock is the unlink lock and the fence is unsignalled; the caller
+            // keeps the node valid.
+            if unsafe { fence.state().list.unlink(node) } {
+                return true;
+            }
+        }
+        // Signalled: a taken lock was granted after the signaller ran every callback, so the
+        // node is done; a re-entered one means we are inside this fence's callbacks, where
+        // `wait_done` finds the node running or behind the running one. A node found on no
+        // list is a stale id, which runs wherever it was claimed.
+        drop(guard);
+        // SAFETY: the caller's obligations.
+        unsafe { list::wait_done(node, || {}) };
+        false
+    }
+
+    fn may_block() -> Result<(), FenceError> {
+        if irq_work::held() > 0 {
+            Err(FenceError::WouldDeadlock)
+        } else {
+            Ok(())
         }
     }
+}
 
-    fn member_get(member: &Self::Member) -> Option<Fence<Locked>> {
-        member.slot.lock("member_get").clone()
+/// `dma_fence_signal_timestamp_locked`: the caller holds the fence's lock. Callbacks run here,
+/// with the lock still held; the first panic among them is returned for the caller to resume
+/// once the lock is released.
+fn signal_locked<B: Backend>(
+    fence: &Fence<B>,
+    at: Option<Instant>,
+    error: Option<Errno>,
+) -> (Result<(), FenceError>, Option<Panic>) {
+    let state = fence.state();
+    if state.word.signal(error).is_signaled() {
+        return (Err(FenceError::AlreadySignaled), None);
+    }
+    crate::trace::signaled!(fence);
+    let first = state.list.close(at.unwrap_or_else(Instant::now));
+    // SAFETY: just claimed from this fence's list, run once, here.
+    (Ok(()), unsafe { list::run_claimed(fence, first) })
+}
+
+/// The enable step under the lock. Returns true if the fence is (now) signalled, and the first
+/// panic of the callbacks a signal ran.
+fn enable_locked<B: Backend>(fence: &Fence<B>) -> (bool, Option<Panic>) {
+    let word = fence.state().word.load();
+    if word.is_signaled() {
+        return (true, None);
+    }
+    if word.is_enabled() {
+        return (false, None);
+    }
+    fence.state().word.enable();
+    crate::trace::event!("fence_enable_signal", fence);
+    if !fence.ops().enable_signaling(fence) {
+        let (_, panic) = signal_locked(fence, None, None);
+        return (true, panic);
+    }
+    (false, None)
+}
+
+/// A classic container's hold on a member: the reference, until the container's release.
+pub(crate) struct Held(Fence<Locked>);
+
+impl MemberScheme<Locked> for Members {
+    type Member = Held;
+    type ChainState = chain::ChainState;
+
+    fn hold(fence: Fence<Locked>) -> Held {
+        Held(fence)
     }
 
-    fn member_is_held(member: &Self::Member) -> bool {
-        member.slot.lock("member_is_held").is_some()
+    fn get(member: &Held) -> Option<Fence<Locked>> {
+        Some(member.0.clone())
     }
 
-    fn member_signaled(_member: &Self::Member) {
+    fn is_held(_member: &Held) -> bool {
+        true
+    }
+
+    fn signaled(_member: &Held) {
         // The kernel's containers keep their members until their own release.
     }
 
-    fn member_replace(
-        member: &Self::Member,
-        current: &Fence<Locked>,
-        new: Option<Fence<Locked>>,
-    ) -> bool {
-        let mut slot = member.slot.lock("member_replace");
-        if slot.as_ref().is_some_and(|f| f.ptr_eq(current)) {
-            let old = std::mem::replace(&mut *slot, new);
-            drop(slot);
-            drop(old);
-            true
-        } else {
-            false
-        }
-    }
-
-    fn signal_container(container: Fence<Locked>) {
+    fn complete(container: Fence<Locked>) {
         // The member's callback runs under the member's lock; signalling the container here
         // would take the container's lock inside it. The kernel bounces to irq_work.
         irq_work::queue_work(move || {
-            let _ = container.signal();
+            let _ = <Fences as FenceScheme<Locked>>::signal(&container, None, None);
         });
-    }
-
-    fn chain_enable(link: &Fence<Locked>) -> bool {
-        chain::enable(link)
     }
 
     /// The kernel's nesting `WARN_ON`s, counted by [`lockdep`] (the object is still built):
     /// an array over an array or a chain, a chain whose `fence` is a chain. A chain over an
     /// array is the legal worst case (chain → array → fence) and is not counted.
-    fn check_nesting(container: &'static str, members: &[&Fence<Locked>]) {
-        let outer = match container {
-            "array" => LockClass::Array,
-            "chain" => LockClass::Chain,
-            _ => return,
+    fn check_nesting(kind: ContainerKind, members: &[&Fence<Locked>]) {
+        let outer = match kind {
+            ContainerKind::Array => LockClass::Array,
+            ContainerKind::Chain => LockClass::Chain,
         };
         for member in members {
             let inner = if member.as_array().is_some() {
@@ -225,175 +248,15 @@ impl Sealed for Locked {
         }
     }
 
-    fn new_state(signaled_at: Option<Instant>) -> State {
-        State {
-            word: AtomicU64::new(if signaled_at.is_some() {
-                SIGNALED | TIMESTAMP | ENABLED
-            } else {
-                0
-            }),
-            timestamp: UnsafeCell::new(signaled_at),
-            lock: Lock::new(
-                LockClass::Fence,
-                Guarded {
-                    callbacks: VecDeque::new(),
-                },
-            ),
-        }
+    fn new_chain_state(_has_prev: bool) -> Self::ChainState {
+        chain::ChainState::new()
     }
 
-    fn init_state(state: &mut State, container: Option<&'static str>) {
-        let class = match container {
-            Some("array") => LockClass::Array,
-            Some("chain") => LockClass::Chain,
-            _ => LockClass::Fence,
-        };
-        state.lock.set_class(class);
+    fn chain_enable(link: &Fence<Locked>) -> bool {
+        chain::enable(link)
     }
 
-    fn is_signaled_flag(state: &State) -> bool {
-        state.flags() & SIGNALED != 0
+    fn chain_poll(_link: &Fence<Locked>) -> Option<bool> {
+        None
     }
-
-    fn error(state: &State) -> Option<Errno> {
-        if state.flags() & SIGNALED == 0 {
-            return None;
-        }
-        Word(state.flags()).error()
-    }
-
-    fn timestamp(state: &State) -> Option<Instant> {
-        if state.flags() & TIMESTAMP == 0 {
-            // The kernel's signal path sets TIMESTAMP before any callback runs and under the
-            // lock, so a pending fence and a fence mid-signal both read as "no timestamp yet"
-            // only while SIGNALED is clear.
-            return None;
-        }
-        // SAFETY: TIMESTAMP observed with Acquire; the write is complete and final.
-        state.timestamp.with(|t| unsafe { *t })
-    }
-
-    fn set_error(state: &State, error: Errno) -> Result<(), FenceError> {
-        word::set_error(&state.word, error)
-    }
-
-    fn signal(fence: &Fence<Locked>, at: Option<Instant>) -> Result<(), FenceError> {
-        let state = &fence.inner().state;
-        let mut guard = state.lock.lock("signal");
-        signal_locked(fence, &mut guard, at)
-    }
-
-    fn enable_signaling(fence: &Fence<Locked>) {
-        let state = &fence.inner().state;
-        let mut guard = state.lock.lock("enable_signaling");
-        let _ = enable_locked(fence, &mut guard);
-    }
-
-    fn add_callback<F: FnOnce(&Fence<Locked>) + Send + 'static>(
-        fence: &Fence<Locked>,
-        func: F,
-    ) -> Result<Key, FenceError> {
-        let state = &fence.inner().state;
-        if state.flags() & SIGNALED != 0 {
-            return Err(FenceError::AlreadySignaled);
-        }
-        let mut guard = state.lock.lock("add_callback");
-        if enable_locked(fence, &mut guard) {
-            return Err(FenceError::AlreadySignaled);
-        }
-        let key = next_key();
-        guard.callbacks.push_back((key, Box::new(func)));
-        Ok(Key(key))
-    }
-
-    fn remove_callback(fence: &Fence<Locked>, key: Key) -> bool {
-        let mut guard = fence.inner().state.lock.lock("remove_callback");
-        match guard.callbacks.iter().position(|(k, _)| *k == key.0) {
-            Some(i) => {
-                let removed = guard.callbacks.remove(i);
-                drop(guard);
-                drop(removed);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn take_pending(state: &mut State) -> Option<State> {
-        let callbacks = std::mem::take(&mut state.lock.get_mut().callbacks);
-        if callbacks.is_empty() {
-            return None;
-        }
-        // Relaxed: `&mut`: exclusive access. Keep the error, drop the flags.
-        let error_bits = state.word.load(Ordering::Relaxed) & !0xffff_ffff;
-        Some(State {
-            word: AtomicU64::new(error_bits),
-            timestamp: UnsafeCell::new(None),
-            lock: Lock::new(state.lock.class(), Guarded { callbacks }),
-        })
-    }
-
-    fn stub() -> Fence<Locked> {
-        #[cfg(not(loom))]
-        {
-            static STUB: std::sync::OnceLock<Fence<Locked>> = std::sync::OnceLock::new();
-            STUB.get_or_init(|| crate::fence::private_stub(Instant::now()))
-                .clone()
-        }
-        #[cfg(loom)]
-        {
-            crate::fence::private_stub(Instant::now())
-        }
-    }
-}
-
-/// `dma_fence_signal_timestamp_locked`: the caller holds the fence's lock. Callbacks run
-/// here, with the lock still held.
-fn signal_locked(
-    fence: &Fence<Locked>,
-    guard: &mut LockGuard<'_, Guarded>,
-    at: Option<Instant>,
-) -> Result<(), FenceError> {
-    let state = &fence.inner().state;
-    if state.flags() & SIGNALED != 0 {
-        return Err(FenceError::AlreadySignaled);
-    }
-    let callbacks = std::mem::take(&mut guard.callbacks);
-    // SAFETY: we hold the lock and SIGNALED is clear: no other writer, no reader yet.
-    state
-        .timestamp
-        .with_mut(|t| unsafe { *t = Some(at.unwrap_or_else(Instant::now)) });
-    // One RMW under the lock: a racing lock-free set_error lands before it or fails; the
-    // timestamp written above is published with TIMESTAMP (see `backend::word`).
-    word::signal(&state.word, SIGNALED | TIMESTAMP, fence.container_error());
-    crate::trace::signaled!(fence);
-    // Each callback is isolated from a panic in another; the first panic is resumed after
-    // the lock is released (by the scope, which outlives the guard's owner).
-    work::scope(|_| {
-        for (_, func) in callbacks {
-            crate::trace::event!("fence_callback_run", fence);
-            work::catching(|| func(fence));
-        }
-    });
-    Ok(())
-}
-
-/// The enable step under the lock. Returns true if the fence is (now) signalled.
-fn enable_locked(fence: &Fence<Locked>, guard: &mut LockGuard<'_, Guarded>) -> bool {
-    let state = &fence.inner().state;
-    let flags = state.flags();
-    if flags & SIGNALED != 0 {
-        return true;
-    }
-    if flags & ENABLED != 0 {
-        return false;
-    }
-    // Relaxed: the lock serialises every writer of ENABLED; other bits change by RMW.
-    state.word.fetch_or(ENABLED, Ordering::Relaxed);
-    crate::trace::event!("fence_enable_signal", fence);
-    if !fence.enable_hook() {
-        let _ = signal_locked(fence, guard, None);
-        return true;
-    }
-    false
 }

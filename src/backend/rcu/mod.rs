@@ -1,7 +1,7 @@
-//! The `Rcu` scheme: one atomic state word per fence, a lock-free callback list claimed by
-//! one swap, callbacks run with no lock held, and every follow-on operation (callbacks of a
-//! fence signalled inside a callback, enabling of nested members, drops) flattened through
-//! the per-thread work list.
+//! The `Rcu` schemes: callbacks run with no lock held, container members sit in RCU slots
+//! and are released by the containers' own callbacks, and every follow-on operation
+//! (callbacks of a fence signalled inside a callback, enabling nested members, drops) is
+//! flattened through the per-thread work list (`work.rs`).
 //!
 //! # The fence's state machine
 //!
@@ -9,197 +9,130 @@
 //!  pending ──set_error──▶ pending+error        (CAS on the word; refused once SIGNALED)
 //!     │  └─enable────────▶ ENABLED              (fetch_or; the hook runs for the first caller)
 //!     ▼
-//!  SIGNALED (fetch_or; the winner alone continues) ─▶ TIMESTAMP (timestamp written)
-//!     ─▶ list CLOSED (swap) ─▶ callbacks run in FIFO order, no lock held
+//!  SIGNALED (RMW; the winner alone continues) ─▶ list closed with the timestamp (swap)
+//!     ─▶ callbacks run in FIFO order, no lock held (now, or from the work list if nested)
 //! ```
 //!
+//! # Callbacks (the shared list, `backend::list`)
+//! - **add**: enable, then push; lock-free.
+//! - **remove**: takes the *unlink lock* (`LOCKED` in the state word: a CAS that sets it only
+//!   while clear). The same CAS tells the remover whether `SIGNALED` was set: if not, the
+//!   list is live and, while the bit is held, changes only by pushes at the head, so the
+//!   remover unlinks the node and answers `true`; if so, the node is claimed (or about to be)
+//!   and the remover waits until it has run, then answers `false`.
+//! - **signal**: the winning RMW on the word also tells whether an unlinker holds the bit; if
+//!   one does, the signaller waits for it to clear before it closes the list. So a remover
+//!   whose lock CAS came first unlinks before the claimer walks, and one whose CAS came after
+//!   sees `SIGNALED` and only waits: a remover that has observed the fence signalled (directly,
+//!   or through anything ordered after the signal) always gets `false`, after the run.
+//!
 //! # Orderings
-//! - `signal`'s `fetch_or(SIGNALED)` is `AcqRel`: `Release` publishes everything the
-//!   signaller did before (the work the fence stands for) and freezes the error to readers
-//!   that `Acquire` the word; `Acquire` orders the winner after a racing `set_error`'s CAS.
-//! - the `TIMESTAMP` bit is set with `Release` after the cell is written; `timestamp()`
-//!   reads the cell only after an `Acquire` load shows the bit.
-//! - readers (`is_signaled`, `error`, `status`) load the word with `Acquire`, pairing with
-//!   the signaller's `Release`.
+//! - the word's own (see `backend::state`); the unlink lock's acquiring CAS is `Acquire` and
+//!   its release `Release`, so one unlinker's `next` rewrites happen before the next one's
+//!   walk, and before the claimer's walk (its wait for the bit is an `Acquire` load, and its
+//!   signalling RMW reads the word after a release).
 
-mod callbacks;
 mod chain;
 
+use std::ptr::NonNull;
 use std::time::Instant;
 
-use crate::backend::{Backend, sealed::Sealed};
+use crate::backend::list::{self, Node};
+use crate::backend::state::{FenceState, Word};
+use crate::backend::{ContainerKind, FenceScheme, MemberScheme, Rcu, sealed::Sealed};
 use crate::error::{Errno, FenceError};
 use crate::fence::Fence;
-use crate::sync::{AtomicU64, Ordering, UnsafeCell, spin_hint, thread};
+use crate::sync::{Ordering, backoff};
 use crate::work::{self, Job};
 
-use self::callbacks::{Key, List};
-use crate::backend::word::{self, Word};
-
-/// The default backend: callbacks run with no lock held, container members are read
-/// under RCU, and nothing recurses with nesting depth.
-///
-/// ```
-/// use rcu_fence::{Rcu, Timeline};
-/// let tl: Timeline<Rcu> = Timeline::new("gpu"); // the same as Timeline::new_in("gpu", Rcu)
-/// let f = tl.fence(1);
-/// let g = f.clone();
-/// // A callback may use the fence API on its own fence: no lock is held.
-/// f.add_callback(move |me| assert!(me.add_callback(|_| {}).is_err() && g.is_signaled())).unwrap();
-/// f.signal().unwrap();
-/// ```
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Hash)]
-pub struct Rcu;
-
-impl Backend for Rcu {
-    const NAME: &'static str = "rcu";
-}
-
-/// Per-fence state of the `Rcu` backend.
-#[allow(unreachable_pub)]
-pub struct State {
-    word: AtomicU64,
-    /// Written once by the signal winner before `TIMESTAMP` is set.
-    timestamp: UnsafeCell<Option<Instant>>,
-    callbacks: List,
-}
-
-// SAFETY: the timestamp cell is written once by the unique signal winner and read only after
-// an Acquire load observes the Release-set TIMESTAMP bit (see the module's Orderings).
-unsafe impl Sync for State {}
-// SAFETY: all fields are owned values or atomics; the cell holds a plain `Instant`.
-unsafe impl Send for State {}
-
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("word", &self.load())
-            .finish_non_exhaustive()
-    }
-}
-
-impl State {
-    fn load(&self) -> Word {
-        // Acquire: pairs with the signaller's Release; a reader who sees SIGNALED sees
-        // everything the signaller did before.
-        Word(self.word.load(Ordering::Acquire))
-    }
-}
-
 impl Sealed for Rcu {
-    type State = State;
-    type CallbackKey = Key;
-    const FLAT_DROP: bool = true;
-    type Member = rcu::Slot<Fence<Rcu>>;
+    type Fences = Fences;
+    type Members = Members;
 
-    fn member_new(fence: Option<Fence<Rcu>>) -> Self::Member {
-        rcu::Slot::new(fence)
+    fn stub() -> Fence<Rcu> {
+        static STUB: std::sync::OnceLock<Fence<Rcu>> = std::sync::OnceLock::new();
+        crate::fence::shared_stub(&STUB)
     }
+}
 
-    fn member_get(member: &Self::Member) -> Option<Fence<Rcu>> {
-        member.load_clone()
-    }
+/// The `Rcu` fence scheme.
+#[allow(unreachable_pub)] // named by the sealed trait; not reachable by users
+#[derive(Debug)]
+pub struct Fences;
 
-    fn member_is_held(member: &Self::Member) -> bool {
-        !member.is_empty()
-    }
+/// The `Rcu` member scheme.
+#[allow(unreachable_pub)] // named by the sealed trait; not reachable by users
+#[derive(Debug)]
+pub struct Members;
 
-    fn member_signaled(member: &Self::Member) {
-        // The container's reference goes; readers that still see it keep it alive until
-        // they leave their read-side section.
-        member.take();
-    }
+/// The unlink lock (see the module docs), held while a remover unlinks a node.
+struct UnlinkLock<'a> {
+    state: &'a FenceState,
+}
 
-    fn member_replace(
-        member: &Self::Member,
-        current: &Fence<Rcu>,
-        new: Option<Fence<Rcu>>,
-    ) -> bool {
-        member
-            .compare_exchange(current.addr() as *const (), new)
-            .is_ok()
-    }
-
-    fn signal_container(container: Fence<Rcu>) {
-        // No lock is held in a callback: signal directly. The kernel bounces this through
-        // irq_work because its member callback runs under the member's lock.
-        let _ = container.signal();
-    }
-
-    fn chain_enable(link: &Fence<Rcu>) -> bool {
-        chain::enable(link)
-    }
-
-    fn check_nesting(_container: &'static str, _members: &[&Fence<Rcu>]) {
-        // Any nesting is allowed on this backend.
-    }
-
-    fn new_state(signaled_at: Option<Instant>) -> State {
-        let bits = if signaled_at.is_some() {
-            Word::SIGNALED | Word::TIMESTAMP | Word::ENABLED
-        } else {
-            0
-        };
-        State {
-            word: AtomicU64::new(bits),
-            timestamp: UnsafeCell::new(signaled_at),
-            callbacks: List::new(signaled_at.is_some()),
-        }
-    }
-
-    fn is_signaled_flag(state: &State) -> bool {
-        state.load().is_signaled()
-    }
-
-    fn error(state: &State) -> Option<Errno> {
-        let word = state.load();
-        if word.is_signaled() {
-            word.error()
-        } else {
-            None
-        }
-    }
-
-    fn timestamp(state: &State) -> Option<Instant> {
-        let mut word = state.load();
-        if !word.is_signaled() {
-            return None;
-        }
-        // The winner sets TIMESTAMP right after SIGNALED; wait out that short window.
+impl<'a> UnlinkLock<'a> {
+    /// Takes the lock unless the fence has signalled (then `None`: the list is claimed or
+    /// about to be, and must not be touched).
+    fn lock(state: &'a FenceState) -> Option<UnlinkLock<'a>> {
         let mut spins = 0u32;
-        while !word.has_timestamp() {
-            if spins < 64 {
-                spin_hint();
-            } else {
-                thread::yield_now();
+        // Acquire (here and on CAS failure): a remover that sees SIGNALED is ordered after
+        // the signaller's RMW; otherwise the CAS validates the value.
+        let mut current = state.word.load_with(Ordering::Acquire);
+        loop {
+            if current.is_signaled() {
+                return None;
             }
-            spins += 1;
-            word = state.load();
+            if current.is_locked() {
+                backoff(&mut spins);
+                current = state.word.load_with(Ordering::Acquire);
+                continue;
+            }
+            let locked = Word::from_bits(current.bits() | Word::LOCKED);
+            // Acquire: see the module's Orderings (ordered after the previous holder).
+            match state.word.compare_exchange_weak(
+                current,
+                locked,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(UnlinkLock { state }),
+                Err(actual) => current = actual,
+            }
         }
-        // SAFETY: TIMESTAMP observed with Acquire: the winner's write is complete and final.
-        state.timestamp.with(|t| unsafe { *t })
     }
+}
 
-    fn set_error(state: &State, error: Errno) -> Result<(), FenceError> {
-        word::set_error(&state.word, error)
+impl Drop for UnlinkLock<'_> {
+    fn drop(&mut self) {
+        // Release: see the module's Orderings.
+        self.state.word.clear(Word::LOCKED, Ordering::Release);
     }
+}
 
-    fn signal(fence: &Fence<Rcu>, at: Option<Instant>) -> Result<(), FenceError> {
-        let state = &fence.inner().state;
-        // See the module's Orderings; a container applies its members' first error with
-        // the signal, unless an error was set on the container itself.
-        let previous = word::signal(&state.word, Word::SIGNALED, fence.container_error());
+impl FenceScheme<Rcu> for Fences {
+    const FLAT_DROP: bool = true;
+
+    fn signal(
+        fence: &Fence<Rcu>,
+        at: Option<Instant>,
+        error: Option<Errno>,
+    ) -> Result<(), FenceError> {
+        let state = fence.state();
+        let previous = state.word.signal(error);
         if previous.is_signaled() {
             return Err(FenceError::AlreadySignaled);
         }
         crate::trace::signaled!(fence);
-        let at = at.unwrap_or_else(Instant::now);
-        // SAFETY: only the winner of SIGNALED gets here, once; readers wait for TIMESTAMP.
-        state.timestamp.with_mut(|t| unsafe { *t = Some(at) });
-        // Release: publishes the timestamp to `timestamp()`'s Acquire load.
-        state.word.fetch_or(Word::TIMESTAMP, Ordering::Release);
-        let first = state.callbacks.close(&state.word, previous);
-        callbacks::run_or_queue(fence, first);
+        if previous.is_locked() {
+            // An unlinker that did not see SIGNALED: let it finish first.
+            let mut spins = 0u32;
+            // Acquire: pairs with the unlink lock's Release; its `next` rewrites are visible.
+            while state.word.load_with(Ordering::Acquire).is_locked() {
+                backoff(&mut spins);
+            }
+        }
+        let first = state.list.close(at.unwrap_or_else(Instant::now));
+        run_or_queue(fence, first);
         Ok(())
     }
 
@@ -207,62 +140,57 @@ impl Sealed for Rcu {
         work::scope(|nested| enable(fence, nested));
     }
 
-    fn add_callback<F: FnOnce(&Fence<Rcu>) + Send + 'static>(
-        fence: &Fence<Rcu>,
-        func: F,
-    ) -> Result<Key, FenceError> {
-        let state = &fence.inner().state;
-        if state.load().is_signaled() {
-            return Err(FenceError::AlreadySignaled);
+    unsafe fn add_node(fence: &Fence<Rcu>, node: NonNull<Node<Rcu>>) -> bool {
+        let state = fence.state();
+        if state.is_signaled() {
+            return false;
         }
         work::scope(|nested| {
             // The kernel enables first, then appends; if enabling finds the work complete,
             // the fence signals and the callback is refused.
             enable(fence, nested);
-            callbacks::add(&state.callbacks, func).ok_or(FenceError::AlreadySignaled)
+            // SAFETY: the caller's obligation 1 is `push`'s.
+            unsafe { state.list.push(node) }
         })
     }
 
-    fn remove_callback(fence: &Fence<Rcu>, key: Key) -> bool {
-        let state = &fence.inner().state;
-        callbacks::remove(&state.callbacks, &state.word, key)
+    unsafe fn remove_node(fence: &Fence<Rcu>, node: NonNull<Node<Rcu>>) -> bool {
+        if !Node::was_linked(node) {
+            return false;
+        }
+        let state = fence.state();
+        if let Some(lock) = UnlinkLock::lock(state) {
+            // SAFETY: we hold the unlink lock and saw the fence unsignalled; the caller keeps
+            // the node valid.
+            if unsafe { state.list.unlink(node) } {
+                return true;
+            }
+            // Not on this list although it is live: a stale id (its fence is gone, its
+            // address reused by this one); the node was claimed there and runs there.
+            drop(lock);
+        }
+        // SAFETY: the caller's obligations.
+        unsafe { list::wait_done(node, work::run_queued) };
+        false
     }
 
-    fn take_pending(state: &mut State) -> Option<State> {
-        let list = state.callbacks.take_pending()?;
-        // Relaxed: `&mut`: exclusive access.
-        let word = Word(state.word.load(Ordering::Relaxed));
-        Some(State {
-            word: AtomicU64::new(word.0 & !(Word::ENABLED | Word::UNLINKING)),
-            timestamp: UnsafeCell::new(None),
-            callbacks: list,
-        })
+    fn may_block() -> Result<(), FenceError> {
+        Ok(())
     }
 
-    fn stub() -> Fence<Rcu> {
-        #[cfg(not(loom))]
-        {
-            static STUB: std::sync::OnceLock<Fence<Rcu>> = std::sync::OnceLock::new();
-            STUB.get_or_init(|| crate::fence::private_stub(Instant::now()))
-                .clone()
-        }
-        #[cfg(loom)]
-        {
-            crate::fence::private_stub(Instant::now())
-        }
+    fn before_park() {
+        work::run_queued();
     }
 }
 
 /// Sets ENABLED; the first caller runs the hook now (outermost) or from the work list
 /// (nested, so that enabling a container's nested members never recurses).
 fn enable(fence: &Fence<Rcu>, nested: bool) {
-    let state = &fence.inner().state;
-    if state.load().is_enabled() {
+    let state = fence.state();
+    if state.word.load().is_enabled() {
         return;
     }
-    // AcqRel: the hook runs at most once; ordering it after a racing SIGNALED lets the
-    // check below skip a hook that is no longer needed (the kernel's test_and_set, re-check).
-    let previous = Word(state.word.fetch_or(Word::ENABLED, Ordering::AcqRel));
+    let previous = state.word.enable();
     if previous.is_enabled() || previous.is_signaled() {
         return;
     }
@@ -276,8 +204,8 @@ fn enable(fence: &Fence<Rcu>, nested: bool) {
 
 fn run_enable_hook(fence: &Fence<Rcu>) {
     crate::trace::event!("fence_enable_signal", fence);
-    if !fence.enable_hook() {
-        let _ = Rcu::signal(fence, None);
+    if !fence.ops().enable_signaling(fence) {
+        let _ = Fences::signal(fence, None, None);
     }
 }
 
@@ -287,4 +215,81 @@ unsafe fn enable_job(fence: *const (), _: *const ()) {
     // SAFETY: obligation 1.
     let fence = unsafe { Fence::<Rcu>::from_raw(fence) };
     run_enable_hook(&fence);
+}
+
+/// Runs a claimed list now (outermost) or queues it (nested). A callback's panic is kept for
+/// the outermost scope to resume.
+fn run_or_queue(fence: &Fence<Rcu>, first: *const list::Link) {
+    if first.is_null() {
+        return;
+    }
+    work::scope(|nested| {
+        if nested {
+            // SAFETY: `run_job` takes back the fence handle and runs the list once.
+            work::push(unsafe { Job::new(fence.clone().into_raw(), first.cast(), run_job) });
+        } else {
+            // SAFETY: `first` came from `close` and is run once, here.
+            run(fence, first);
+        }
+    });
+}
+
+fn run(fence: &Fence<Rcu>, first: *const list::Link) {
+    // SAFETY: the callers pass a list just claimed from this fence, run once.
+    if let Some(panic) = unsafe { list::run_claimed(fence, first) } {
+        work::keep_panic(panic);
+    }
+}
+
+/// # Safety
+/// 1. `fence` is a `Fence<Rcu>::into_raw` handle and `first` a claimed list, both used once.
+unsafe fn run_job(fence: *const (), first: *const ()) {
+    // SAFETY: obligation 1.
+    let fence = unsafe { Fence::<Rcu>::from_raw(fence) };
+    run(&fence, first.cast());
+}
+
+impl MemberScheme<Rcu> for Members {
+    type Member = rcu::Slot<Fence<Rcu>>;
+    type ChainState = chain::ChainState;
+
+    fn hold(fence: Fence<Rcu>) -> Self::Member {
+        rcu::Slot::new(Some(fence))
+    }
+
+    fn get(member: &Self::Member) -> Option<Fence<Rcu>> {
+        member.load_clone()
+    }
+
+    fn is_held(member: &Self::Member) -> bool {
+        !member.is_empty()
+    }
+
+    fn signaled(member: &Self::Member) {
+        // The container's reference goes; readers that still see it keep it alive until
+        // they leave their read-side section.
+        member.take();
+    }
+
+    fn complete(container: Fence<Rcu>) {
+        // No lock is held in a callback: signal directly. The kernel bounces this through
+        // irq_work because its member callback runs under the member's lock.
+        let _ = Fences::signal(&container, None, None);
+    }
+
+    fn check_nesting(_kind: ContainerKind, _members: &[&Fence<Rcu>]) {
+        // Any nesting is allowed on this backend.
+    }
+
+    fn new_chain_state(has_prev: bool) -> Self::ChainState {
+        chain::ChainState::new(has_prev)
+    }
+
+    fn chain_enable(link: &Fence<Rcu>) -> bool {
+        chain::enable(link)
+    }
+
+    fn chain_poll(link: &Fence<Rcu>) -> Option<bool> {
+        chain::poll(link)
+    }
 }

@@ -39,7 +39,14 @@
 
 use std::fmt;
 
-/// A kind of lock taken by the `Locked` backend (the kernel's lock class key).
+mod recorder;
+
+pub(crate) use recorder::{Held, acquire, holds, reentered};
+
+/// A kind of lock taken by the `Locked` backend (the kernel's lock class key): the lock of
+/// a plain fence, of an array's own fence, or of a chain link's own fence. (A container's
+/// members are read without a lock, as in the kernel: an array's are fixed until its
+/// release, a chain's `prev` is an RCU pointer.)
 ///
 /// ```
 /// use rcu_fence::lockdep::LockClass;
@@ -53,18 +60,10 @@ pub enum LockClass {
     Array,
     /// The lock of a chain link's own fence.
     Chain,
-    /// The lock of one member slot of a container (an array member, a chain's `prev` or
-    /// `fence`). The kernel reads these under RCU; the classic scheme here guards them.
-    Member,
 }
 
-const CLASSES: usize = 4;
-const ALL: [LockClass; CLASSES] = [
-    LockClass::Fence,
-    LockClass::Array,
-    LockClass::Chain,
-    LockClass::Member,
-];
+const CLASSES: usize = 3;
+const ALL: [LockClass; CLASSES] = [LockClass::Fence, LockClass::Array, LockClass::Chain];
 
 impl LockClass {
     /// The class's name, as reports print it.
@@ -73,7 +72,6 @@ impl LockClass {
             LockClass::Fence => "fence",
             LockClass::Array => "array",
             LockClass::Chain => "chain",
-            LockClass::Member => "member",
         }
     }
 
@@ -154,7 +152,9 @@ pub struct LockdepReport {
     pub cycles: Vec<Vec<LockClass>>,
     /// The kernel's nesting `WARN_ON`s, per (container, member) kind.
     pub nesting_warnings: Vec<NestingWarning>,
-    /// Attempts to take a lock the thread already held (each one panicked).
+    /// Attempts to take a fence lock the thread already held: the kernel would deadlock
+    /// there (its spinlock is not re-entrant). The classic scheme here counts each one and
+    /// goes on under the lock it holds, so that safe code cannot hang.
     pub self_deadlocks: u64,
 }
 
@@ -223,7 +223,7 @@ impl LockdepReport {
             }
         }
         report.cycles = cycles(&counts.edges);
-        report.self_deadlocks = counts.self_deadlocks;
+        report.self_deadlocks = counts.reentries;
         report
     }
 }
@@ -304,13 +304,13 @@ fn cycles(edges: &[[u64; CLASSES]; CLASSES]) -> Vec<Vec<LockClass>> {
 }
 
 /// Plain counters, as a report reads them.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Snapshot {
     edges: [[u64; CLASSES]; CLASSES],
     first: [[Option<&'static str>; CLASSES]; CLASSES],
     same_class: [u64; CLASSES],
     warnings: [[u64; CLASSES]; CLASSES],
-    self_deadlocks: u64,
+    reentries: u64,
 }
 
 /// The process-wide view.
@@ -321,14 +321,14 @@ struct Snapshot {
 /// println!("{}", lockdep::report());
 /// ```
 pub fn report() -> LockdepReport {
-    imp::global_snapshot()
+    recorder::global_snapshot()
         .map(|s| LockdepReport::from_counts(&s))
         .unwrap_or_default()
 }
 
 /// What the calling thread caused since it started or last called [`reset`].
 pub fn thread_report() -> LockdepReport {
-    imp::thread_snapshot()
+    recorder::thread_snapshot()
         .map(|s| LockdepReport::from_counts(&s))
         .unwrap_or_default()
 }
@@ -336,349 +336,35 @@ pub fn thread_report() -> LockdepReport {
 /// Clears the process-wide view and the calling thread's view. Other threads' views are
 /// left alone, so that tests running in parallel do not disturb each other.
 pub fn reset() {
-    imp::reset();
+    recorder::reset();
 }
 
 /// How many `Locked` backend locks the calling thread holds right now (0 outside any fence
 /// operation; a lock left held after a caught panic would show here).
 pub fn held_locks() -> usize {
-    imp::held_locks()
+    recorder::held_count()
 }
 
-/// Turns the recording of lock acquisitions on or off for the whole process; it is on by
+/// Turns the recording of lock dependencies on or off for the whole process; it is on by
 /// default. The kernel's lockdep is a debug option, off in production builds: benchmarks
-/// may turn it off to time the bare classic scheme. While it is off, a self-deadlock
-/// hangs as it would in the kernel. Nesting warnings are counted either way (they cost
-/// nothing on the lock paths). Locks taken before a change are released correctly.
+/// may turn it off to time the bare classic scheme. Nesting warnings and re-entries are
+/// counted either way (they cost nothing on the lock paths).
 ///
 /// ```no_run
 /// rcu_fence::lockdep::set_enabled(false); // time the bare scheme
 /// ```
 pub fn set_enabled(on: bool) {
-    imp::set_enabled(on);
+    recorder::set_enabled(on);
 }
 
 /// True if lock acquisitions are being recorded (see [`set_enabled`]).
 pub fn is_enabled() -> bool {
-    imp::is_enabled()
+    recorder::is_enabled()
 }
 
 /// Counts one of the kernel's nesting `WARN_ON`s: `container` built over `member`.
 pub(crate) fn nesting_warning(container: LockClass, member: LockClass) {
-    imp::nesting_warning(container, member);
-}
-
-/// A token for one recorded acquisition; dropping it records the release.
-#[derive(Debug)]
-#[must_use = "dropping the token records the release"]
-pub(crate) struct Held {
-    #[cfg_attr(loom, allow(dead_code))]
-    addr: usize,
-    #[cfg_attr(loom, allow(dead_code))]
-    pushed: bool,
-}
-
-/// Records that this thread is about to take the lock at `addr` of class `class`, for
-/// `op`. Panics (after counting it) if the thread already holds that very lock.
-pub(crate) fn acquire(class: LockClass, addr: usize, op: &'static str) -> Held {
-    imp::acquire(class, addr, op)
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        imp::release(self);
-    }
-}
-
-/// A lock of the `Locked` backend that reports to the recorder: the kernel's spinlock with
-/// its lockdep map.
-pub(crate) struct Lock<T> {
-    class: LockClass,
-    mutex: crate::sync::Mutex<T>,
-}
-
-/// The guard of a [`Lock`]: unlocks, then records the release, then (for the outermost
-/// lock of the thread) runs the irq_work queued meanwhile.
-pub(crate) struct LockGuard<'a, T> {
-    // Field order matters: the mutex is unlocked before the release is recorded, and the
-    // queued irq_work runs with no lock held.
-    guard: crate::sync::MutexGuard<'a, T>,
-    _held: Held,
-    _section: super::irq_work::Section,
-}
-
-impl<T> Lock<T> {
-    pub(crate) fn new(class: LockClass, value: T) -> Self {
-        Lock {
-            class,
-            mutex: crate::sync::Mutex::new(value),
-        }
-    }
-
-    pub(crate) fn class(&self) -> LockClass {
-        self.class
-    }
-
-    /// Changes the class of a lock nobody holds yet.
-    pub(crate) fn set_class(&mut self, class: LockClass) {
-        self.class = class;
-    }
-
-    /// Takes the lock for `op`, recording the acquisition first (so that a self-deadlock
-    /// panics instead of blocking).
-    pub(crate) fn lock(&self, op: &'static str) -> LockGuard<'_, T> {
-        // Counted first, so that a recorder panic (a self-deadlock) leaves no count raised.
-        let section = super::irq_work::Section::enter();
-        let held = acquire(self.class, self as *const Self as usize, op);
-        LockGuard {
-            guard: self.mutex.lock(),
-            _held: held,
-            _section: section,
-        }
-    }
-
-    pub(crate) fn get_mut(&mut self) -> &mut T {
-        self.mutex.get_mut()
-    }
-}
-
-impl<T> std::ops::Deref for LockGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.guard
-    }
-}
-
-impl<T> std::ops::DerefMut for LockGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        &mut self.guard
-    }
-}
-
-#[cfg(loom)]
-mod imp {
-    //! Under loom nothing is recorded: the models are about the protocols, not lock order.
-    use super::*;
-
-    pub(super) fn global_snapshot() -> Option<Snapshot> {
-        None
-    }
-    pub(super) fn thread_snapshot() -> Option<Snapshot> {
-        None
-    }
-    pub(super) fn reset() {}
-    pub(super) fn set_enabled(_: bool) {}
-    pub(super) fn is_enabled() -> bool {
-        false
-    }
-    pub(super) fn held_locks() -> usize {
-        0
-    }
-    pub(super) fn nesting_warning(_: LockClass, _: LockClass) {}
-    pub(super) fn acquire(_: LockClass, addr: usize, _: &'static str) -> Held {
-        Held {
-            addr,
-            pushed: false,
-        }
-    }
-    pub(super) fn release(_: &Held) {}
-}
-
-#[cfg(not(loom))]
-mod imp {
-    use std::cell::RefCell;
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-    use super::*;
-
-    /// The process-wide counters.
-    struct Global {
-        edges: [[AtomicU64; CLASSES]; CLASSES],
-        /// Written only when an edge's count goes from 0 to 1 (rare): a plain lock is fine.
-        first: Mutex<[[Option<&'static str>; CLASSES]; CLASSES]>,
-        same_class: [AtomicU64; CLASSES],
-        warnings: [[AtomicU64; CLASSES]; CLASSES],
-        self_deadlocks: AtomicU64,
-    }
-
-    static GLOBAL: Global = Global {
-        edges: [const { [const { AtomicU64::new(0) }; CLASSES] }; CLASSES],
-        first: Mutex::new([[None; CLASSES]; CLASSES]),
-        same_class: [const { AtomicU64::new(0) }; CLASSES],
-        warnings: [const { [const { AtomicU64::new(0) }; CLASSES] }; CLASSES],
-        self_deadlocks: AtomicU64::new(0),
-    };
-
-    static ENABLED: AtomicBool = AtomicBool::new(true);
-
-    pub(super) fn set_enabled(on: bool) {
-        // Relaxed: a switch with nothing to publish; a thread may see the change late.
-        ENABLED.store(on, Ordering::Relaxed);
-    }
-
-    pub(super) fn is_enabled() -> bool {
-        // Relaxed: as in `set_enabled`.
-        ENABLED.load(Ordering::Relaxed)
-    }
-
-    /// One lock this thread holds.
-    struct HeldLock {
-        class: LockClass,
-        addr: usize,
-        op: &'static str,
-    }
-
-    /// This thread's stack of held locks and its own view of the counters.
-    struct ThreadState {
-        held: Vec<HeldLock>,
-        counts: Snapshot,
-    }
-
-    std::thread_local! {
-        static THREAD: RefCell<ThreadState> = RefCell::new(ThreadState {
-            held: Vec::new(),
-            counts: Snapshot::default(),
-        });
-    }
-
-    pub(super) fn global_snapshot() -> Option<Snapshot> {
-        let mut s = Snapshot::default();
-        for i in 0..CLASSES {
-            for j in 0..CLASSES {
-                // Relaxed: independent statistics (see the module's Synchronisation).
-                s.edges[i][j] = GLOBAL.edges[i][j].load(Ordering::Relaxed);
-                // Relaxed: as above.
-                s.warnings[i][j] = GLOBAL.warnings[i][j].load(Ordering::Relaxed);
-            }
-            // Relaxed: as above.
-            s.same_class[i] = GLOBAL.same_class[i].load(Ordering::Relaxed);
-        }
-        s.first = *GLOBAL.first.lock().unwrap_or_else(|e| e.into_inner());
-        // Relaxed: as above.
-        s.self_deadlocks = GLOBAL.self_deadlocks.load(Ordering::Relaxed);
-        Some(s)
-    }
-
-    pub(super) fn thread_snapshot() -> Option<Snapshot> {
-        THREAD
-            .try_with(|t| {
-                let t = t.borrow();
-                let c = &t.counts;
-                Snapshot {
-                    edges: c.edges,
-                    first: c.first,
-                    same_class: c.same_class,
-                    warnings: c.warnings,
-                    self_deadlocks: c.self_deadlocks,
-                }
-            })
-            .ok()
-    }
-
-    pub(super) fn reset() {
-        for i in 0..CLASSES {
-            for j in 0..CLASSES {
-                // Relaxed: independent statistics.
-                GLOBAL.edges[i][j].store(0, Ordering::Relaxed);
-                // Relaxed: as above.
-                GLOBAL.warnings[i][j].store(0, Ordering::Relaxed);
-            }
-            // Relaxed: as above.
-            GLOBAL.same_class[i].store(0, Ordering::Relaxed);
-        }
-        *GLOBAL.first.lock().unwrap_or_else(|e| e.into_inner()) = [[None; CLASSES]; CLASSES];
-        // Relaxed: as above.
-        GLOBAL.self_deadlocks.store(0, Ordering::Relaxed);
-        let _ = THREAD.try_with(|t| t.borrow_mut().counts = Snapshot::default());
-    }
-
-    pub(super) fn held_locks() -> usize {
-        THREAD.try_with(|t| t.borrow().held.len()).unwrap_or(0)
-    }
-
-    pub(super) fn nesting_warning(container: LockClass, member: LockClass) {
-        let (i, j) = (container.index(), member.index());
-        // Relaxed: an independent statistic.
-        GLOBAL.warnings[i][j].fetch_add(1, Ordering::Relaxed);
-        let _ = THREAD.try_with(|t| t.borrow_mut().counts.warnings[i][j] += 1);
-    }
-
-    pub(super) fn acquire(class: LockClass, addr: usize, op: &'static str) -> Held {
-        if !is_enabled() {
-            return Held {
-                addr,
-                pushed: false,
-            };
-        }
-        // At thread exit (a fence dropped by another thread-local's destructor) the stack is
-        // gone: record nothing.
-        let outcome = THREAD.try_with(|t| {
-            let mut t = t.borrow_mut();
-            if let Some(holder) = t.held.iter().find(|h| h.addr == addr) {
-                let message = format!(
-                    "lockdep: self-deadlock: `{op}` takes a {class} lock ({addr:#x}) that this thread \
-                     already holds (taken by `{}`); the lock is not re-entrant, so this would hang. \
-                     A callback runs under its fence's lock and must not call anything that takes it.",
-                    holder.op
-                );
-                t.counts.self_deadlocks += 1;
-                // Relaxed: an independent statistic.
-                GLOBAL.self_deadlocks.fetch_add(1, Ordering::Relaxed);
-                return Err(message);
-            }
-            if !t.held.is_empty() {
-                record_edges(&mut t, class, op);
-            }
-            t.held.push(HeldLock { class, addr, op });
-            Ok(())
-        });
-        match outcome {
-            Ok(Ok(())) => Held { addr, pushed: true },
-            // Outside the borrow of the thread state: the unwind releases held locks, whose
-            // guards record their release.
-            Ok(Err(message)) => panic!("{message}"),
-            Err(_) => Held {
-                addr,
-                pushed: false,
-            },
-        }
-    }
-
-    /// Adds one edge per held lock to the new one, and counts a same-class nesting once.
-    fn record_edges(t: &mut ThreadState, to: LockClass, op: &'static str) {
-        let ThreadState { held, counts } = t;
-        let mut same_class = false;
-        for h in held.iter() {
-            let (i, j) = (h.class.index(), to.index());
-            same_class |= h.class == to;
-            counts.edges[i][j] += 1;
-            counts.first[i][j].get_or_insert(op);
-            // Relaxed: an independent statistic; the first-seen name is set under its lock
-            // by whoever takes the count from 0.
-            if GLOBAL.edges[i][j].fetch_add(1, Ordering::Relaxed) == 0 {
-                GLOBAL.first.lock().unwrap_or_else(|e| e.into_inner())[i][j].get_or_insert(op);
-            }
-        }
-        if same_class {
-            counts.same_class[to.index()] += 1;
-            // Relaxed: an independent statistic.
-            GLOBAL.same_class[to.index()].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub(super) fn release(held: &Held) {
-        if !held.pushed {
-            return;
-        }
-        let _ = THREAD.try_with(|t| {
-            let mut t = t.borrow_mut();
-            // Usually the top of the stack, but guards may be dropped out of order.
-            if let Some(i) = t.held.iter().rposition(|h| h.addr == held.addr) {
-                t.held.remove(i);
-            }
-        });
-    }
+    recorder::nesting_warning(container, member);
 }
 
 #[cfg(all(test, not(loom)))]
@@ -691,35 +377,14 @@ mod tests {
         edges[LockClass::Fence.index()][LockClass::Array.index()] = 1;
         edges[LockClass::Array.index()][LockClass::Fence.index()] = 3;
         edges[LockClass::Array.index()][LockClass::Array.index()] = 2;
-        edges[LockClass::Chain.index()][LockClass::Member.index()] = 1;
         assert_eq!(
             cycles(&edges),
             vec![vec![LockClass::Fence, LockClass::Array]]
         );
-        edges[LockClass::Member.index()][LockClass::Fence.index()] = 1;
-        edges[LockClass::Fence.index()][LockClass::Chain.index()] = 1;
+        edges[LockClass::Chain.index()][LockClass::Fence.index()] = 1;
+        edges[LockClass::Array.index()][LockClass::Chain.index()] = 1;
         let found = cycles(&edges);
         assert_eq!(found.len(), 2);
-        assert!(found.contains(&vec![LockClass::Fence, LockClass::Chain, LockClass::Member]));
-    }
-
-    #[test]
-    fn self_deadlock_panics_and_unwinds_clean() {
-        let lock = Lock::new(LockClass::Fence, ());
-        let outer = lock.lock("outer");
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lock.lock("inner")));
-        let message = caught
-            .err()
-            .and_then(|p| p.downcast::<String>().ok())
-            .expect("a message");
-        assert!(
-            message.contains("self-deadlock")
-                && message.contains("`inner`")
-                && message.contains("`outer`")
-        );
-        assert_eq!(held_locks(), 1);
-        drop(outer);
-        assert_eq!(held_locks(), 0);
-        assert_eq!(thread_report().self_deadlocks, 1);
+        assert!(found.contains(&vec![LockClass::Fence, LockClass::Array, LockClass::Chain]));
     }
 }

@@ -1,0 +1,239 @@
+//! The recorder behind the report: a per-thread stack of the fence locks held, and the
+//! counters of edges, same-class nestings, nesting warnings and re-entries.
+//!
+//! The held stack is kept whether or not recording is enabled (and under loom): the fence
+//! lock asks it whether the thread already holds a lock ([`holds`]) to re-enter it instead
+//! of deadlocking. Edges and nestings are counted only while recording is enabled, and
+//! never under loom (the models are about the protocols, not lock order).
+//!
+//! This is a diagnostic, not part of a fence protocol: its counters are `std` atomics and
+//! all `Relaxed` (each an independent statistic, read by the report without any ordering
+//! promise against the operations counted); the held stack is thread-local.
+
+use std::cell::RefCell;
+
+use super::{CLASSES, LockClass, Snapshot};
+
+/// One lock this thread holds.
+struct HeldLock {
+    class: LockClass,
+    addr: usize,
+    op: &'static str,
+}
+
+crate::sync::thread_local! {
+    /// This thread's stack of held locks.
+    static HELD: RefCell<Vec<HeldLock>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A token for one held lock; dropping it records the release.
+#[derive(Debug)]
+#[must_use = "dropping the token records the release"]
+pub(crate) struct Held {
+    addr: usize,
+    pushed: bool,
+}
+
+/// True if this thread holds the lock at `addr`.
+pub(crate) fn holds(addr: usize) -> bool {
+    HELD.try_with(|h| h.borrow().iter().any(|l| l.addr == addr))
+        .unwrap_or(false)
+}
+
+/// How many locks this thread holds.
+pub(crate) fn held_count() -> usize {
+    HELD.try_with(|h| h.borrow().len()).unwrap_or(0)
+}
+
+/// Records that this thread takes the lock at `addr` of class `class`, for `op`: one edge
+/// per lock already held. The caller has checked that it does not hold this one.
+pub(crate) fn acquire(class: LockClass, addr: usize, op: &'static str) -> Held {
+    // At thread exit (a fence dropped by another thread-local's destructor) the stack is
+    // gone: record nothing.
+    let pushed = HELD
+        .try_with(|h| {
+            let mut held = h.borrow_mut();
+            if !held.is_empty() {
+                counters::edges(&held, class, op);
+            }
+            held.push(HeldLock { class, addr, op });
+        })
+        .is_ok();
+    Held { addr, pushed }
+}
+
+/// Records an attempt to take the lock at `addr` that this thread already holds: the
+/// kernel's self-deadlock. The caller goes on without taking it again.
+pub(crate) fn reentered(class: LockClass, addr: usize, op: &'static str) {
+    let first = HELD
+        .try_with(|h| h.borrow().iter().find(|l| l.addr == addr).map(|l| l.op))
+        .ok()
+        .flatten();
+    counters::reentry(class, op, first.unwrap_or("?"));
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if !self.pushed {
+            return;
+        }
+        let _ = HELD.try_with(|h| {
+            let mut held = h.borrow_mut();
+            // Usually the top of the stack, but guards may be dropped out of order.
+            if let Some(i) = held.iter().rposition(|l| l.addr == self.addr) {
+                held.remove(i);
+            }
+        });
+    }
+}
+
+/// Counts one of the kernel's nesting `WARN_ON`s.
+pub(crate) fn nesting_warning(container: LockClass, member: LockClass) {
+    counters::warning(container, member);
+}
+
+pub(crate) use counters::{global_snapshot, is_enabled, reset, set_enabled, thread_snapshot};
+
+#[cfg(not(loom))]
+mod counters {
+    use std::cell::RefCell;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use super::{CLASSES, HeldLock, LockClass, Snapshot};
+
+    /// The process-wide counters.
+    struct Global {
+        edges: [[AtomicU64; CLASSES]; CLASSES],
+        /// Written only when an edge's count goes from 0 to 1 (rare): a plain lock is fine.
+        first: Mutex<[[Option<&'static str>; CLASSES]; CLASSES]>,
+        same_class: [AtomicU64; CLASSES],
+        warnings: [[AtomicU64; CLASSES]; CLASSES],
+        reentries: AtomicU64,
+    }
+
+    static GLOBAL: Global = Global {
+        edges: [const { [const { AtomicU64::new(0) }; CLASSES] }; CLASSES],
+        first: Mutex::new([[None; CLASSES]; CLASSES]),
+        same_class: [const { AtomicU64::new(0) }; CLASSES],
+        warnings: [const { [const { AtomicU64::new(0) }; CLASSES] }; CLASSES],
+        reentries: AtomicU64::new(0),
+    };
+
+    static ENABLED: AtomicBool = AtomicBool::new(true);
+
+    std::thread_local! {
+        /// This thread's own view of the counters.
+        static MINE: RefCell<Snapshot> = RefCell::new(Snapshot::default());
+    }
+
+    pub(crate) fn set_enabled(on: bool) {
+        // Relaxed: a switch with nothing to publish; a thread may see the change late.
+        ENABLED.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_enabled() -> bool {
+        // Relaxed: as in `set_enabled`.
+        ENABLED.load(Ordering::Relaxed)
+    }
+
+    /// Adds one edge per held lock to the new one, and counts a same-class nesting once.
+    pub(super) fn edges(held: &[HeldLock], to: LockClass, op: &'static str) {
+        if !is_enabled() {
+            return;
+        }
+        let _ = MINE.try_with(|mine| {
+            let mut mine = mine.borrow_mut();
+            let mut same_class = false;
+            for h in held {
+                let (i, j) = (h.class.index(), to.index());
+                same_class |= h.class == to;
+                mine.edges[i][j] += 1;
+                mine.first[i][j].get_or_insert(op);
+                // Relaxed: an independent statistic; the first-seen name is set under its
+                // lock by whoever takes the count from 0.
+                if GLOBAL.edges[i][j].fetch_add(1, Ordering::Relaxed) == 0 {
+                    GLOBAL.first.lock().unwrap_or_else(|e| e.into_inner())[i][j].get_or_insert(op);
+                }
+            }
+            if same_class {
+                mine.same_class[to.index()] += 1;
+                // Relaxed: an independent statistic.
+                GLOBAL.same_class[to.index()].fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    pub(super) fn reentry(_class: LockClass, _op: &'static str, _first: &'static str) {
+        let _ = MINE.try_with(|mine| mine.borrow_mut().reentries += 1);
+        // Relaxed: an independent statistic.
+        GLOBAL.reentries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn warning(container: LockClass, member: LockClass) {
+        let (i, j) = (container.index(), member.index());
+        // Relaxed: an independent statistic.
+        GLOBAL.warnings[i][j].fetch_add(1, Ordering::Relaxed);
+        let _ = MINE.try_with(|mine| mine.borrow_mut().warnings[i][j] += 1);
+    }
+
+    pub(crate) fn global_snapshot() -> Option<Snapshot> {
+        let mut s = Snapshot::default();
+        for i in 0..CLASSES {
+            for j in 0..CLASSES {
+                // Relaxed: independent statistics (see the module docs).
+                s.edges[i][j] = GLOBAL.edges[i][j].load(Ordering::Relaxed);
+                // Relaxed: as above.
+                s.warnings[i][j] = GLOBAL.warnings[i][j].load(Ordering::Relaxed);
+            }
+            // Relaxed: as above.
+            s.same_class[i] = GLOBAL.same_class[i].load(Ordering::Relaxed);
+        }
+        s.first = *GLOBAL.first.lock().unwrap_or_else(|e| e.into_inner());
+        // Relaxed: as above.
+        s.reentries = GLOBAL.reentries.load(Ordering::Relaxed);
+        Some(s)
+    }
+
+    pub(crate) fn thread_snapshot() -> Option<Snapshot> {
+        MINE.try_with(|mine| mine.borrow().clone()).ok()
+    }
+
+    pub(crate) fn reset() {
+        for i in 0..CLASSES {
+            for j in 0..CLASSES {
+                // Relaxed: independent statistics.
+                GLOBAL.edges[i][j].store(0, Ordering::Relaxed);
+                // Relaxed: as above.
+                GLOBAL.warnings[i][j].store(0, Ordering::Relaxed);
+            }
+            // Relaxed: as above.
+            GLOBAL.same_class[i].store(0, Ordering::Relaxed);
+        }
+        *GLOBAL.first.lock().unwrap_or_else(|e| e.into_inner()) = [[None; CLASSES]; CLASSES];
+        // Relaxed: as above.
+        GLOBAL.reentries.store(0, Ordering::Relaxed);
+        let _ = MINE.try_with(|mine| *mine.borrow_mut() = Snapshot::default());
+    }
+}
+
+#[cfg(loom)]
+mod counters {
+    //! Under loom nothing is counted: the models are about the protocols, not lock order.
+    use super::{HeldLock, LockClass, Snapshot};
+
+    pub(crate) fn set_enabled(_: bool) {}
+    pub(crate) fn is_enabled() -> bool {
+        false
+    }
+    pub(super) fn edges(_: &[HeldLock], _: LockClass, _: &'static str) {}
+    pub(super) fn reentry(_: LockClass, _: &'static str, _: &'static str) {}
+    pub(super) fn warning(_: LockClass, _: LockClass) {}
+    pub(crate) fn global_snapshot() -> Option<Snapshot> {
+        None
+    }
+    pub(crate) fn thread_snapshot() -> Option<Snapshot> {
+        None
+    }
+    pub(crate) fn reset() {}
+}
