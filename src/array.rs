@@ -46,7 +46,6 @@
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc as StdArc;
-use std::time::Instant;
 
 use crate::backend::state::Birth;
 use crate::backend::{
@@ -55,7 +54,7 @@ use crate::backend::{
 };
 use crate::error::FenceError;
 use crate::fence::Fence;
-use crate::ops::FenceOps;
+use crate::fence::FenceOps;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
 
 /// One member and the array's callback on it.
@@ -324,17 +323,6 @@ impl<B: Backend> FenceOps<B> for ArrayOps<B> {
 
     fn signaled(&self, fence: &Fence<B>) -> bool {
         self.0.poll(fence)
-    }
-
-    fn set_deadline(&self, _fence: &Fence<B>, deadline: Instant) {
-        // Forwarded to the leaves, iteratively (the kernel forwards to the members).
-        for entry in self.0.entries.iter() {
-            if let Some(member) = MembersOf::<B>::get(&entry.member) {
-                for leaf in crate::unwrap(&member) {
-                    leaf.set_deadline(deadline);
-                }
-            }
-        }
     }
 }
 

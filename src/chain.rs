@@ -25,7 +25,6 @@
 
 use std::fmt;
 use std::sync::Arc as StdArc;
-use std::time::Instant;
 
 use crate::backend::state::Birth;
 use crate::backend::{
@@ -34,7 +33,7 @@ use crate::backend::{
 use crate::context::context_alloc;
 use crate::error::FenceError;
 use crate::fence::Fence;
-use crate::ops::FenceOps;
+use crate::fence::FenceOps;
 
 /// A link of a fence chain (`dma_fence_chain`).
 ///
@@ -174,13 +173,6 @@ impl<B: Backend> FenceOps<B> for ChainOps<B> {
 
     fn signaled(&self, fence: &Fence<B>) -> bool {
         poll(fence)
-    }
-
-    fn set_deadline(&self, fence: &Fence<B>, deadline: Instant) {
-        // Forwarded to every contained fence along the walk (the kernel's), iteratively.
-        for leaf in crate::unwrap(fence) {
-            leaf.set_deadline(deadline);
-        }
     }
 }
 

@@ -10,7 +10,7 @@ use crate::backend::{Backend, Rcu};
 use crate::driver::DriverFence;
 use crate::error::FenceError;
 use crate::fence::Fence;
-use crate::ops::FenceOps;
+use crate::fence::FenceOps;
 
 /// The next context to hand out. Context 0 is never handed out: the stub uses it.
 static NEXT_CONTEXT: AtomicU64 = AtomicU64::new(1);

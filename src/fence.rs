@@ -2,8 +2,8 @@
 //!
 //! [`Fence`] is a reference-counted handle (`Clone` = `dma_fence_get`, `Drop` =
 //! `dma_fence_put`). What a fence *is* lives here: its context and seqno, its hooks
-//! ([`FenceOps`], which containers implement too: an array is a fence whose ops are the
-//! array's, as in the kernel) and its state (the state word and the list word,
+//! ([`FenceOps`], `dma_fence_ops`, which containers implement too: an array is a fence whose
+//! ops are the array's, as in the kernel) and its state (the state word and the list word,
 //! `backend::state`). How it signals and keeps callbacks is the backend's fence scheme
 //! (`backend::rcu`, `backend::locked`). This module knows no container: `as_array` and
 //! `as_chain` are defined beside the containers, by downcasting the ops.
@@ -25,9 +25,55 @@ use std::time::Instant;
 use crate::backend::state::{Birth, FenceState};
 use crate::backend::{Backend, FenceScheme, FencesOf, Rcu};
 use crate::error::{Errno, FenceError, Status};
-use crate::ops::FenceOps;
 use crate::sync::Arc;
 use crate::work::{self, Job};
+
+/// The hooks a driver can attach to its fences (the kernel's `dma_fence_ops`).
+///
+/// Only the two names are required. The `Rcu` backend calls every hook with no lock held;
+/// the `Locked` backend calls `enable_signaling` with the fence's lock held, as the kernel does.
+///
+/// The library's own containers are fences whose ops are the container's (an array's hooks
+/// enable and poll its members), as in the kernel; `Fence::as_array` recognises them by
+/// type (hence the `Any` bound, which every `'static` type meets).
+///
+/// ```
+/// use std::sync::Arc;
+/// use rcu_fence::{Fence, FenceOps, Timeline};
+///
+/// struct Hw;
+/// impl FenceOps for Hw {
+///     fn driver_name(&self) -> &str { "my-gpu" }
+///     fn timeline_name(&self) -> &str { "ring0" }
+///     fn signaled(&self, fence: &Fence) -> bool { fence.seqno() <= 3 } // poll a hardware counter
+/// }
+///
+/// let tl = Timeline::new("ring0");
+/// let f = tl.fence_with_ops(2, Arc::new(Hw));
+/// assert!(f.is_signaled()); // polled through `signaled`, which signals the fence
+/// assert_eq!(f.driver_name(), "my-gpu");
+/// ```
+pub trait FenceOps<B: Backend = Rcu>: Any + Send + Sync + 'static {
+    /// The driver's name (`get_driver_name`).
+    fn driver_name(&self) -> &str;
+    /// The timeline's name (`get_timeline_name`).
+    fn timeline_name(&self) -> &str;
+    /// Called at most once, when someone first waits or adds a callback. Return `false` if
+    /// the work is already complete: the fence is then signalled at once.
+    fn enable_signaling(&self, fence: &Fence<B>) -> bool {
+        let _ = fence;
+        true
+    }
+    /// Polls completion; returning `true` signals the fence. Must be monotonic.
+    fn signaled(&self, fence: &Fence<B>) -> bool {
+        let _ = fence;
+        false
+    }
+    /// A hint that someone needs the fence by `deadline`; may be called several times.
+    fn set_deadline(&self, fence: &Fence<B>, deadline: Instant) {
+        let _ = (fence, deadline);
+    }
+}
 
 /// The shared object behind every [`Fence`] handle.
 pub(crate) struct FenceInner<B: Backend> {
@@ -262,15 +308,6 @@ impl<B: Backend> Fence<B> {
     /// `enable_signaling` hook at most once.
     pub fn enable_sw_signaling(&self) {
         FencesOf::<B>::enable_signaling(self)
-    }
-
-    /// Passes a deadline hint to the producer (`dma_fence_set_deadline`); no-op once
-    /// signalled. A container forwards it to its leaves.
-    pub fn set_deadline(&self, deadline: Instant) {
-        if self.test_signaled_flag() {
-            return;
-        }
-        self.ops().set_deadline(self, deadline);
     }
 
     /// True for arrays and chains (`dma_fence_is_container`).

@@ -42,7 +42,6 @@ mod error;
 mod fd;
 mod fence;
 mod future;
-mod ops;
 mod syncobj;
 mod trace;
 mod unwrap;
@@ -58,9 +57,8 @@ pub use crate::driver::DriverFence;
 pub use crate::error::{AlreadySignaled, Errno, FenceError, Status};
 #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
 pub use crate::fd::FenceFd;
-pub use crate::fence::{Fence, stub};
+pub use crate::fence::{Fence, FenceOps, stub};
 pub use crate::future::FenceFuture;
-pub use crate::ops::FenceOps;
 pub use crate::syncobj::Syncobj;
 pub use crate::unwrap::{Unwrap, merge, unwrap};
 pub use crate::wait::wait_any_timeout;

@@ -149,6 +149,26 @@ impl<B: Backend> Iterator for Unwrap<B> {
     }
 }
 
+impl<B: Backend> Fence<B> {
+    /// Passes a deadline hint to the producer (`dma_fence_set_deadline`); no-op once
+    /// signalled. A container forwards it to its unsignalled leaves, as the kernel's array
+    /// and chain forward it to their members (here iteratively, at any depth).
+    pub fn set_deadline(&self, deadline: Instant) {
+        if self.test_signaled_flag() {
+            return;
+        }
+        if !self.is_container() {
+            self.ops().set_deadline(self, deadline);
+            return;
+        }
+        for leaf in unwrap(self) {
+            if !leaf.test_signaled_flag() {
+                leaf.ops().set_deadline(&leaf, deadline);
+            }
+        }
+    }
+}
+
 impl<B: Backend> fmt::Debug for Unwrap<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Unwrap")

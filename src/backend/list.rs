@@ -58,8 +58,6 @@ use std::cell::Cell;
 use std::ptr::{self, NonNull};
 use std::time::{Duration, Instant};
 
-use crate::backend::Backend;
-use crate::fence::Fence;
 use crate::sync::{AtomicU8, AtomicU64, Ordering, UnsafeCell};
 
 /// Not linked: new, refused by a closed list, or reset for another push.
@@ -84,31 +82,31 @@ pub(crate) struct Link {
 }
 
 /// How a node's owner runs it and takes it back (one static table per owner type).
-pub(crate) struct NodeVtable<B: Backend> {
+pub(crate) struct NodeVtable<T: 'static> {
     /// Runs the callback. Called at most once, by the claimer, while the node is `RUNNING`.
-    pub(crate) run: unsafe fn(NonNull<Node<B>>, &Fence<B>),
+    pub(crate) run: unsafe fn(NonNull<Node<T>>, &T),
     /// Called by the claimer after it has published `DONE`: gives up the list's hold on the
     /// node. Must not touch the node unless its owner keeps it alive until this call (a
     /// reference-counted node does; an embedded node's owner may free it at `DONE`).
-    pub(crate) release: unsafe fn(NonNull<Node<B>>),
+    pub(crate) release: unsafe fn(NonNull<Node<T>>),
 }
 
 /// One installed callback: what every callback owner embeds, first, in its own memory.
 #[repr(C)]
-pub(crate) struct Node<B: Backend> {
+pub(crate) struct Node<T: 'static> {
     link: Link,
-    vtable: &'static NodeVtable<B>,
+    vtable: &'static NodeVtable<T>,
 }
 
 // SAFETY: `next` is accessed under the protocol in the module docs (the pusher before
 // publication, an unlinker under the scheme's lock, the claimer after the claim); the rest is
 // an atomic and a shared static table.
-unsafe impl<B: Backend> Send for Node<B> {}
+unsafe impl<T: 'static> Send for Node<T> {}
 // SAFETY: as above.
-unsafe impl<B: Backend> Sync for Node<B> {}
+unsafe impl<T: 'static> Sync for Node<T> {}
 
-impl<B: Backend> Node<B> {
-    pub(crate) fn new(vtable: &'static NodeVtable<B>) -> Node<B> {
+impl<T: 'static> Node<T> {
+    pub(crate) fn new(vtable: &'static NodeVtable<T>) -> Node<T> {
         Node {
             link: Link {
                 next: UnsafeCell::new(ptr::null()),
@@ -121,7 +119,7 @@ impl<B: Backend> Node<B> {
     /// True once the node has been linked (pushed and not refused), whatever happened to
     /// it since: an owner that lost track (an `add_node` that unwound) asks this before
     /// taking it back. Only the node's owner, which pushes it, calls this.
-    pub(crate) fn was_linked(node: NonNull<Node<B>>) -> bool {
+    pub(crate) fn was_linked(node: NonNull<Node<T>>) -> bool {
         // SAFETY: the owner keeps the node valid.
         let state = unsafe { &node.as_ref().link.state };
         // Acquire: a DONE set by another thread's run is seen with its effects.
@@ -138,7 +136,7 @@ impl<B: Backend> Node<B> {
         self.link.state.store(IDLE, Ordering::Relaxed);
     }
 
-    fn link(node: NonNull<Node<B>>) -> NonNull<Link> {
+    fn link(node: NonNull<Node<T>>) -> NonNull<Link> {
         node.cast()
     }
 }
@@ -234,7 +232,7 @@ impl List {
     /// # Safety
     /// 1. `node` is valid, not linked anywhere, and stays valid until it is unlinked by
     ///    [`List::unlink`] or run by the claimer and released through its vtable.
-    pub(crate) unsafe fn push<B: Backend>(&self, node: NonNull<Node<B>>) -> bool {
+    pub(crate) unsafe fn push<T: 'static>(&self, node: NonNull<Node<T>>) -> bool {
         let link = Node::link(node);
         // SAFETY: obligation 1: not published yet. Relaxed: the push publishes it.
         unsafe { link.as_ref().state.store(QUEUED, Ordering::Relaxed) };
@@ -279,7 +277,7 @@ impl List {
     /// 1. The caller holds the scheme's unlink lock and has seen the fence unsignalled (so
     ///    only pushes change the list meanwhile, and only at the head), and keeps `node`
     ///    valid until this returns.
-    pub(crate) unsafe fn unlink<B: Backend>(&self, node: NonNull<Node<B>>) -> bool {
+    pub(crate) unsafe fn unlink<T: 'static>(&self, node: NonNull<Node<T>>) -> bool {
         let target = Node::link(node).as_ptr().cast_const();
         // SAFETY: obligation 1.
         let after = unsafe { (*target).next() };
@@ -369,8 +367,9 @@ unsafe fn reverse(top: *const Link) -> *const Link {
 /// may run further callbacks: a wait inside it runs queued work, a signal nests a run).
 struct Frame {
     link: *const Link,
-    /// The `Fence<B>` of the list being run, for a node taken out of it and run elsewhere.
-    fence: *const (),
+    /// The subject (`T`: the fence) of the list being run, for a node taken out of it and
+    /// run elsewhere.
+    subject: *const (),
     outer: *const Frame,
 }
 
@@ -379,21 +378,24 @@ crate::sync::thread_local! {
     static FRAMES: Cell<*const Frame> = const { Cell::new(ptr::null()) };
 }
 
-/// Runs the claimed FIFO list starting at `first`. A callback's panic is caught, the rest
-/// still run, and the first panic is returned for the caller to resume.
+/// Runs the claimed FIFO list starting at `first`, each callback receiving `subject` (the
+/// fence); `on_each` is called before each callback (for trace events). A callback's panic
+/// is caught, the rest still run, and the first panic is returned for the caller to resume.
 ///
 /// # Safety
-/// 1. `first` came from [`List::close`] of `fence`'s list, and is run once.
-pub(crate) unsafe fn run_claimed<B: Backend>(
-    fence: &Fence<B>,
+/// 1. `first` came from [`List::close`] of `subject`'s list, and is run once.
+pub(crate) unsafe fn run_claimed<T: 'static>(
+    subject: &T,
     first: *const Link,
+    on_each: impl Fn(&T),
 ) -> Option<Panic> {
     let mut panic = None;
     let mut cur = first;
     while let Some(link) = NonNull::new(cur.cast_mut()) {
+        on_each(subject);
         // SAFETY: obligation 1: each claimed node is run once, here (or taken out of the list
         // by a remover on this thread, which runs it itself).
-        let (next, caught) = unsafe { run_node(link.cast::<Node<B>>(), fence) };
+        let (next, caught) = unsafe { run_node(link.cast::<Node<T>>(), subject) };
         panic = panic.or(caught);
         cur = next;
     }
@@ -405,10 +407,11 @@ pub(crate) unsafe fn run_claimed<B: Backend>(
 /// the list) and before `DONE` (after which the node may be freed), and the callback's panic.
 ///
 /// # Safety
-/// 1. `node` is a claimed node of `fence`'s list, owned by this thread (its claimer), run once.
-unsafe fn run_node<B: Backend>(
-    node: NonNull<Node<B>>,
-    fence: &Fence<B>,
+/// 1. `node` is a claimed node of `subject`'s list, owned by this thread (its claimer), run
+///    once.
+unsafe fn run_node<T: 'static>(
+    node: NonNull<Node<T>>,
+    subject: &T,
 ) -> (*const Link, Option<Panic>) {
     // SAFETY: obligation 1: a claimed node stays valid until we publish DONE.
     let this = unsafe { node.as_ref() };
@@ -422,14 +425,13 @@ unsafe fn run_node<B: Backend>(
         .fetch_add(RUNNING - QUEUED, Ordering::Relaxed);
     let frame = Frame {
         link: &this.link,
-        fence: (fence as *const Fence<B>).cast(),
+        subject: (subject as *const T).cast(),
         outer: FRAMES.try_with(Cell::get).unwrap_or(ptr::null()),
     };
     let entered = FRAMES.try_with(|f| f.set(&frame)).is_ok();
-    crate::trace::event!("fence_callback_run", fence);
     // SAFETY: obligation 1: the node is RUNNING and ours to run, once.
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
-        (vtable.run)(node, fence)
+        (vtable.run)(node, subject)
     }))
     .err();
     if entered {
@@ -451,8 +453,11 @@ enum Claimed {
     /// It is a node running on this thread (innermost or outer frame).
     Running,
     /// It waits in a list this thread is running, behind `prev` (a node of that list,
-    /// possibly the frame's own); `fence` is that list's `Fence<B>`.
-    Behind { prev: *const Link, fence: *const () },
+    /// possibly the frame's own); `subject` is that list's subject (its fence).
+    Behind {
+        prev: *const Link,
+        subject: *const (),
+    },
     /// Not in this thread's runs: another thread claimed it (or it has run).
     Elsewhere,
 }
@@ -478,7 +483,7 @@ fn locate(target: *const Link) -> Claimed {
             if next == target {
                 return Claimed::Behind {
                     prev,
-                    fence: f.fence,
+                    subject: f.subject,
                 };
             }
             prev = next;
@@ -493,9 +498,9 @@ fn locate(target: *const Link) -> Claimed {
 /// list), in case the node's run is queued behind this call.
 ///
 /// # Safety
-/// 1. `node` was pushed onto a list of a `Fence<B>` and has not been unlinked; the caller
-///    keeps it valid until this returns.
-pub(crate) unsafe fn wait_done<B: Backend>(node: NonNull<Node<B>>, run_queued: impl FnOnce()) {
+/// 1. `node` was pushed onto a list of a subject of type `T` and has not been unlinked; the
+///    caller keeps it valid until this returns.
+pub(crate) unsafe fn wait_done<T: 'static>(node: NonNull<Node<T>>, run_queued: impl FnOnce()) {
     let link = Node::link(node);
     // SAFETY: obligation 1.
     let state = unsafe { &link.as_ref().state };
@@ -503,14 +508,14 @@ pub(crate) unsafe fn wait_done<B: Backend>(node: NonNull<Node<B>>, run_queued: i
     if state.load(Ordering::Acquire) != DONE {
         match locate(link.as_ptr()) {
             Claimed::Running => return,
-            Claimed::Behind { prev, fence } => {
+            Claimed::Behind { prev, subject } => {
                 // SAFETY: `locate` found `prev` linked to the node in a list this thread
                 // claimed and is running: its `next` fields are ours.
                 unsafe { (*prev).set_next(link.as_ref().next()) };
-                // SAFETY: taken out of the claimed list, so run once, here. The list's fence
-                // is alive (its run is on this thread's stack), and it is a `Fence<B>`: nodes
-                // of backend B are only ever linked on fences of backend B.
-                let (_, panic) = unsafe { run_node(node, &*fence.cast::<Fence<B>>()) };
+                // SAFETY: taken out of the claimed list, so run once, here. The list's subject
+                // is alive (its run is on this thread's stack), and it is a `T`: a node of
+                // `T` is only ever linked on the list of a `T`.
+                let (_, panic) = unsafe { run_node(node, &*subject.cast::<T>()) };
                 if let Some(panic) = panic {
                     std::panic::resume_unwind(panic);
                 }

@@ -34,7 +34,10 @@ pub(crate) mod locked;
 pub(crate) mod rcu;
 pub(crate) mod state;
 
-pub(crate) use self::list::{Node, NodeVtable};
+/// A callback node on a fence of `B` (see `list.rs`).
+pub(crate) type Node<B> = list::Node<Fence<B>>;
+/// How a callback node on a fence of `B` runs and is given back.
+pub(crate) type NodeVtable<B> = list::NodeVtable<Fence<B>>;
 
 /// A fence synchronisation scheme: [`Rcu`] (the default) or [`Locked`] (the kernel's
 /// classic scheme).

@@ -10,8 +10,8 @@
 
 use std::ptr::NonNull;
 
-use crate::backend::list::{Node, NodeVtable};
 use crate::backend::{FenceScheme, Locked};
+use crate::backend::{Node, NodeVtable};
 use crate::chain::{FenceChain, chain_walk};
 use crate::fence::Fence;
 use crate::sync::UnsafeCell;

@@ -45,7 +45,8 @@ pub mod lockdep;
 use std::ptr::NonNull;
 use std::time::Instant;
 
-use crate::backend::list::{self, Node, Panic};
+use crate::backend::Node;
+use crate::backend::list::{self, Panic};
 use crate::backend::{Backend, ContainerKind, FenceScheme, Locked, MemberScheme, sealed::Sealed};
 use crate::error::{Errno, FenceError};
 use crate::fence::Fence;
@@ -173,7 +174,11 @@ fn signal_locked<B: Backend>(
     crate::trace::signaled!(fence);
     let first = state.list.close(at.unwrap_or_else(Instant::now));
     // SAFETY: just claimed from this fence's list, run once, here.
-    (Ok(()), unsafe { list::run_claimed(fence, first) })
+    (Ok(()), unsafe {
+        list::run_claimed(fence, first, |_f| {
+            crate::trace::event!("fence_callback_run", _f);
+        })
+    })
 }
 
 /// The enable step under the lock. Returns true if the fence is (now) signalled, and the first

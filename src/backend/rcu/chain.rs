@@ -29,8 +29,8 @@
 
 use std::ptr::NonNull;
 
-use crate::backend::list::{Node, NodeVtable};
 use crate::backend::{FenceScheme, MemberScheme, Rcu};
+use crate::backend::{Node, NodeVtable};
 use crate::chain::FenceChain;
 use crate::fence::Fence;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};

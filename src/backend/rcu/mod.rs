@@ -37,7 +37,8 @@ mod chain;
 use std::ptr::NonNull;
 use std::time::Instant;
 
-use crate::backend::list::{self, Node};
+use crate::backend::Node;
+use crate::backend::list;
 use crate::backend::state::{FenceState, Word};
 use crate::backend::{ContainerKind, FenceScheme, MemberScheme, Rcu, sealed::Sealed};
 use crate::error::{Errno, FenceError};
@@ -236,7 +237,11 @@ fn run_or_queue(fence: &Fence<Rcu>, first: *const list::Link) {
 
 fn run(fence: &Fence<Rcu>, first: *const list::Link) {
     // SAFETY: the callers pass a list just claimed from this fence, run once.
-    if let Some(panic) = unsafe { list::run_claimed(fence, first) } {
+    if let Some(panic) = unsafe {
+        list::run_claimed(fence, first, |_f| {
+            crate::trace::event!("fence_callback_run", _f);
+        })
+    } {
         work::keep_panic(panic);
     }
 }
