@@ -121,20 +121,33 @@ impl<B: Backend> FenceArray<B> {
         seqno: u64,
         signal_on_any: bool,
     ) -> Result<Fence<B>, FenceError> {
-        if fences.is_empty() {
+        Self::from_members(fences.into_iter(), context, seqno, signal_on_any)
+    }
+
+    /// [`FenceArray::create`] from any exact-size source of members (one allocation for the
+    /// entries, whatever the source).
+    pub(crate) fn from_members(
+        fences: impl ExactSizeIterator<Item = Fence<B>>,
+        context: u64,
+        seqno: u64,
+        signal_on_any: bool,
+    ) -> Result<Fence<B>, FenceError> {
+        if fences.len() == 0 {
             return Err(FenceError::Empty);
         }
-        MembersOf::<B>::check_nesting(ContainerKind::Array, &fences.iter().collect::<Vec<_>>());
-        let pending = if signal_on_any { 1 } else { fences.len() };
-        let array = FenceArray {
-            entries: fences
-                .into_iter()
-                .map(|f| Entry {
+        let entries: Box<[Entry<B>]> = fences
+            .map(|f| {
+                MembersOf::<B>::check_nesting(ContainerKind::Array, &f);
+                Entry {
                     node: Node::new(&Self::VTABLE),
                     array: UnsafeCell::new(std::ptr::null()),
                     member: MembersOf::<B>::hold(f),
-                })
-                .collect(),
+                }
+            })
+            .collect();
+        let pending = if signal_on_any { 1 } else { entries.len() };
+        let array = FenceArray {
+            entries,
             signal_on_any,
             pending: AtomicUsize::new(pending),
             enabled: AtomicBool::new(false),

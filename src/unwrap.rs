@@ -14,6 +14,8 @@
 use std::fmt;
 use std::time::Instant;
 
+use smallvec::SmallVec;
+
 use crate::array::FenceArray;
 use crate::backend::{Backend, Rcu};
 use crate::chain::{ChainWalk, chain_walk};
@@ -41,7 +43,9 @@ enum Cursor<B: Backend> {
 /// assert_eq!(leaves.error(), Some(Errno::ETIME));
 /// ```
 pub struct Unwrap<B: Backend = Rcu> {
-    stack: Vec<Cursor<B>>,
+    /// One cursor per container level; inline for the first few levels, so that unwrapping
+    /// a plain fence or a flat container allocates nothing.
+    stack: SmallVec<[Cursor<B>; 4]>,
     error: Option<Errno>,
 }
 
@@ -60,10 +64,9 @@ pub struct Unwrap<B: Backend = Rcu> {
 /// assert_eq!(seqnos, [1, 2, 3]);
 /// ```
 pub fn unwrap<B: Backend>(fence: &Fence<B>) -> Unwrap<B> {
-    Unwrap {
-        stack: vec![Cursor::One(Some(fence.clone()))],
-        error: None,
-    }
+    let mut stack = SmallVec::new();
+    stack.push(Cursor::One(Some(fence.clone())));
+    Unwrap { stack, error: None }
 }
 
 impl<B: Backend> Unwrap<B> {
@@ -204,7 +207,9 @@ impl<B: Backend> fmt::Debug for Unwrap<B> {
 /// assert_eq!(m.status(), Status::Error(Errno::ETIME));
 /// ```
 pub fn merge<B: Backend>(fences: &[Fence<B>]) -> Result<Fence<B>, FenceError> {
-    let mut pending = Vec::new();
+    // Inline for the common case (most merges have one to three inputs): the only
+    // allocations are then the result's.
+    let mut pending: SmallVec<[Fence<B>; 8]> = SmallVec::new();
     let mut error = None;
     let mut latest: Option<Instant> = None;
     for input in fences {
@@ -220,7 +225,8 @@ pub fn merge<B: Backend>(fences: &[Fence<B>]) -> Result<Fence<B>, FenceError> {
         error = error.or(leaves.error());
     }
     // Context ascending; within a context the later seqno first; then keep the first.
-    pending.sort_by(|a, b| {
+    // (Unstable, as the kernel's heap sort: equal keys are the same point of a timeline.)
+    pending.sort_unstable_by(|a, b| {
         a.context().cmp(&b.context()).then_with(|| {
             if seqno_is_later(a.seqno(), b.seqno(), a.is_seqno64()) {
                 std::cmp::Ordering::Less
@@ -243,7 +249,7 @@ pub fn merge<B: Backend>(fences: &[Fence<B>]) -> Result<Fence<B>, FenceError> {
         }
         (1, None) => Ok(pending.pop().expect("one fence")),
         _ => {
-            let array = FenceArray::create(pending, context_alloc(1), 1, false)?;
+            let array = FenceArray::from_members(pending.into_iter(), context_alloc(1), 1, false)?;
             if let Some(e) = error {
                 let _ = array.set_error(e);
             }

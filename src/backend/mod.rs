@@ -199,8 +199,8 @@ pub(crate) trait MemberScheme<B: Backend>: 'static {
     /// kernel does.
     fn complete(container: Fence<B>);
 
-    /// Called as a container is built over `members` (the kernel's nesting `WARN_ON`).
-    fn check_nesting(kind: ContainerKind, members: &[&Fence<B>]);
+    /// Called for each member as a container is built (the kernel's nesting `WARN_ON`).
+    fn check_nesting(kind: ContainerKind, member: &Fence<B>);
 
     /// A fresh chain state for a link created with (`true`) or without a `prev`.
     fn new_chain_state(has_prev: bool) -> Self::ChainState;

@@ -5,6 +5,10 @@
 //! they happen, so the live count of tagged blocks is exact even when other tests in the
 //! same binary allocate concurrently. A `realloc` keeps the tag of the original block.
 //!
+//! It also counts, per thread, the allocations made while tracking is on (a `realloc` that
+//! grows counts as one more): [`counted`] reports how many a closure made and their sizes,
+//! for the allocation budgets.
+//!
 //! Install it in a test crate with `#[global_allocator] static A: CountingAlloc = CountingAlloc;`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -19,6 +23,18 @@ static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
 
 thread_local! {
     static TRACKING: Cell<bool> = const { Cell::new(false) };
+    /// Allocations made by this thread while tracking.
+    static MADE: Cell<usize> = const { Cell::new(0) };
+    /// Their total size in bytes.
+    static MADE_BYTES: Cell<usize> = const { Cell::new(0) };
+    /// The largest of them.
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note_allocation(size: usize) {
+    let _ = MADE.try_with(|m| m.set(m.get() + 1));
+    let _ = MADE_BYTES.try_with(|b| b.set(b.get() + size));
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
 }
 
 const TAGGED: usize = 0x7a67_6765;
@@ -66,6 +82,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         if tagged {
             LIVE_BLOCKS.fetch_add(1, Ordering::SeqCst);
             LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::SeqCst);
+            note_allocation(layout.size());
         }
         // SAFETY: within the block.
         unsafe { base.add(h) }
@@ -99,6 +116,9 @@ unsafe impl GlobalAlloc for CountingAlloc {
         if tag == TAGGED {
             LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::SeqCst);
         }
+        if tracking() && new_size > layout.size() {
+            note_allocation(new_size);
+        }
         // SAFETY: within the new block.
         unsafe { base.add(h) }
     }
@@ -124,4 +144,28 @@ pub(crate) fn tracked<R>(f: impl FnOnce() -> R) -> R {
     TRACKING.with(|t| t.set(true));
     let _off = Off;
     f()
+}
+
+/// What [`counted`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Made {
+    /// Allocations (and growing reallocations).
+    pub(crate) count: usize,
+    /// Their total size in bytes.
+    pub(crate) bytes: usize,
+    /// The largest one.
+    pub(crate) largest: usize,
+}
+
+/// Runs `f` with tracking on and reports the allocations this thread made in it.
+pub(crate) fn counted<R>(f: impl FnOnce() -> R) -> (R, Made) {
+    let start = (MADE.with(Cell::get), MADE_BYTES.with(Cell::get));
+    LARGEST.with(|l| l.set(0));
+    let result = tracked(f);
+    let made = Made {
+        count: MADE.with(Cell::get) - start.0,
+        bytes: MADE_BYTES.with(Cell::get) - start.1,
+        largest: LARGEST.with(Cell::get),
+    };
+    (result, made)
 }

@@ -234,22 +234,20 @@ impl MemberScheme<Locked> for Members {
     /// The kernel's nesting `WARN_ON`s, counted by [`lockdep`] (the object is still built):
     /// an array over an array or a chain, a chain whose `fence` is a chain. A chain over an
     /// array is the legal worst case (chain → array → fence) and is not counted.
-    fn check_nesting(kind: ContainerKind, members: &[&Fence<Locked>]) {
+    fn check_nesting(kind: ContainerKind, member: &Fence<Locked>) {
         let outer = match kind {
             ContainerKind::Array => LockClass::Array,
             ContainerKind::Chain => LockClass::Chain,
         };
-        for member in members {
-            let inner = if member.as_array().is_some() {
-                LockClass::Array
-            } else if member.as_chain().is_some() {
-                LockClass::Chain
-            } else {
-                continue;
-            };
-            if outer == LockClass::Array || inner == LockClass::Chain {
-                lockdep::nesting_warning(outer, inner);
-            }
+        let inner = if member.as_array().is_some() {
+            LockClass::Array
+        } else if member.as_chain().is_some() {
+            LockClass::Chain
+        } else {
+            return;
+        };
+        if outer == LockClass::Array || inner == LockClass::Chain {
+            lockdep::nesting_warning(outer, inner);
         }
     }
 
