@@ -54,7 +54,7 @@ impl<B: Backend> AllOf for Array<B> {
             m.signal().unwrap();
         }
         // `Locked` completes the array on its irq_work thread: wait for it.
-        array.wait();
+        let _ = array.wait();
         common::wait_flag(&done);
     }
 }
@@ -207,7 +207,7 @@ impl<B: Backend> Nested for NestedFences<B> {
             for leaf in &leaves {
                 leaf.signal().unwrap();
             }
-            top.wait();
+            let _ = top.wait();
         }
     }
 

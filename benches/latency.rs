@@ -119,7 +119,7 @@ impl<B: Backend> Blocking for FenceEvent<B> {
         fresh_fence::<B>()
     }
     fn wait(&self) {
-        self.0.wait();
+        let _ = self.0.wait();
     }
     fn signal(&self) {
         self.0.signal().unwrap();
@@ -226,7 +226,7 @@ impl<B: Backend> Awaitable for FenceEvent<B> {
     fn wait(&self) -> impl Future<Output = ()> + '_ {
         let fence = &self.0;
         async move {
-            fence.await;
+            let _ = fence.await;
         }
     }
 }

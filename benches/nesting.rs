@@ -56,7 +56,7 @@ impl<B: Backend> Cascade for Nested<B> {
         let start = Instant::now();
         leaf.signal().unwrap();
         // `Locked` signals each level from its irq_work thread.
-        top.wait();
+        let _ = top.wait();
         common::wait_flag(&done);
         drop(top);
         drop(leaf);

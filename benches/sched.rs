@@ -42,7 +42,7 @@ fn run<B: Backend>(jobs: usize) -> Duration {
         let start = Instant::now();
         for j in 0..jobs {
             if let Some(old) = window[j % IN_FLIGHT].take() {
-                old.wait();
+                let _ = old.wait();
             }
             let ring = j % RINGS;
             let point = (j / RINGS) as u64 + 1;
@@ -65,9 +65,12 @@ fn run<B: Backend>(jobs: usize) -> Duration {
             let ready = if deps.is_empty() {
                 Err(FenceError::AlreadySignaled)
             } else {
-                merge(&deps).unwrap().add_callback(move |_| {
-                    let _ = tx.send(Some(queued));
-                })
+                merge(&deps)
+                    .unwrap()
+                    .add_callback(move |_| {
+                        let _ = tx.send(Some(queued));
+                    })
+                    .map_err(FenceError::from)
             };
             if ready.is_err() {
                 senders[ring].send(Some(job.clone())).unwrap();
@@ -76,7 +79,7 @@ fn run<B: Backend>(jobs: usize) -> Duration {
             last[ring] = Some(job);
         }
         for fence in last.iter().flatten() {
-            fence.wait();
+            let _ = fence.wait();
         }
         let elapsed = start.elapsed();
         for tx in &senders {

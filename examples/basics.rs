@@ -41,12 +41,16 @@ fn main() {
         thread::sleep(Duration::from_millis(10));
         producer.signal().unwrap();
     });
-    assert_eq!(first.wait(), Status::Signaled);
+    assert_eq!(first.wait(), Ok(()));
     worker.join().unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 3);
-    // A fence signals once; a late callback is refused (and dropped uncalled).
+    // A fence signals once; a late callback is refused and handed back uncalled.
     assert_eq!(first.signal(), Err(FenceError::AlreadySignaled));
-    assert!(first.add_callback(|_| unreachable!()).is_err());
+    let refused = first.add_callback(|_| println!("late callback, run by hand"));
+    match refused {
+        Ok(_) => unreachable!("first has signalled"),
+        Err(late) => late.into_inner()(&first),
+    }
     println!("first signalled at {:?}", first.timestamp().unwrap());
 
     // A wait with a timeout on a fence nobody signals yet.
@@ -55,11 +59,17 @@ fn main() {
         Err(FenceError::TimedOut)
     );
 
-    // An error is set while pending and reported once signalled.
+    // An error is set while pending and reported once signalled: waits return it as
+    // `Err(Failed(..))`, so `?` stops at a failed fence.
     second.set_error(Errno::ECANCELED).unwrap();
     second.signal().unwrap();
     assert_eq!(second.status(), Status::Error(Errno::ECANCELED));
-    println!("second: {:?}", second.status());
+    assert_eq!(second.wait(), Err(FenceError::Failed(Errno::ECANCELED)));
+    println!(
+        "second: {:?}, {}",
+        second.status(),
+        second.wait().unwrap_err()
+    );
 
     // Waiting for whichever of several fences signals first.
     let fences = [gpu.fence(3), gpu.fence(4), gpu.fence(5)];
@@ -69,16 +79,16 @@ fn main() {
     worker.join().unwrap();
     println!("any of three: index 1 signalled");
 
-    // `.await`: a fence (or a reference to one) is a future of its final status.
+    // `.await`: a fence (or a reference to one) is a future of the same result as `wait()`.
     let job = gpu.fence(6);
     let producer = job.clone();
     let worker = thread::spawn(move || {
         thread::sleep(Duration::from_millis(10));
         producer.signal().unwrap();
     });
-    let status = block_on(async { (&job).await });
+    let result = block_on(async { (&job).await });
     worker.join().unwrap();
-    assert_eq!(status, Status::Signaled);
+    assert_eq!(result, Ok(()));
     println!("awaited {job:?}");
 }
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcu_fence::{Fence, Rcu, Status, Syncobj, Timeline, merge};
+use rcu_fence::{Fence, Rcu, Syncobj, Timeline, merge};
 
 /// The backend: `Rcu` (the default) or `rcu_fence::Locked`.
 type B = Rcu;
@@ -141,7 +141,7 @@ fn main() {
     for ring in &sched.rings {
         let last = ring.next_seqno - 1;
         let fence = ring.points.find_fence(last).expect("point submitted");
-        assert_eq!(fence.wait(), Status::Signaled);
+        assert_eq!(fence.wait(), Ok(()));
         println!("ring {}: all {last} jobs done", ring.name);
     }
     assert!(frames.iter().all(|f| f.is_signaled()));

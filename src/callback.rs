@@ -123,17 +123,33 @@ impl<B: Backend> fmt::Debug for CallbackId<B> {
 impl<B: Backend> Fence<B> {
     /// Installs `f` to run once when the fence signals (`dma_fence_add_callback`).
     ///
-    /// Enables signalling first. If the fence has already signalled, returns
-    /// `Err(AlreadySignaled)` and drops `f` without calling it. The callback runs on the
-    /// signalling thread, exactly once. On the `Rcu` backend it runs with no lock held, so
-    /// it may use any fence API, signal other fences and drop any handle.
+    /// Enables signalling first. If the fence has already signalled, `f` is not installed
+    /// and comes back uncalled in the error ([`AlreadySignaled::into_inner`]), so that
+    /// nothing it owns (a [`DriverFence`](crate::DriverFence), a channel) is dropped behind
+    /// the caller's back; `.unwrap()`, `?` and `is_err()` work as with any error. The
+    /// callback runs on the signalling thread, exactly once. On the `Rcu` backend it runs
+    /// with no lock held, so it may use any fence API, signal other fences and drop any
+    /// handle.
     ///
     /// One allocation holds the callback's list node and `f`. [`CallbackRegistration`]
     /// keeps both in the caller's memory instead.
-    pub fn add_callback(
-        &self,
-        f: impl FnOnce(&Fence<B>) + Send + 'static,
-    ) -> Result<CallbackId<B>, FenceError> {
+    ///
+    /// ```
+    /// use rcu_fence::Timeline;
+    /// let tl = Timeline::new("gpu");
+    /// let (job, next) = (tl.fence(1), tl.driver_fence(2));
+    /// job.signal().unwrap();
+    /// // Too late to chain `next` on `job`: it comes back instead of being cancelled.
+    /// let next = match job.add_callback(move |_| next.signal(Ok(()))) {
+    ///     Ok(_id) => unreachable!("job has signalled"),
+    ///     Err(refused) => refused.into_inner(),
+    /// };
+    /// next(&job); // run it now
+    /// ```
+    pub fn add_callback<F>(&self, f: F) -> Result<CallbackId<B>, AlreadySignaled<F>>
+    where
+        F: FnOnce(&Fence<B>) + Send + 'static,
+    {
         let id = add(self, f)?;
         crate::trace::event!("fence_callback_added", self);
         Ok(id)
@@ -175,12 +191,12 @@ impl<B: Backend> Fence<B> {
     }
 }
 
-/// Installs `func` on `fence` with one allocation; `Err(AlreadySignaled)` if the fence has
-/// signalled (the closure is dropped uncalled).
+/// Installs `func` on `fence` with one allocation; if the fence has signalled, hands `func`
+/// back uncalled.
 fn add<B: Backend, F: FnOnce(&Fence<B>) + Send + 'static>(
     fence: &Fence<B>,
     func: F,
-) -> Result<CallbackId<B>, FenceError> {
+) -> Result<CallbackId<B>, AlreadySignaled<F>> {
     let boxed = Box::new(ClosureNode {
         node: Node::new(&ClosureNode::<B, F>::VTABLE),
         refs: AtomicUsize::new(2),
@@ -190,7 +206,8 @@ fn add<B: Backend, F: FnOnce(&Fence<B>) + Send + 'static>(
     let node = NonNull::from(Box::leak(boxed)).cast::<Node<B>>();
     /// The id's reference until the id exists; on a refusal or an unwind out of `add_node`
     /// it gives up what was never linked: the list's reference too if the node was not
-    /// linked (freeing the node, and the closure uncalled), else only its own.
+    /// linked (freeing the node, and the closure uncalled unless taken back first), else
+    /// only its own.
     struct Pending<B: Backend, F: FnOnce(&Fence<B>) + Send + 'static>(
         Option<NonNull<Node<B>>>,
         std::marker::PhantomData<F>,
@@ -218,7 +235,16 @@ fn add<B: Backend, F: FnOnce(&Fence<B>) + Send + 'static>(
             release: ClosureNode::<B, F>::release,
         })
     } else {
-        Err(FenceError::AlreadySignaled)
+        // Refused: the node was never linked, so nobody else can reach the closure. Take it
+        // back before `pending` frees the node.
+        let this = node.cast::<ClosureNode<B, F>>();
+        // SAFETY: `pending` holds both references, so the node is alive; never linked, so
+        // `func` is ours alone.
+        let func = unsafe { this.as_ref().func.with_mut(|f| (*f).take()) };
+        drop(pending);
+        Err(AlreadySignaled::new(
+            func.expect("a refused callback has not run"),
+        ))
     }
 }
 
@@ -308,7 +334,7 @@ impl<F: FnOnce(&Fence<B>) + Send + 'static, B: Backend> CallbackRegistration<F, 
             this.fence = None;
             // SAFETY: not linked: `func` is ours.
             let func = this.func.with_mut(|f| unsafe { (*f).take() });
-            Err(AlreadySignaled(func.expect("checked above")))
+            Err(AlreadySignaled::new(func.expect("checked above")))
         }
     }
 

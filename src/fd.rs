@@ -95,9 +95,9 @@ impl<B: Backend> FenceFd<B> {
         let writer = Arc::clone(&fd);
         let callback = match fence.add_callback(move |_| notify(&writer)) {
             Ok(id) => Some(id),
-            Err(_) => {
-                // Already signalled: the closure was dropped uncalled.
-                notify(&fd);
+            Err(refused) => {
+                // Already signalled: the closure comes back uncalled; run it now.
+                (refused.into_inner())(fence);
                 None
             }
         };

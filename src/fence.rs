@@ -117,7 +117,8 @@ impl<B: Backend> Drop for FenceInner<B> {
 /// fence.add_callback(move |_| { r.fetch_add(1, Ordering::SeqCst); }).unwrap();
 /// fence.signal().unwrap();
 /// assert_eq!(ran.load(Ordering::SeqCst), 1);
-/// assert_eq!(fence.wait(), Status::Signaled);
+/// assert_eq!(fence.wait(), Ok(()));
+/// assert_eq!(fence.status(), Status::Signaled);
 /// ```
 pub struct Fence<B: Backend = Rcu> {
     inner: ManuallyDrop<Arc<FenceInner<B>>>,

@@ -27,7 +27,7 @@ use std::ptr::NonNull;
 use std::task::{Context, Poll, Waker};
 
 use crate::backend::{Backend, FenceScheme, FencesOf, Node, NodeVtable, Rcu};
-use crate::error::Status;
+use crate::error::FenceError;
 use crate::fence::Fence;
 use crate::sync::{AtomicBool, AtomicWaker, Ordering};
 
@@ -40,27 +40,29 @@ fn register(slot: &AtomicWaker, waker: &Waker) {
     slot.register_by_ref(waker);
 }
 
-/// The future returned by `fence.await` (and `(&fence).await`): resolves to the fence's
-/// final [`Status`]. It is `Send`, allocates nothing, and is `!Unpin` (its callback node
-/// lives inside it): pin it to poll it by hand (`.await`, `select!` and `timeout` do).
+/// The future returned by `fence.await` (and `(&fence).await`): resolves once the fence
+/// has signalled, to the same result as [`Fence::wait`]: `Ok(())`, or `Err(Failed(e))` for
+/// a fence that signalled with error `e` (so `fence.await?` works in an async function).
+/// It is `Send`, allocates nothing, and is `!Unpin` (its callback node lives inside it):
+/// pin it to poll it by hand (`.await`, `select!` and `timeout` do).
+///
+/// Any executor drives it; this one is the `futures` crate's:
 ///
 /// ```
-/// use rcu_fence::{Status, Timeline};
-/// let f = Timeline::new("gpu").fence(1);
-/// let g = f.clone();
-/// std::thread::spawn(move || g.signal().unwrap());
-/// let status = futures_lite_block_on(async { f.await });
-/// assert_eq!(status, Status::Signaled);
-/// # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #     use std::task::{Context, Poll, Wake, Waker};
-/// #     use std::sync::Arc;
-/// #     struct T(std::thread::Thread);
-/// #     impl Wake for T { fn wake(self: Arc<Self>) { self.0.unpark() } }
-/// #     let waker = Waker::from(Arc::new(T(std::thread::current())));
-/// #     let mut cx = Context::from_waker(&waker);
-/// #     let mut f = std::pin::pin!(f);
-/// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } std::thread::park(); }
-/// # }
+/// use rcu_fence::{Errno, FenceError, Timeline};
+/// let tl = Timeline::new("gpu");
+/// let (f, g) = (tl.fence(1), tl.fence(2));
+/// let (f2, g2) = (f.clone(), g.clone());
+/// std::thread::spawn(move || {
+///     f2.signal().unwrap();
+///     g2.set_error(Errno::ETIME).unwrap();
+///     g2.signal().unwrap();
+/// });
+/// futures::executor::block_on(async {
+///     assert_eq!(f.await, Ok(()));
+///     assert_eq!((&g).await, Err(FenceError::Failed(Errno::ETIME)));
+///     assert_eq!(g.status(), rcu_fence::Status::Error(Errno::ETIME));
+/// });
 /// ```
 #[repr(C)]
 pub struct FenceFuture<B: Backend = Rcu> {
@@ -111,24 +113,24 @@ impl<B: Backend> FenceFuture<B> {
 }
 
 impl<B: Backend> Future for FenceFuture<B> {
-    type Output = Status;
+    type Output = Result<(), FenceError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Status> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: nothing is moved out of the pinned future; `linked` is a plain flag.
         let this = unsafe { self.get_unchecked_mut() };
         if this.fence.test_signaled_flag() {
-            return Poll::Ready(this.fence.status_now());
+            return Poll::Ready(this.fence.status_now().into_result());
         }
         if this.linked {
             register(&this.waker, cx.waker());
             // Acquire: pairs with the callback's Release store.
             if this.done.load(Ordering::Acquire) || this.fence.test_signaled_flag() {
-                return Poll::Ready(this.fence.status_now());
+                return Poll::Ready(this.fence.status_now().into_result());
             }
             return Poll::Pending;
         }
         if this.fence.is_signaled() {
-            return Poll::Ready(this.fence.status_now());
+            return Poll::Ready(this.fence.status_now().into_result());
         }
         register(&this.waker, cx.waker());
         // Recorded first: if `add_node` unwinds, the drop takes back whatever was linked.
@@ -139,7 +141,7 @@ impl<B: Backend> Future for FenceFuture<B> {
             Poll::Pending
         } else {
             this.linked = false;
-            Poll::Ready(this.fence.status_now())
+            Poll::Ready(this.fence.status_now().into_result())
         }
     }
 }
@@ -164,7 +166,7 @@ impl<B: Backend> fmt::Debug for FenceFuture<B> {
 }
 
 impl<B: Backend> IntoFuture for Fence<B> {
-    type Output = Status;
+    type Output = Result<(), FenceError>;
     type IntoFuture = FenceFuture<B>;
     fn into_future(self) -> FenceFuture<B> {
         FenceFuture::new(self)
@@ -172,7 +174,7 @@ impl<B: Backend> IntoFuture for Fence<B> {
 }
 
 impl<B: Backend> IntoFuture for &Fence<B> {
-    type Output = Status;
+    type Output = Result<(), FenceError>;
     type IntoFuture = FenceFuture<B>;
     fn into_future(self) -> FenceFuture<B> {
         FenceFuture::new(self.clone())

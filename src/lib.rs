@@ -16,14 +16,14 @@
 //! `Timeline::new_in("gpu", Locked)` is the classic scheme.
 //!
 //! ```
-//! use rcu_fence::{Status, Timeline};
+//! use rcu_fence::Timeline;
 //!
 //! let tl = Timeline::new("gpu");
 //! let fence = tl.fence(1);
 //! fence.add_callback(|f| println!("{f:?} done")).unwrap();
 //! std::thread::scope(|s| {
 //!     s.spawn(|| fence.signal().unwrap());
-//!     assert_eq!(fence.wait(), Status::Signaled);
+//!     fence.wait().unwrap(); // Err(Failed(e)) had it signalled with error e
 //! });
 //! ```
 #![deny(unsafe_op_in_unsafe_fn, missing_docs)]

@@ -68,31 +68,53 @@ impl<B: Backend> Waiter<B> {
 impl<B: Backend> Fence<B> {
     /// Blocks until the fence signals (`dma_fence_wait`), enabling signalling first.
     ///
-    /// From inside a callback on `Rcu`, the work this thread has queued (enabling, the
-    /// callbacks of fences signalled meanwhile) runs before the wait parks. On `Locked` a
-    /// callback holds its fence's lock, as in the kernel, which forbids waiting there.
-    pub fn wait(&self) -> Status {
-        match wait_until(self, None) {
-            Ok(status) => status,
-            Err(FenceError::WouldDeadlock) => panic!(
-                "Fence::wait would block while this thread holds a fence lock (a callback or \\
-                 hook of the Locked backend); the kernel forbids it. Use wait_timeout for a \\
-                 typed error."
-            ),
-            Err(_) => unreachable!("a wait without deadline cannot time out"),
-        }
+    /// `Ok(())` once signalled without error; `Err(Failed(e))` once signalled with error
+    /// `e`; so `fence.wait()?` stops at a failed fence. `Err(WouldDeadlock)` where blocking
+    /// is refused: on `Locked`, inside a callback or hook, which hold a fence lock (the
+    /// kernel forbids sleeping there). From inside a callback on `Rcu`, the work this thread
+    /// has queued (enabling, the callbacks of fences signalled meanwhile) runs before the
+    /// wait parks.
+    ///
+    /// (The kernel's `dma_fence_wait` returns 0 or a negative code; [`Fence::status`] still
+    /// gives the [`Status`] afterwards.)
+    ///
+    /// ```
+    /// use rcu_fence::{Errno, FenceError, Timeline};
+    /// let tl = Timeline::new("gpu");
+    /// let (ok, failed) = (tl.fence(1), tl.fence(2));
+    /// let (a, b) = (ok.clone(), failed.clone());
+    /// std::thread::spawn(move || {
+    ///     a.signal().unwrap();
+    ///     b.set_error(Errno::EIO).unwrap();
+    ///     b.signal().unwrap();
+    /// });
+    /// assert_eq!(ok.wait(), Ok(()));
+    /// assert_eq!(failed.wait(), Err(FenceError::Failed(Errno::EIO)));
+    /// ```
+    pub fn wait(&self) -> Result<(), FenceError> {
+        wait_until(self, None)?.into_result()
     }
 
     /// Blocks until the fence signals or `timeout` passes (`dma_fence_wait_timeout`).
-    /// A zero timeout only checks. A timeout too large to represent waits forever.
-    /// `Err(WouldDeadlock)` where blocking is refused (see [`Fence::wait`]).
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<Status, FenceError> {
+    ///
+    /// As [`Fence::wait`], and `Err(TimedOut)` if the fence is still pending at the
+    /// deadline. A zero timeout only checks. A timeout too large to represent waits forever.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rcu_fence::{FenceError, Timeline};
+    /// let f = Timeline::new("gpu").fence(1);
+    /// assert_eq!(f.wait_timeout(Duration::from_millis(1)), Err(FenceError::TimedOut));
+    /// f.signal().unwrap();
+    /// assert_eq!(f.wait_timeout(Duration::ZERO), Ok(()));
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), FenceError> {
         if !timeout.is_zero() {
             // As the kernel's default wait: any non-zero wait asks the producer to signal,
             // even if the deadline passes before the waiter installs its callback.
             self.enable_sw_signaling();
         }
-        wait_until(self, Instant::now().checked_add(timeout))
+        wait_until(self, Instant::now().checked_add(timeout))?.into_result()
     }
 }
 

@@ -489,7 +489,7 @@ fn signal_in_order<B: Backend>(n: usize, order: &[usize]) {
         if is_rcu::<B>() {
             assert!(tail.test_signaled_flag());
         }
-        assert_eq!(waiter.join().unwrap(), Status::Signaled);
+        assert_eq!(waiter.join().unwrap(), Ok(()));
     });
     for (link, id) in c.links.iter().zip(ids) {
         assert_eq!(settle(link), Status::Signaled);

@@ -105,7 +105,7 @@ fn driver_fence_from_another_thread<B: Backend>() {
     let r = ran.clone();
     done.add_callback(move |_| r.inc()).unwrap();
     let producer = std::thread::spawn(move || job.signal(Err(Errno::ECANCELED)));
-    assert_eq!(done.wait(), Status::Error(Errno::ECANCELED));
+    assert_eq!(done.wait(), Err(FenceError::Failed(Errno::ECANCELED)));
     producer.join().unwrap();
     assert_eq!(ran.get(), 1);
     assert!(format!("{:?}", timeline::<B>().driver_fence(1)).starts_with("DriverFence("));

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
 
-use rcu_fence::{Backend, Errno, FenceFuture, Locked, Rcu, Status};
+use rcu_fence::{Backend, Errno, FenceError, FenceFuture, Locked, Rcu};
 
 use common::{Counter, CountingWaker, block_on, timeline};
 
@@ -32,7 +32,10 @@ fn await_signalled_from_another_thread<B: Backend>() {
         g.set_error(Errno::ETIME).unwrap();
         g.signal().unwrap();
     });
-    assert_eq!(block_on(async { f.await }), Status::Error(Errno::ETIME));
+    assert_eq!(
+        block_on(async { f.await }),
+        Err(FenceError::Failed(Errno::ETIME))
+    );
     signaller.join().unwrap();
 }
 
@@ -45,7 +48,7 @@ fn await_by_reference_and_by_value<B: Backend>() {
         let second = f.clone().await;
         (first, second)
     });
-    assert_eq!(status, (Status::Signaled, Status::Signaled));
+    assert_eq!(status, (Ok(()), Ok(())));
     signaller.join().unwrap();
 }
 
@@ -55,7 +58,7 @@ fn await_already_signalled_is_ready_at_once<B: Backend>() {
     let (counter, waker) = CountingWaker::new();
     let mut cx = Context::from_waker(&waker);
     let mut fut = pin!(f.into_future());
-    assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(Status::Signaled));
+    assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
     assert_eq!(counter.wakes(), 0);
 }
 
@@ -87,7 +90,7 @@ fn concurrent_awaiters_are_each_woken_exactly_once<B: Backend>() {
                     }
                     for (fut, (_, waker)) in futures.iter_mut().zip(&wakers) {
                         let status = fut.as_mut().poll(&mut Context::from_waker(waker));
-                        assert_eq!(status, Poll::Ready(Status::Signaled));
+                        assert_eq!(status, Poll::Ready(Ok(())));
                     }
                     wakers.iter().map(|(c, _)| c.wakes()).collect::<Vec<_>>()
                 })
@@ -122,7 +125,7 @@ fn repoll_with_a_new_waker_wakes_the_new_one<B: Backend>() {
     assert_eq!((old.wakes(), new.wakes()), (0, 1));
     assert_eq!(
         fut.as_mut().poll(&mut Context::from_waker(&new_waker)),
-        Poll::Ready(Status::Signaled)
+        Poll::Ready(Ok(()))
     );
 }
 
@@ -171,7 +174,7 @@ fn future_and_callbacks_coexist<B: Backend>() {
     assert_eq!(counter.wakes(), 1);
     assert_eq!(
         fut.as_mut().poll(&mut Context::from_waker(&waker)),
-        Poll::Ready(Status::Signaled)
+        Poll::Ready(Ok(()))
     );
 }
 
@@ -192,7 +195,7 @@ fn futures_are_send() {
     f.signal().unwrap();
     g.signal().unwrap();
     let done = thread::spawn(move || block_on(task)).join().unwrap();
-    assert_eq!(done, (Status::Signaled, Status::Signaled));
+    assert_eq!(done, (Ok(()), Ok(())));
 }
 
 /// Many futures awaited by a handful of threads, each thread blocking on its own: all
@@ -210,7 +213,7 @@ fn block_on_many_threads() {
     f.set_error(Errno::ECANCELED).unwrap();
     f.signal().unwrap();
     for h in handles {
-        assert_eq!(h.join().unwrap(), Status::Error(Errno::ECANCELED));
+        assert_eq!(h.join().unwrap(), Err(FenceError::Failed(Errno::ECANCELED)));
     }
 }
 

@@ -24,6 +24,7 @@ common::both_backends!(
     many_waiters_all_return,
     wait_inside_a_callback_enables_what_it_waits_for,
     wait_inside_a_callback_on_a_fence_this_threads_work_signals,
+    untimed_wait_where_blocking_is_refused_returns_an_error,
 );
 
 /// Signals `f` from a new thread after a short delay (which only makes it likely that the
@@ -61,13 +62,13 @@ fn has_unpark_token() -> bool {
 fn wait_returns_when_signalled_from_another_thread<B: Backend>() {
     let f = timeline::<B>().fence(1);
     let signaller = signal_later(&f, Some(Errno::ETIME));
-    assert_eq!(f.wait(), Status::Error(Errno::ETIME));
+    assert_eq!(f.wait(), Err(FenceError::Failed(Errno::ETIME)));
     assert!(f.test_signaled_flag());
     signaller.join().unwrap();
 
     let g = timeline::<B>().fence(1);
     let signaller = signal_later(&g, None);
-    assert_eq!(g.wait(), Status::Signaled);
+    assert_eq!(g.wait(), Ok(()));
     signaller.join().unwrap();
 }
 
@@ -75,10 +76,10 @@ fn wait_on_signalled_fence_returns_at_once<B: Backend>() {
     let f = timeline::<B>().fence(1);
     f.set_error(Errno::ENODATA).unwrap();
     f.signal().unwrap();
-    assert_eq!(f.wait(), Status::Error(Errno::ENODATA));
+    assert_eq!(f.wait(), Err(FenceError::Failed(Errno::ENODATA)));
     assert_eq!(
         f.wait_timeout(Duration::from_secs(100)),
-        Ok(Status::Error(Errno::ENODATA))
+        Err(FenceError::Failed(Errno::ENODATA))
     );
 }
 
@@ -87,7 +88,7 @@ fn wait_timeout_zero_only_checks<B: Backend>() {
     assert_eq!(f.wait_timeout(Duration::ZERO), Err(FenceError::TimedOut));
     assert_eq!(f.status(), Status::Pending);
     f.signal().unwrap();
-    assert_eq!(f.wait_timeout(Duration::ZERO), Ok(Status::Signaled));
+    assert_eq!(f.wait_timeout(Duration::ZERO), Ok(()));
 }
 
 fn short_timeout_expires_and_leaves_no_callback<B: Backend>() {
@@ -116,14 +117,11 @@ fn short_timeout_expires_and_leaves_no_callback<B: Backend>() {
 fn huge_timeout_waits_like_infinity<B: Backend>() {
     let f = timeline::<B>().fence(1);
     let signaller = signal_later(&f, None);
-    assert_eq!(f.wait_timeout(Duration::MAX), Ok(Status::Signaled));
+    assert_eq!(f.wait_timeout(Duration::MAX), Ok(()));
     signaller.join().unwrap();
     let g = timeline::<B>().fence(1);
     let signaller = signal_later(&g, None);
-    assert_eq!(
-        g.wait_timeout(Duration::from_secs(u64::MAX / 2)),
-        Ok(Status::Signaled)
-    );
+    assert_eq!(g.wait_timeout(Duration::from_secs(u64::MAX / 2)), Ok(()));
     signaller.join().unwrap();
 }
 
@@ -133,7 +131,7 @@ fn wait_timeout_returns_when_signalled_in_time<B: Backend>() {
     let start = Instant::now();
     assert_eq!(
         f.wait_timeout(Duration::from_secs(30)),
-        Ok(Status::Error(Errno::ECANCELED))
+        Err(FenceError::Failed(Errno::ECANCELED))
     );
     assert!(start.elapsed() < Duration::from_secs(20));
     signaller.join().unwrap();
@@ -216,7 +214,7 @@ fn many_waiters_all_return<B: Backend>() {
                 let f = &f;
                 s.spawn(move || {
                     if i % 2 == 0 {
-                        Ok(f.wait())
+                        f.wait()
                     } else {
                         f.wait_timeout(Duration::from_secs(30))
                     }
@@ -227,7 +225,7 @@ fn many_waiters_all_return<B: Backend>() {
         f.set_error(Errno::ETIME).unwrap();
         f.signal().unwrap();
         for w in waiters {
-            assert_eq!(w.join().unwrap(), Ok(Status::Error(Errno::ETIME)));
+            assert_eq!(w.join().unwrap(), Err(FenceError::Failed(Errno::ETIME)));
         }
     });
 }
@@ -284,7 +282,7 @@ fn wait_inside_a_callback_enables_what_it_waits_for<B: Backend>() {
         rx.recv().unwrap()
     });
     if common::is_rcu::<B>() {
-        assert_eq!(status, Ok(Status::Signaled));
+        assert_eq!(status, Ok(()));
     } else {
         // The callback holds `trigger`'s lock, as in the kernel, which forbids sleeping
         // there: refused with a typed error rather than a hang.
@@ -321,5 +319,37 @@ fn wait_inside_a_callback_on_a_fence_this_threads_work_signals<B: Backend>() {
         outer.signal().unwrap();
         rx.recv().unwrap()
     });
-    assert_eq!(status, Ok(Status::Signaled));
+    assert_eq!(status, Ok(()));
+}
+
+/// `wait()` (no timeout) where blocking is refused (`Locked`, inside a callback) returns
+/// `Err(WouldDeadlock)` as `wait_timeout` does, instead of panicking. On `Rcu` it blocks
+/// until another thread signals.
+fn untimed_wait_where_blocking_is_refused_returns_an_error<B: Backend>() {
+    let result = common::watchdog("wait() inside a callback", || {
+        let tl = timeline::<B>();
+        let (trigger, other) = (tl.fence(1), tl.fence(2));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let o = other.clone();
+        trigger
+            .add_callback(move |_| {
+                let signaller = {
+                    let o = o.clone();
+                    thread::spawn(move || {
+                        thread::sleep(Duration::from_millis(5));
+                        o.signal().unwrap();
+                    })
+                };
+                tx.send(o.wait()).unwrap();
+                signaller.join().unwrap();
+            })
+            .unwrap();
+        trigger.signal().unwrap();
+        rx.recv().unwrap()
+    });
+    if common::is_rcu::<B>() {
+        assert_eq!(result, Ok(()));
+    } else {
+        assert_eq!(result, Err(FenceError::WouldDeadlock));
+    }
 }

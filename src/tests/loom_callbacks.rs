@@ -190,7 +190,7 @@ fn loom_future_vs_signal() {
             g.signal().unwrap();
         });
         let status = loom::future::block_on(std::future::IntoFuture::into_future(&f));
-        assert_eq!(status, Status::Error(Errno::ECANCELED));
+        assert_eq!(status, Err(FenceError::Failed(Errno::ECANCELED)));
         signaller.join().unwrap();
     });
 }
@@ -210,7 +210,7 @@ fn loom_future_drop_vs_signal() {
         let waker = futures_noop_waker();
         let mut cx = Context::from_waker(&waker);
         match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(status) => assert_eq!(status, Status::Signaled),
+            Poll::Ready(status) => assert_eq!(status, Ok(())),
             Poll::Pending => {}
         }
         drop(fut);
@@ -239,7 +239,7 @@ fn loom_wait_vs_signal() {
         let f = fence();
         let g = f.clone();
         let signaller = thread::spawn(move || g.signal().unwrap());
-        assert_eq!(f.wait(), Status::Signaled);
+        assert_eq!(f.wait(), Ok(()));
         signaller.join().unwrap();
     });
 }

@@ -114,7 +114,7 @@ fn worker<B: Backend>(t: usize, cfg: &RunConfig, checks: &Arc<Checks>, stop: &St
             meter.add(signal_leaf(leaf, &mut rng, 64, checks));
         }
         heart.at(Op::Wait);
-        array.wait();
+        let _ = array.wait();
         meter.add(1);
         heart.at(Op::Drop);
         drop(array);
