@@ -52,6 +52,7 @@ use crate::backend::{
     Backend, ContainerKind, FenceScheme, FencesOf, MemberOf, MemberScheme, MembersOf, Node,
     NodeVtable, Rcu,
 };
+use crate::context::context_alloc;
 use crate::error::FenceError;
 use crate::fence::Fence;
 use crate::fence::FenceOps;
@@ -70,11 +71,14 @@ struct Entry<B: Backend> {
 
 /// A fence over a set of member fences (`dma_fence_array`).
 ///
+/// [`FenceArray::all`] and [`FenceArray::any`] build one on a fresh context;
+/// [`FenceArray::create`] is the kernel's constructor with every parameter.
+///
 /// ```
-/// use rcu_fence::{FenceArray, Status, Timeline, context_alloc};
+/// use rcu_fence::{FenceArray, Status, Timeline};
 /// let tl = Timeline::new("gpu");
 /// let (a, b) = (tl.fence(1), tl.fence(2));
-/// let all = FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
+/// let all = FenceArray::all([a.clone(), b.clone()]).unwrap();
 /// all.enable_sw_signaling();
 /// a.signal().unwrap();
 /// assert!(!all.is_signaled());
@@ -109,6 +113,55 @@ impl<B: Backend> Fence<B> {
 }
 
 impl<B: Backend> FenceArray<B> {
+    /// A fence that signals once every one of `fences` has signalled, with the error of
+    /// the first member it sees fail (or none): "wait for all, report the first error".
+    /// On a fresh context, at seqno 1; `Err(Empty)` for no fences. Takes the references.
+    /// Unlike [`merge`](crate::merge), it keeps every member, so no member's error is
+    /// left out.
+    ///
+    /// The same as `FenceArray::create(fences, context_alloc(1), 1, false)`.
+    ///
+    /// ```
+    /// use rcu_fence::{Errno, FenceArray, FenceError, Timeline};
+    /// let tl = Timeline::new("gpu");
+    /// let (a, b) = (tl.fence(1), tl.fence(2));
+    /// let both = FenceArray::all([a.clone(), b.clone()]).unwrap();
+    /// b.set_error(Errno::EIO).unwrap();
+    /// b.signal().unwrap();
+    /// a.signal().unwrap();
+    /// assert_eq!(both.wait(), Err(FenceError::Failed(Errno::EIO)));
+    /// ```
+    pub fn all<I>(fences: I) -> Result<Fence<B>, FenceError>
+    where
+        I: IntoIterator<Item = Fence<B>>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        Self::from_members(fences.into_iter(), context_alloc(1), 1, false)
+    }
+
+    /// A fence that signals as soon as any one of `fences` has signalled, with that
+    /// member's error (or none). On a fresh context, at seqno 1; `Err(Empty)` for no
+    /// fences. Takes the references.
+    ///
+    /// The same as `FenceArray::create(fences, context_alloc(1), 1, true)`.
+    ///
+    /// ```
+    /// use rcu_fence::{FenceArray, Timeline};
+    /// let tl = Timeline::new("gpu");
+    /// let (a, b) = (tl.fence(1), tl.fence(2));
+    /// let either = FenceArray::any([a.clone(), b.clone()]).unwrap();
+    /// b.signal().unwrap();
+    /// assert_eq!(either.wait(), Ok(()));
+    /// assert!(!a.is_signaled());
+    /// ```
+    pub fn any<I>(fences: I) -> Result<Fence<B>, FenceError>
+    where
+        I: IntoIterator<Item = Fence<B>>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        Self::from_members(fences.into_iter(), context_alloc(1), 1, true)
+    }
+
     /// Builds an array fence over `fences` on `context` at `seqno`
     /// (`dma_fence_array_create`); `Err(Empty)` for no fences. Takes the references.
     ///

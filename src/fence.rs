@@ -356,6 +356,36 @@ pub(crate) fn seqno_is_later(a: u64, b: u64, seqno64: bool) -> bool {
     }
 }
 
+/// Identity: two handles are equal if they refer to the same fence ([`Fence::ptr_eq`]), so
+/// fences can be kept in a `HashSet` or used as map keys. Two distinct fences with the same
+/// context and seqno are not equal. (clippy's `mutable_key_type` lint sees the atomics
+/// inside a fence and fires on such a set; the hash is the fence's address, which its
+/// state never changes, so the lint can be allowed there.)
+///
+/// ```
+/// use std::collections::HashSet;
+/// use rcu_fence::Timeline;
+/// let tl = Timeline::new("gpu");
+/// let (a, b) = (tl.fence(1), tl.fence(1));
+/// let set: HashSet<_> = [a.clone(), a.clone(), b.clone()].into_iter().collect();
+/// assert_eq!(set.len(), 2);
+/// assert!(set.contains(&a) && a != b);
+/// ```
+impl<B: Backend> PartialEq for Fence<B> {
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr_eq(other)
+    }
+}
+
+impl<B: Backend> Eq for Fence<B> {}
+
+/// Hashes the identity (the address of the shared fence), consistently with `Eq`.
+impl<B: Backend> std::hash::Hash for Fence<B> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.addr().hash(state);
+    }
+}
+
 impl<B: Backend> Clone for Fence<B> {
     fn clone(&self) -> Self {
         Fence {
@@ -458,10 +488,18 @@ pub(crate) fn private_stub_pending<B: Backend>() -> Fence<B> {
 /// A reference to the shared, already signalled stub fence (`dma_fence_get_stub`):
 /// context 0, seqno 0.
 ///
+/// Its backend comes from the context, or is named: `stub::<Locked>()`, or a typed binding
+/// (`let s: Fence<Bk> = stub();`).
+///
 /// ```
-/// let s = rcu_fence::stub::<rcu_fence::Rcu>();
+/// use rcu_fence::{Fence, Locked, Rcu, stub};
+/// let s = stub::<Rcu>();
 /// assert!(s.is_signaled());
 /// assert_eq!((s.context(), s.seqno()), (0, 0));
+///
+/// type Bk = Locked;
+/// let t: Fence<Bk> = stub();
+/// assert!(t.ptr_eq(&stub::<Bk>())); // one shared stub per backend
 /// ```
 pub fn stub<B: Backend>() -> Fence<B> {
     B::stub()
@@ -482,6 +520,9 @@ pub(crate) fn shared_stub<B: Backend>(cell: &'static std::sync::OnceLock<Fence<B
 // SAFETY: `into_raw` gives up one strong reference as a pointer to the shared inner object,
 // which stays allocated until `from_raw`'s handle is dropped; a `ManuallyDrop<Fence>` rebuilt
 // from it is a valid borrowed handle while that reference is alive (an `Arc`'s contract).
+// Hidden from the docs: it is how the containers keep fences in RCU slots, not something a
+// user calls (its `unsafe fn from_raw` has nothing to offer outside the crate).
+#[doc(hidden)]
 unsafe impl<B: Backend> rcu::Pointer for Fence<B> {
     fn into_raw(self) -> *mut () {
         Fence::into_raw(self) as *mut ()

@@ -50,7 +50,8 @@ pub struct Unwrap<B: Backend = Rcu> {
 }
 
 /// Iterates the leaf (non-container) fences inside `fence`, at any depth, with constant
-/// stack (`dma_fence_unwrap_for_each`): a plain fence yields itself; an array its members
+/// stack (`dma_fence_unwrap_for_each`; the kernel's name: [`Fence::leaves`] and
+/// [`unwrap_leaves`] are the same under clearer names): a plain fence yields itself; an array its members
 /// in order; a chain, newest link first, each unsignalled link's own fence (the head's
 /// always). Nested containers are descended into.
 ///
@@ -67,6 +68,36 @@ pub fn unwrap<B: Backend>(fence: &Fence<B>) -> Unwrap<B> {
     let mut stack = SmallVec::new();
     stack.push(Cursor::One(Some(fence.clone())));
     Unwrap { stack, error: None }
+}
+
+/// [`unwrap`] under a name that does not read like `Option::unwrap` at call sites: the
+/// leaf fences inside `fence`. See also [`Fence::leaves`].
+///
+/// ```
+/// use rcu_fence::{FenceArray, Timeline, unwrap_leaves};
+/// let tl = Timeline::new("gpu");
+/// let array = FenceArray::all([tl.fence(1), tl.fence(2)]).unwrap();
+/// assert_eq!(unwrap_leaves(&array).count(), 2);
+/// ```
+pub fn unwrap_leaves<B: Backend>(fence: &Fence<B>) -> Unwrap<B> {
+    unwrap(fence)
+}
+
+impl<B: Backend> Fence<B> {
+    /// The leaf (non-container) fences inside this one, at any depth: [`unwrap`]
+    /// (`dma_fence_unwrap_for_each`) as a method. A plain fence yields itself.
+    ///
+    /// ```
+    /// use rcu_fence::{FenceArray, FenceChain, Timeline};
+    /// let tl = Timeline::new("gpu");
+    /// let array = FenceArray::all([tl.fence(1), tl.fence(2)]).unwrap();
+    /// let link = FenceChain::create(None, array, 1);
+    /// let seqnos: Vec<u64> = link.leaves().map(|f| f.seqno()).collect();
+    /// assert_eq!(seqnos, [1, 2]);
+    /// ```
+    pub fn leaves(&self) -> Unwrap<B> {
+        unwrap(self)
+    }
 }
 
 impl<B: Backend> Unwrap<B> {
@@ -183,15 +214,24 @@ impl<B: Backend> fmt::Debug for Unwrap<B> {
 
 /// Merges `fences` into one flat fence (`dma_fence_unwrap_merge`). Inputs are not consumed.
 ///
-/// Every input is unwrapped to its leaves; signalled leaves are left out; one fence per
-/// context remains (the later seqno wins). The result is a signalled stub if nothing is
-/// left, the single remaining fence if one is left, and otherwise a new array over what is
-/// left, sorted by context.
+/// What it keeps, as the kernel does:
+/// - every input is unwrapped to its leaves ([`unwrap`]);
+/// - leaves already signalled are left out;
+/// - of the pending leaves, **one per context remains: the latest** (the later seqno). An
+///   earlier pending fence of the same timeline is dropped from the result, on the rule
+///   that a timeline signals in order (see [`Timeline`](crate::Timeline)), so the later
+///   fence completes after it;
+/// - the result is a signalled stub if nothing is left, the single remaining fence if one
+///   is left, and otherwise a new array over what is left, sorted by context.
 ///
-/// **Errors are kept.** The kernel silently drops the error of a signalled fence it leaves
-/// out; here the first such error (from a signalled leaf, or recorded by a container for a
-/// member it has released) is carried by the result: the stub is signalled with it, and the
-/// single remaining fence is then wrapped in a one-member array that carries it.
+/// Errors: the first error among the leaves it **left out because they had signalled**
+/// (from a signalled leaf, or recorded by a container for a member it has released) is
+/// carried by the result (the kernel drops it): the stub is signalled with it, and a single
+/// remaining fence is then wrapped in a one-member array that carries it. But an error of
+/// a fence dropped **because a later fence of its timeline was kept** is not seen: if that
+/// earlier fence fails after the merge, the result reports only the later fence's own
+/// outcome. To wait for every fence and report the first error among all of them, build
+/// [`FenceArray::all`] over the fences instead.
 ///
 /// ```
 /// use rcu_fence::{Errno, Status, Timeline, merge};
@@ -205,6 +245,17 @@ impl<B: Backend> fmt::Debug for Unwrap<B> {
 /// failed.signal().unwrap();
 /// let m = merge(&[failed]).unwrap();
 /// assert_eq!(m.status(), Status::Error(Errno::ETIME));
+///
+/// // An earlier pending fence of a timeline is dropped for the later one: its error, set
+/// // after the merge, is not seen. `FenceArray::all` keeps it.
+/// let (c, d) = (tl.fence(4), tl.fence(5));
+/// let merged = merge(&[c.clone(), d.clone()]).unwrap();
+/// let all = rcu_fence::FenceArray::all([c.clone(), d.clone()]).unwrap();
+/// c.set_error(Errno::EIO).unwrap();
+/// c.signal().unwrap();
+/// d.signal().unwrap();
+/// assert_eq!(merged.status(), Status::Signaled);
+/// assert_eq!(all.status(), Status::Error(Errno::EIO));
 /// ```
 pub fn merge<B: Backend>(fences: &[Fence<B>]) -> Result<Fence<B>, FenceError> {
     // Inline for the common case (most merges have one to three inputs): the only
