@@ -87,13 +87,50 @@ pub struct Timeline<B: Backend = Rcu> {
 
 impl Timeline<Rcu> {
     /// A timeline on a fresh context, on the default [`Rcu`] backend.
+    ///
+    /// For another backend, name it: `Timeline::<Locked>::new("gpu")` (with
+    /// [`TimelineNew`], in [`rcu_fence::prelude`](crate::prelude)), or
+    /// [`Timeline::new_in`].
     pub fn new(name: &str) -> Self {
         Self::new_in(name, Rcu)
     }
 }
 
+/// `Timeline::<B>::new(name)` for every backend `B`, so that generic code and code that
+/// picks its backend with one type alias read as the default case does. (The inherent
+/// [`Timeline::new`] on `Timeline<Rcu>` takes precedence, which keeps an unannotated
+/// `Timeline::new("gpu")` meaning `Rcu`.) Import it with [`rcu_fence::prelude`](crate::prelude).
+///
+/// ```
+/// use rcu_fence::prelude::*;
+///
+/// type Bk = Locked; // the one place that picks the backend
+/// let tl = Timeline::<Bk>::new("gpu");
+/// let obj = Syncobj::<Bk>::new();
+/// obj.add_point(tl.fence(1), 1);
+///
+/// fn submit<B: Backend>(name: &str) -> Fence<B> {
+///     Timeline::<B>::new(name).fence(1)
+/// }
+/// assert_eq!(submit::<Locked>("blit").timeline_name(), "blit");
+/// ```
+pub trait TimelineNew: Sized {
+    /// A timeline on a fresh context (as [`Timeline::new_in`] with `B::default()`).
+    fn new(name: &str) -> Self;
+}
+
+impl<B: Backend> TimelineNew for Timeline<B> {
+    fn new(name: &str) -> Self {
+        Self::new_in(name, B::default())
+    }
+}
+
 impl<B: Backend> Timeline<B> {
     /// A timeline on a fresh context, on the backend `B`.
+    ///
+    /// The backend is a value of its marker type: `Locked`, or `B::default()` where only
+    /// the type is at hand (a type alias of a unit struct is not a value:
+    /// `type Bk = Locked; Timeline::new_in("gpu", Bk::default())`).
     pub fn new_in(name: &str, backend: B) -> Self {
         let _ = backend;
         Timeline {

@@ -13,7 +13,9 @@
 //!   under the fence's lock and the final put recurses.
 //!
 //! Switching scheme is a change of one type: `Timeline::new("gpu")` is `Rcu`,
-//! `Timeline::new_in("gpu", Locked)` is the classic scheme.
+//! `Timeline::<Locked>::new("gpu")` is the classic scheme. Generic code imports
+//! [`prelude`], which brings the constructor traits that make `Timeline::<B>::new(..)` and
+//! `Syncobj::<B>::new()` work for every backend.
 //!
 //! ```
 //! use rcu_fence::Timeline;
@@ -42,6 +44,7 @@ mod error;
 mod fd;
 mod fence;
 mod future;
+pub mod prelude;
 mod syncobj;
 mod trace;
 mod unwrap;
@@ -52,15 +55,15 @@ pub use crate::backend::locked::lockdep;
 pub use crate::backend::{Backend, Locked, Rcu};
 pub use crate::callback::{CallbackId, CallbackRegistration};
 pub use crate::chain::{ChainWalk, FenceChain, chain_find_seqno, chain_walk};
-pub use crate::context::{Timeline, context_alloc, try_context_alloc};
+pub use crate::context::{Timeline, TimelineNew, context_alloc, try_context_alloc};
 pub use crate::driver::DriverFence;
 pub use crate::error::{AlreadySignaled, Errno, FenceError, Status};
 #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
 pub use crate::fd::FenceFd;
 pub use crate::fence::{Fence, FenceOps, stub};
 pub use crate::future::FenceFuture;
-pub use crate::syncobj::Syncobj;
-pub use crate::unwrap::{Unwrap, merge, unwrap};
+pub use crate::syncobj::{Syncobj, SyncobjNew};
+pub use crate::unwrap::{Unwrap, merge, unwrap, unwrap_leaves};
 pub use crate::wait::wait_any_timeout;
 
 /// Waits until every reference a container has released (a signalled member, a collected

@@ -71,19 +71,47 @@ pub struct Syncobj<B: Backend = Rcu> {
 
 impl Syncobj<Rcu> {
     /// An empty sync object on the default backend.
+    ///
+    /// For another backend: `Syncobj::<Locked>::new()` (with [`SyncobjNew`], in
+    /// [`rcu_fence::prelude`](crate::prelude)), `Syncobj::<Locked>::default()`, or
+    /// [`Syncobj::new_in`].
     pub fn new() -> Self {
         Self::new_in(Rcu)
     }
 }
 
-impl Default for Syncobj<Rcu> {
+/// `Syncobj::<B>::new()` for every backend `B` (the inherent [`Syncobj::new`] on
+/// `Syncobj<Rcu>` takes precedence, so an unannotated `Syncobj::new()` stays `Rcu`); see
+/// [`TimelineNew`](crate::TimelineNew). Import it with [`rcu_fence::prelude`](crate::prelude).
+///
+/// ```
+/// use rcu_fence::prelude::*;
+/// type Bk = Locked;
+/// let obj = Syncobj::<Bk>::new();
+/// assert!(obj.fence().is_none());
+/// ```
+pub trait SyncobjNew: Sized {
+    /// An empty sync object (as [`Syncobj::new_in`] with `B::default()`).
+    fn new() -> Self;
+}
+
+impl<B: Backend> SyncobjNew for Syncobj<B> {
+    fn new() -> Self {
+        Self::new_in(B::default())
+    }
+}
+
+/// An empty sync object on any backend. (`Syncobj::default()` needs its backend named
+/// where nothing else fixes it: `Syncobj::<Locked>::default()`, or a typed binding.)
+impl<B: Backend> Default for Syncobj<B> {
     fn default() -> Self {
-        Self::new()
+        Self::new_in(B::default())
     }
 }
 
 impl<B: Backend> Syncobj<B> {
-    /// An empty sync object on the backend `B`.
+    /// An empty sync object on the backend `B` (a value of its marker type; `B::default()`
+    /// where only the type is at hand).
     pub fn new_in(backend: B) -> Self {
         let _ = backend;
         Syncobj {
