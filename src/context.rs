@@ -9,8 +9,7 @@ use crate::backend::state::Birth;
 use crate::backend::{Backend, Rcu};
 use crate::driver::DriverFence;
 use crate::error::FenceError;
-use crate::fence::Fence;
-use crate::fence::FenceOps;
+use crate::fence::{Fence, FenceOps, TimelineOps};
 
 /// The next context to hand out. Context 0 is never handed out: the stub uses it.
 static NEXT_CONTEXT: AtomicU64 = AtomicU64::new(1);
@@ -54,21 +53,25 @@ pub fn try_context_alloc(n: u64) -> Result<u64, FenceError> {
         .map_err(|_| FenceError::ContextsExhausted)
 }
 
-/// The ops every timeline-created fence shares: names only.
-struct TimelineOps {
-    name: Box<str>,
-}
-
-impl<B: Backend> FenceOps<B> for TimelineOps {
-    fn driver_name(&self) -> &str {
-        "rcu-fence"
-    }
-    fn timeline_name(&self) -> &str {
-        &self.name
-    }
-}
-
 /// One fence context with a name: the place fences of one ordered stream come from.
+///
+/// # Signal in order
+///
+/// A timeline's fences must signal in seqno order: fence `n` signals only after every
+/// earlier fence of the timeline has (the kernel's rule for a fence context). The
+/// containers rely on it: [`merge`](crate::merge) keeps only the latest pending fence of
+/// each timeline, and a [`FenceChain`](crate::FenceChain) point or
+/// [`Syncobj`](crate::Syncobj) point stands for everything before it; a timeline that
+/// signals `n` before `n - 1` makes them complete early. (Errors may come in any order: a
+/// fence may fail with any code.)
+///
+/// Debug builds report an out-of-order signal, once per timeline: a `tracing` warning
+/// (target `rcu_fence`) with the `tracing` feature, else a line on stderr. The check
+/// covers the fences made by [`Timeline::fence`] and [`Timeline::driver_fence`] (a driver's
+/// own [`FenceOps`], given to [`Timeline::fence_with_ops`], owns its fences' order), is
+/// made when a fence is signalled, before its callbacks run, and compiles to nothing in
+/// release builds. Signals of one timeline racing on several threads have no order to
+/// check and may be reported.
 ///
 /// ```
 /// use rcu_fence::Timeline;
@@ -136,7 +139,7 @@ impl<B: Backend> Timeline<B> {
         Timeline {
             context: context_alloc(1),
             seqno64: false,
-            ops: Arc::new(TimelineOps { name: name.into() }),
+            ops: Arc::new(TimelineOps::new(name)),
             name: name.into(),
             _backend: PhantomData,
         }

@@ -222,13 +222,29 @@ impl<B: Backend> Fence<B> {
     /// On the `Rcu` backend, when called from inside a callback, the fence is marked at once
     /// and its callbacks run after the current callback returns (see the crate docs).
     /// Returns `Err(AlreadySignaled)` if it had already signalled.
+    ///
+    /// A timeline's fences must signal in seqno order (see [`Timeline`](crate::Timeline));
+    /// debug builds report a timeline that does not.
     pub fn signal(&self) -> Result<(), FenceError> {
+        self.before_signal();
         FencesOf::<B>::signal(self, None, None)
     }
 
     /// Signals with an explicit completion time (`dma_fence_signal_timestamp`).
     pub fn signal_timestamp(&self, at: Instant) -> Result<(), FenceError> {
+        self.before_signal();
         FencesOf::<B>::signal(self, Some(at), None)
+    }
+
+    /// Debug builds: the timeline's signal-order check, before the fence is marked (so
+    /// before its callbacks, which may signal the timeline's next fence, run). Nothing in
+    /// release builds.
+    #[inline(always)]
+    fn before_signal(&self) {
+        #[cfg(all(debug_assertions, not(loom)))]
+        if !self.test_signaled_flag() {
+            self.note_signal_order();
+        }
     }
 
     /// Records an error to report once signalled (`dma_fence_set_error`); only while pending.
@@ -434,6 +450,91 @@ impl<B: Backend> fmt::Debug for Fence<B> {
             self.seqno(),
             self.status_now()
         )
+    }
+}
+
+/// The ops every fence made by a `Timeline` shares: its names, and in debug builds the
+/// record that reports the timeline signalling out of order (see `Fence::signal`). Here,
+/// beside the stub's ops, rather than in `context.rs`, so that the signal path can find the
+/// record by type without an import circle.
+pub(crate) struct TimelineOps {
+    name: Box<str>,
+    #[cfg(all(debug_assertions, not(loom)))]
+    order: order::SignalOrder,
+}
+
+impl TimelineOps {
+    pub(crate) fn new(name: &str) -> TimelineOps {
+        TimelineOps {
+            name: name.into(),
+            #[cfg(all(debug_assertions, not(loom)))]
+            order: order::SignalOrder::default(),
+        }
+    }
+}
+
+impl<B: Backend> FenceOps<B> for TimelineOps {
+    fn driver_name(&self) -> &str {
+        "rcu-fence"
+    }
+    fn timeline_name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The debug-build check that a timeline signals in seqno order (see `Timeline`'s docs).
+/// A diagnostic, not part of any fence protocol: a `std` lock taken briefly on each signal
+/// of a timeline fence, in debug builds only (not the loom shim, and not under loom).
+#[cfg(all(debug_assertions, not(loom)))]
+mod order {
+    use std::sync::Mutex;
+
+    use super::{Backend, Fence, TimelineOps, seqno_is_later};
+
+    /// The latest seqno signalled on the timeline, and whether it has been reported.
+    #[derive(Default)]
+    pub(super) struct SignalOrder(Mutex<(Option<u64>, bool)>);
+
+    impl<B: Backend> Fence<B> {
+        /// Called by a signal of this fence before it marks it: reports (once per
+        /// timeline) a signal of a seqno earlier than one the timeline has signalled.
+        pub(super) fn note_signal_order(&self) {
+            let Some(ops) = self.ops_as::<TimelineOps>() else {
+                return;
+            };
+            let (seqno, seqno64) = (self.seqno(), self.is_seqno64());
+            let mut state = ops.order.0.lock().unwrap_or_else(|e| e.into_inner());
+            match state.0 {
+                Some(last) if seqno_is_later(last, seqno, seqno64) => {
+                    if !std::mem::replace(&mut state.1, true) {
+                        drop(state);
+                        report(&ops.name, self.context(), seqno, last);
+                    }
+                }
+                _ => state.0 = Some(seqno),
+            }
+        }
+    }
+
+    fn report(timeline: &str, context: u64, seqno: u64, after: u64) {
+        #[cfg(feature = "tracing")]
+        tracing::event!(
+            name: "timeline_out_of_order",
+            target: "rcu_fence",
+            tracing::Level::WARN,
+            timeline,
+            context,
+            seqno,
+            after,
+            "timeline signalled out of order: a timeline must signal in seqno order, or \
+             merged and chained points complete early (reported once per timeline)"
+        );
+        #[cfg(not(feature = "tracing"))]
+        eprintln!(
+            "rcu-fence: timeline \"{timeline}\" (context {context}) signalled seqno {seqno} \
+             after seqno {after}: a timeline must signal in seqno order, or merged and \
+             chained points complete early (reported once per timeline, in debug builds)"
+        );
     }
 }
 

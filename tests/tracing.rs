@@ -57,7 +57,13 @@ impl Subscriber for Collector {
     fn record_follows_from(&self, _: &Id, _: &Id) {}
     fn event(&self, event: &Event<'_>) {
         let metadata = event.metadata();
-        assert_eq!(*metadata.level(), Level::TRACE);
+        // Trace points are TRACE; the diagnostics a user must see are WARN.
+        let expected = if WARNINGS.contains(&metadata.name()) {
+            Level::WARN
+        } else {
+            Level::TRACE
+        };
+        assert_eq!(*metadata.level(), expected, "{}", metadata.name());
         let mut fields = BTreeMap::new();
         event.record(&mut Fields(&mut fields));
         self.0.lock().unwrap().push(Recorded {
@@ -68,6 +74,9 @@ impl Subscriber for Collector {
     fn enter(&self, _: &Id) {}
     fn exit(&self, _: &Id) {}
 }
+
+/// The events emitted at level WARN: diagnostics, not trace points.
+const WARNINGS: [&str; 2] = ["timeline_out_of_order", "lockdep_nesting_warning"];
 
 /// Runs `f` with a collector for this thread; returns what it recorded.
 fn record(f: impl FnOnce()) -> Vec<Recorded> {
@@ -107,7 +116,8 @@ both_backends!(
     remove,
     blocking_wait,
     array_members,
-    chain_inputs
+    chain_inputs,
+    in_order_signals_are_not_reported,
 );
 
 fn lifecycle<B: Backend>(backend: B) {
@@ -259,6 +269,54 @@ fn chain_inputs<B: Backend>(backend: B) {
     if B::NAME == "rcu" {
         assert!(names_for(&events, &p2).contains(&"fence_signaled"));
     }
+}
+
+/// A timeline signalling in order, including a callback of one fence signalling the next
+/// (which runs before the outer signal returns), is not reported.
+fn in_order_signals_are_not_reported<B: Backend>(backend: B) {
+    let tl = Timeline::new_in("in-order", backend);
+    let events = record(|| {
+        let fences: Vec<_> = (1..=4).map(|s| tl.fence(s)).collect();
+        let next = fences[2].clone();
+        fences[1]
+            .add_callback(move |_| next.signal().unwrap())
+            .unwrap();
+        fences[0].signal().unwrap();
+        fences[1].signal().unwrap();
+        fences[3].signal().unwrap();
+        assert!(fences[2].signal().is_err()); // already signalled: not a new signal
+    });
+    assert!(
+        !events.iter().any(|e| e.name == "timeline_out_of_order"),
+        "{events:?}"
+    );
+}
+
+/// Debug builds report a timeline that signals a seqno earlier than one it has signalled,
+/// once per timeline, as a WARN event with the timeline's name and both seqnos.
+#[cfg(debug_assertions)]
+#[test]
+fn out_of_order_signal_is_reported_once_per_timeline() {
+    fn backwards<B: Backend>(name: &str, backend: B) {
+        let tl = Timeline::new_in(name, backend);
+        let fences: Vec<_> = (1..=3).map(|s| tl.fence(s)).collect();
+        for f in fences.iter().rev() {
+            f.signal().unwrap();
+        }
+    }
+    let events = record(|| {
+        backwards("backwards-a", Rcu);
+        backwards("backwards-b", Rcu);
+        backwards("backwards-c", Locked);
+    });
+    let reports: Vec<_> = events
+        .iter()
+        .filter(|e| e.name == "timeline_out_of_order")
+        .collect();
+    let timelines: Vec<_> = reports.iter().map(|r| r.field("timeline")).collect();
+    assert_eq!(timelines, ["backwards-a", "backwards-b", "backwards-c"]);
+    assert_eq!(reports[0].field("seqno"), "2");
+    assert_eq!(reports[0].field("after"), "3");
 }
 
 /// Events from a thread without a subscriber go nowhere, and the library behaves the same.
