@@ -188,10 +188,10 @@ fn blocking_wait<B: Backend>(backend: B) {
             thread::sleep(Duration::from_millis(20));
             g.signal().unwrap();
         });
-        f.wait();
+        f.wait().unwrap();
         signaller.join().unwrap();
         // Already signalled: no blocking, no events.
-        f.wait();
+        f.wait().unwrap();
     });
     let waits: Vec<(&str, Option<&String>)> = events
         .iter()
