@@ -319,6 +319,32 @@ fn out_of_order_signal_is_reported_once_per_timeline() {
     assert_eq!(reports[0].field("after"), "3");
 }
 
+/// `Locked` tells the user about a nesting the kernel warns about, without being asked:
+/// a WARN event per occurrence, naming both kinds.
+#[test]
+fn locked_nesting_warning_is_emitted() {
+    let tl = Timeline::new_in("nest", Locked);
+    let events = record(|| {
+        let inner = FenceArray::all([tl.fence(1)]).unwrap();
+        let _outer = FenceArray::all([inner]).unwrap();
+        let link = FenceChain::create(None, tl.fence(2), 1);
+        let _bad = FenceChain::create(None, link, 2);
+    });
+    let warnings: Vec<_> = events
+        .iter()
+        .filter(|e| e.name == "lockdep_nesting_warning")
+        .map(|e| (e.field("container"), e.field("member")))
+        .collect();
+    assert_eq!(warnings, [("array", "array"), ("chain", "chain")]);
+    // `Rcu` allows any nesting: nothing to warn about.
+    let tl = Timeline::new("nest");
+    let events = record(|| {
+        let inner = FenceArray::all([tl.fence(1)]).unwrap();
+        let _outer = FenceArray::all([inner]).unwrap();
+    });
+    assert!(!events.iter().any(|e| e.name == "lockdep_nesting_warning"));
+}
+
 /// Events from a thread without a subscriber go nowhere, and the library behaves the same.
 #[test]
 fn no_subscriber_no_effect() {

@@ -16,7 +16,10 @@
 //!   through the guards of the locks already held, which release them.
 //!
 //! It also counts the kernel's nesting `WARN_ON`s (see [`LockdepReport`]): containers built
-//! over containers the kernel forbids.
+//! over containers the kernel forbids. Like the kernel's `WARN_ON`, these are printed
+//! without being asked for: one line on stderr per (container, member) kind pair per
+//! process, or, with the `tracing` feature, a WARN event (`lockdep_nesting_warning`,
+//! target `rcu_fence`) at each occurrence.
 //!
 //! # Views
 //! [`report`] is the process-wide view. [`thread_report`] is what the calling thread itself
@@ -362,7 +365,8 @@ pub fn is_enabled() -> bool {
     recorder::is_enabled()
 }
 
-/// Counts one of the kernel's nesting `WARN_ON`s: `container` built over `member`.
+/// Counts one of the kernel's nesting `WARN_ON`s: `container` built over `member`, and
+/// prints it where the user sees it (see the recorder).
 pub(crate) fn nesting_warning(container: LockClass, member: LockClass) {
     recorder::nesting_warning(container, member);
 }

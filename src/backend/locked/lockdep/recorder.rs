@@ -8,7 +8,9 @@
 //!
 //! This is a diagnostic, not part of a fence protocol: its counters are `std` atomics and
 //! all `Relaxed` (each an independent statistic, read by the report without any ordering
-//! promise against the operations counted); the held stack is thread-local.
+//! promise against the operations counted); the held stack is thread-local. Nesting
+//! warnings are also printed (or emitted as `tracing` events), as the kernel's `WARN_ON`
+//! prints.
 
 use std::cell::RefCell;
 
@@ -87,9 +89,12 @@ impl Drop for Held {
     }
 }
 
-/// Counts one of the kernel's nesting `WARN_ON`s.
+/// Counts one of the kernel's nesting `WARN_ON`s, and tells the user where the kernel's
+/// `WARN_ON` would print: a `tracing` WARN event each time (feature `tracing`), else one
+/// line on stderr per (container, member) kind pair per process.
 pub(crate) fn nesting_warning(container: LockClass, member: LockClass) {
     counters::warning(container, member);
+    counters::emit_warning(container, member);
 }
 
 pub(crate) use counters::{global_snapshot, is_enabled, reset, set_enabled, thread_snapshot};
@@ -109,6 +114,9 @@ mod counters {
         first: Mutex<[[Option<&'static str>; CLASSES]; CLASSES]>,
         same_class: [AtomicU64; CLASSES],
         warnings: [[AtomicU64; CLASSES]; CLASSES],
+        /// Whether a nesting warning of each kind pair has been printed (stderr: once).
+        #[cfg_attr(feature = "tracing", allow(dead_code))]
+        printed: [[AtomicBool; CLASSES]; CLASSES],
         reentries: AtomicU64,
     }
 
@@ -117,6 +125,7 @@ mod counters {
         first: Mutex::new([[None; CLASSES]; CLASSES]),
         same_class: [const { AtomicU64::new(0) }; CLASSES],
         warnings: [const { [const { AtomicU64::new(0) }; CLASSES] }; CLASSES],
+        printed: [const { [const { AtomicBool::new(false) }; CLASSES] }; CLASSES],
         reentries: AtomicU64::new(0),
     };
 
@@ -177,6 +186,45 @@ mod counters {
         let _ = MINE.try_with(|mine| mine.borrow_mut().warnings[i][j] += 1);
     }
 
+    /// What the kernel's `WARN_ON` would print, where the user sees it.
+    pub(super) fn emit_warning(container: LockClass, member: LockClass) {
+        #[cfg(feature = "tracing")]
+        tracing::event!(
+            name: "lockdep_nesting_warning",
+            target: "rcu_fence",
+            tracing::Level::WARN,
+            container = container.name(),
+            member = member.name(),
+            "Locked backend: a container built over a container the kernel forbids there \
+             (its WARN_ON); the object works, but the kernel's scheme may recurse or \
+             deadlock with such nesting. The Rcu backend allows it."
+        );
+        #[cfg(not(feature = "tracing"))]
+        {
+            let (i, j) = (container.index(), member.index());
+            // Relaxed: a print-once flag, with nothing to publish.
+            if !GLOBAL.printed[i][j].swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "rcu-fence: Locked backend: {} built over {} (the kernel's WARN_ON \
+                     forbids this nesting; the object works, but the kernel's scheme may \
+                     recurse or deadlock with it; the Rcu backend allows it). Printed once \
+                     per kind pair; rcu_fence::lockdep::report() counts every occurrence.",
+                    article(container),
+                    article(member),
+                );
+            }
+        }
+    }
+
+    #[cfg(not(feature = "tracing"))]
+    fn article(class: LockClass) -> &'static str {
+        match class {
+            LockClass::Fence => "a fence",
+            LockClass::Array => "an array",
+            LockClass::Chain => "a chain",
+        }
+    }
+
     pub(crate) fn global_snapshot() -> Option<Snapshot> {
         let mut s = Snapshot::default();
         for i in 0..CLASSES {
@@ -229,6 +277,7 @@ mod counters {
     pub(super) fn edges(_: &[HeldLock], _: LockClass, _: &'static str) {}
     pub(super) fn reentry(_: LockClass, _: &'static str, _: &'static str) {}
     pub(super) fn warning(_: LockClass, _: LockClass) {}
+    pub(super) fn emit_warning(_: LockClass, _: LockClass) {}
     pub(crate) fn global_snapshot() -> Option<Snapshot> {
         None
     }
