@@ -10,7 +10,7 @@ use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use loom::thread;
 
-use crate::{Errno, Status, Timeline};
+use crate::{Errno, FenceError, Timeline};
 
 fn noop_waker() -> Waker {
     const VTABLE: RawWakerVTable = RawWakerVTable::new(
