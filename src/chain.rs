@@ -18,9 +18,21 @@
 //!   work after its last input, and a chain costs O(links) whatever the signalling order.
 //!   `Locked` re-arms one callback along the chain as the kernel does (quadratic when the
 //!   fences signal backwards).
-//! - **errors**: a link reports the first error among its own fence and earlier links
-//!   (the kernel's chain reports none; see DESIGN.md, divergences), recorded on the link's
-//!   own fence while it is pending, as an array records its members'.
+//! - **errors**: a link reports the error of the *earliest failed point* at or below it:
+//!   among its own fence and every earlier link, the one with the smallest point (the
+//!   kernel's chain reports none; see DESIGN.md, divergences). Each error travels with the
+//!   point it came from (a [`Failure`]: the point, the point before it, the code), so that
+//!   whoever records it (an input's callback, a walker collecting a signalled link, a poll)
+//!   and in whatever order, the link keeps the smallest point's: the answer does not depend
+//!   on timing. It is recorded in the link while pending (under the link's small lock) and
+//!   given to the link's fence by whoever signals the link, once every input is complete
+//!   (so an error set on the link itself with `set_error` stays, as on an array). A plain
+//!   (non-chain) `prev` counts as point 0, before every link.
+//!
+//! # Orderings
+//! - `failed` is stored with `Release` after a failure is recorded, and loaded with
+//!   `Acquire` before reading it: read order as for errors (an input's failure is recorded
+//!   before the input is released, so a walker that reads an emptied slot sees it).
 //! - **find_seqno**: see [`chain_find_seqno`].
 
 use std::fmt;
@@ -31,11 +43,58 @@ use crate::backend::{
     Backend, ChainStateOf, ContainerKind, MemberOf, MemberScheme, MembersOf, Rcu,
 };
 use crate::context::context_alloc;
-use crate::error::FenceError;
+use crate::error::{Errno, FenceError};
 use crate::fence::Fence;
 use crate::fence::FenceOps;
+use crate::sync::{AtomicBool, Mutex, Ordering};
 
-/// A link of a fence chain (`dma_fence_chain`).
+/// A point's failure as a chain records it: the code, the point it came from, and that
+/// point's previous point (`prev_seqno`; what tells a sync object which values the failed
+/// point completes). A plain `prev` fence's failure is point 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub(crate) point: u64,
+    pub(crate) after: u64,
+    pub(crate) error: Errno,
+}
+
+impl Failure {
+    /// The failure of the point `link` stands for, if `own` (its own fence) failed.
+    fn own<B: Backend>(link: &Fence<B>, chain: &FenceChain<B>, own: &Fence<B>) -> Option<Self> {
+        own.error().map(|error| Failure {
+            point: link.seqno(),
+            after: chain.prev_seqno,
+            error,
+        })
+    }
+
+    /// A plain `prev` fence's failure: point 0, before every link.
+    fn plain<B: Backend>(fence: &Fence<B>) -> Option<Self> {
+        fence.error().map(|error| Failure {
+            point: 0,
+            after: 0,
+            error,
+        })
+    }
+}
+
+/// A link of a fence chain (`dma_fence_chain`): one point on a timeline, which signals
+/// once its own fence and every earlier point have signalled.
+///
+/// # Errors
+/// **A link reports the error of the earliest failed point at or below it** (the smallest
+/// point whose own fence failed, a plain `prev` fence counting as point 0), or none. So
+/// after point 3 fails, links 3, 4, ... report 3's error even where their own fence
+/// succeeded, links 1 and 2 report none, and a later failure at point 5 does not change
+/// what 5 reports. The answer does not depend on the order in which the points signal or
+/// fail, nor on when the link is enabled or polled: each failure is recorded with its
+/// point, and the link keeps the earliest. (The kernel's chain carries no errors; ours
+/// carries them forward so that a waiter on a point learns that the work it depends on
+/// failed. [`Syncobj`](crate::Syncobj) timelines follow the same rule.)
+///
+/// The error reaches the link when its inputs complete it. A link signalled by hand (with
+/// [`Fence::signal`] on the link) reports only an error set on it by hand, as a link with
+/// such an error keeps it.
 ///
 /// ```
 /// use rcu_fence::{FenceChain, Timeline};
@@ -59,6 +118,11 @@ pub struct FenceChain<B: Backend = Rcu> {
     prev_seqno: u64,
     /// The scheme's completion state (`Rcu`: two counted callbacks; `Locked`: one re-armed).
     scheme: ChainStateOf<B>,
+    /// The earliest failure recorded so far (see the module docs: errors). Taken only to
+    /// record or read a failure.
+    failure: Mutex<Option<Failure>>,
+    /// Set once `failure` holds one: readers skip the lock while it is clear.
+    failed: AtomicBool,
 }
 
 /// The link as its fence's hooks.
@@ -87,6 +151,8 @@ impl<B: Backend> FenceChain<B> {
             prev: rcu::Slot::new(prev),
             fence: MembersOf::<B>::hold(fence),
             prev_seqno,
+            failure: Mutex::new(None),
+            failed: AtomicBool::new(false),
         };
         Fence::new(
             context,
@@ -131,8 +197,99 @@ impl<B: Backend> FenceChain<B> {
     }
 
     /// True if the link's own fence has signalled (released counts as signalled).
-    fn own_fence_done(&self) -> bool {
+    pub(crate) fn own_fence_done(&self) -> bool {
         self.fence().is_none_or(|f| f.is_signaled_shallow())
+    }
+
+    /// The earliest failure recorded on this link so far (final once it has signalled).
+    pub(crate) fn failure(&self) -> Option<Failure> {
+        // Acquire: pairs with `record_failure`'s Release store.
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        *self.failure.lock()
+    }
+}
+
+/// The failure a chain item carries, with its point: a link's recorded failure (or, if it
+/// has none, an error set on it directly with `set_error`, as the failure of its own
+/// point), or a plain fence's error as point 0.
+pub(crate) fn failure_of<B: Backend>(item: &Fence<B>) -> Option<Failure> {
+    match item.as_chain() {
+        Some(chain) => chain.failure().or_else(|| {
+            item.recorded_error().map(|error| Failure {
+                point: item.seqno(),
+                after: chain.prev_seqno,
+                error,
+            })
+        }),
+        None => Failure::plain(item),
+    }
+}
+
+/// The error a container reports so far, pending or not: a link's earliest recorded
+/// failure (see [`failure_of`]), an array's recorded error.
+pub(crate) fn recorded_error_of<B: Backend>(fence: &Fence<B>) -> Option<Errno> {
+    match fence.as_chain() {
+        Some(_) => failure_of(fence).map(|f| f.error),
+        None => fence.recorded_error(),
+    }
+}
+
+/// Records `failure` on the chain link `link` unless it already has an earlier one (a
+/// smaller point; the first of equal points stays). Nothing changes once the link has
+/// signalled (its error is final); the failure reaches the link's fence when it signals
+/// ([`apply_failure`]).
+pub(crate) fn record_failure<B: Backend>(link: &Fence<B>, failure: Option<Failure>) {
+    let (Some(failure), Some(chain)) = (failure, link.as_chain()) else {
+        return;
+    };
+    if link.test_signaled_flag() {
+        return;
+    }
+    let mut recorded = chain.failure.lock();
+    if recorded.is_some_and(|r| r.point <= failure.point) {
+        return;
+    }
+    *recorded = Some(failure);
+    // Release: publishes the failure to `failure`'s Acquire load (which skips the lock
+    // while the flag is clear).
+    chain.failed.store(true, Ordering::Release);
+}
+
+/// Called by whoever is about to signal the link `link` (every input complete): gives its
+/// fence the earliest failure's code, unless an error was set on it directly.
+pub(crate) fn apply_failure<B: Backend>(link: &Fence<B>) {
+    if let Some(chain) = link.as_chain() {
+        link.record_error(chain.failure().map(|f| f.error));
+    }
+}
+
+/// Records the failure of one of `link`'s inputs, after it signalled: its own fence
+/// (`own`), or its `prev` (a link, or a plain fence). For the schemes' completion code.
+pub(crate) fn record_input<B: Backend>(link: &Fence<B>, input: &Fence<B>, own: bool) {
+    let Some(chain) = link.as_chain() else {
+        return;
+    };
+    let failure = if own {
+        Failure::own(link, chain, input)
+    } else {
+        failure_of(input)
+    };
+    record_failure(link, failure);
+}
+
+/// Records, on `link`, the failure of the collected (or finished) link `item`: its own
+/// fence's and the failures it had recorded; or a plain fence's, as point 0.
+fn record_item<B: Backend>(link: &Fence<B>, item: &Fence<B>) {
+    match item.as_chain() {
+        Some(chain) => {
+            if let Some(own) = chain.fence() {
+                record_failure(link, Failure::own(item, chain, &own));
+            }
+            record_failure(link, failure_of(item));
+        }
+        None => record_failure(link, Failure::plain(item)),
     }
 }
 
@@ -254,22 +411,20 @@ fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
                     return Some(prev);
                 }
                 // Read order matters: the collected link's callbacks record an input's
-                // error *before* they release that input, so each slot is read first and
-                // the recorded error after it. An empty slot read here then comes with
-                // the error recorded before it was emptied; a full one keeps that input
-                // (and so its error) reachable from the newer link.
+                // failure *before* they release that input, so each slot is read first
+                // and the recorded failure after it (`record_item` reads the own slot,
+                // then the failure). An empty slot read here then comes with the failure
+                // recorded before it was emptied; a full one keeps that input (and so its
+                // failure) reachable from the newer link.
                 let replacement = prev_chain.prev();
-                if let Some(own) = prev_chain.fence() {
-                    current.record_error(own.error());
-                }
-                current.record_error(prev.recorded_error());
+                record_item(current, &prev);
                 replacement
             }
             None => {
                 if !prev.is_signaled_shallow() {
                     return Some(prev);
                 }
-                current.record_error(prev.error());
+                record_item(current, &prev);
                 None
             }
         };
@@ -321,6 +476,16 @@ pub fn chain_find_seqno<B: Backend>(
 
 /// The chain's `signaled` polling hook: every own fence from the head back has signalled.
 fn poll<B: Backend>(head: &Fence<B>) -> bool {
+    let done = poll_inputs(head);
+    if done {
+        // "Signalled" makes the core signal the link: its failure goes with it.
+        apply_failure(head);
+    }
+    done
+}
+
+/// The answer of [`poll`], before the link's failure is applied.
+fn poll_inputs<B: Backend>(head: &Fence<B>) -> bool {
     if let Some(answer) = MembersOf::<B>::chain_poll(head) {
         return answer;
     }
@@ -332,21 +497,21 @@ fn poll<B: Backend>(head: &Fence<B>) -> bool {
                 Some(own) => {
                     let finished = own.is_signaled_shallow();
                     if finished {
-                        head.record_error(own.error());
+                        record_failure(head, Failure::own(&node, link, &own));
                     }
                     finished
                 }
                 None => true,
             };
             if finished {
-                head.record_error(node.recorded_error());
+                record_failure(head, failure_of(&node));
             }
             finished
         }
         None => {
             let finished = node.is_signaled_shallow();
             if finished {
-                head.record_error(node.error());
+                record_failure(head, Failure::plain(&node));
             }
             finished
         }

@@ -62,7 +62,7 @@ pub use crate::error::{AlreadySignaled, Errno, FenceError, Status};
 pub use crate::fd::FenceFd;
 pub use crate::fence::{Fence, FenceOps, stub};
 pub use crate::future::FenceFuture;
-pub use crate::syncobj::{Syncobj, SyncobjNew};
+pub use crate::syncobj::{FindFence, Syncobj, SyncobjNew};
 pub use crate::unwrap::{Unwrap, merge, unwrap, unwrap_leaves};
 pub use crate::wait::wait_any_timeout;
 

@@ -18,7 +18,7 @@ use smallvec::SmallVec;
 
 use crate::array::FenceArray;
 use crate::backend::{Backend, Rcu};
-use crate::chain::{ChainWalk, chain_walk};
+use crate::chain::{ChainWalk, chain_walk, recorded_error_of};
 use crate::context::context_alloc;
 use crate::error::{Errno, FenceError};
 use crate::fence::{Fence, seqno_is_later};
@@ -145,7 +145,7 @@ impl<B: Backend> Iterator for Unwrap<B> {
                     Some(link) => match link.as_chain() {
                         Some(chain) => {
                             let own = chain.fence();
-                            recorded = link.recorded_error();
+                            recorded = recorded_error_of(&link);
                             match own {
                                 Some(own) => Some(own),
                                 None => {
@@ -171,7 +171,7 @@ impl<B: Backend> Iterator for Unwrap<B> {
                     next: 0,
                 });
             } else if fence.as_chain().is_some() {
-                self.note(fence.recorded_error());
+                self.note(recorded_error_of(&fence));
                 self.stack.push(Cursor::Chain(chain_walk(&fence)));
             } else {
                 if fence.test_signaled_flag() {

@@ -189,7 +189,7 @@ impl<B: Backend> Drop for Linked<'_, B> {
 
 /// Parks until `done()` holds or `deadline` passes; returns `done()`'s last answer.
 /// Spurious unparks only cause a re-check.
-fn park_until(deadline: Option<Instant>, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn park_until(deadline: Option<Instant>, mut done: impl FnMut() -> bool) -> bool {
     loop {
         if done() {
             return true;

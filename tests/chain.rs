@@ -396,7 +396,7 @@ fn point_needs_earlier_points<B: Backend>() {
 }
 
 fn errors_reach_later_points<B: Backend>() {
-    // A link reports the first error among its own fence and earlier links (a divergence
+    // A link reports the error of the earliest failed point at or below it (a divergence
     // from the kernel, whose chain reports none).
     let c = Chain::<B>::new(1..=3);
     for l in &c.links {
@@ -409,6 +409,55 @@ fn errors_reach_later_points<B: Backend>() {
     assert_eq!(settle(&c.links[0]), Status::Signaled);
     assert_eq!(settle(&c.links[1]), Status::Error(Errno::ETIME));
     assert_eq!(settle(&c.links[2]), Status::Error(Errno::ETIME));
+}
+
+/// The earliest failed point's error wins, whatever order the failures arrive in: here
+/// point 3 fails first, then point 2; and a link not yet enabled when the points signal
+/// (completed later, through a walk) reports the same.
+fn errors_earliest_failed_point_wins<B: Backend>() {
+    for enable_first in [true, false] {
+        let c = Chain::<B>::new(1..=4);
+        if enable_first {
+            for l in &c.links {
+                l.enable_sw_signaling();
+            }
+        }
+        c.fences[2].set_error(Errno::EIO).unwrap();
+        c.fences[2].signal().unwrap();
+        c.fences[3].signal().unwrap();
+        c.fences[1].set_error(Errno::ENODEV).unwrap();
+        c.fences[1].signal().unwrap();
+        c.fences[0].signal().unwrap();
+        let got: Vec<Status> = c.links.iter().map(|l| settle(l)).collect();
+        assert_eq!(
+            got,
+            [
+                Status::Signaled,
+                Status::Error(Errno::ENODEV),
+                Status::Error(Errno::ENODEV),
+                Status::Error(Errno::ENODEV),
+            ],
+            "enabled first: {enable_first}"
+        );
+    }
+}
+
+/// A link signalled by hand, before its inputs complete it, reports only an error set on
+/// it by hand (its inputs' failures reach it when they complete it).
+fn link_signalled_by_hand_keeps_its_own_error<B: Backend>() {
+    let c = Chain::<B>::new(1..=2);
+    c.head().enable_sw_signaling();
+    c.fences[0].set_error(Errno::EIO).unwrap();
+    c.fences[0].signal().unwrap();
+    c.head().signal().unwrap();
+    assert_eq!(c.head().status(), Status::Signaled);
+    let c = Chain::<B>::new(1..=2);
+    c.head().set_error(Errno::ENODEV).unwrap();
+    for f in &c.fences {
+        f.set_error(Errno::EIO).unwrap();
+        f.signal().unwrap();
+    }
+    assert_eq!(settle(c.head()), Status::Error(Errno::ENODEV));
 }
 
 fn signalled_chain_releases_on_rcu<B: Backend>() {
@@ -609,6 +658,8 @@ both_backends!(
     poll_without_enabling,
     point_needs_earlier_points,
     errors_reach_later_points,
+    errors_earliest_failed_point_wins,
+    link_signalled_by_hand_keeps_its_own_error,
     signalled_chain_releases_on_rcu,
     signal_forward,
     signal_backward,

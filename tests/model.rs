@@ -109,8 +109,13 @@ struct MFence {
     signaled: bool,
     /// The error set on the fence itself while pending.
     own_error: Option<Errno>,
-    /// A container's first recorded input error.
+    /// An array's first recorded input error.
     recorded: Option<Errno>,
+    /// A chain link's seqno (its point) and its previous link's (0 after a plain fence).
+    point: u64,
+    /// A chain link's earliest failure: the point it came from and its code (a link
+    /// reports the error of the earliest failed point at or below it).
+    failure: Option<(u64, Errno)>,
     /// The error it signalled with.
     error: Option<Errno>,
     /// Inputs not yet finished (containers).
@@ -140,6 +145,8 @@ impl Model {
             signaled: false,
             own_error: None,
             recorded: None,
+            point: 0,
+            failure: None,
             error: None,
             pending: 0,
             released: Vec::new(),
@@ -154,7 +161,7 @@ impl Model {
             return false;
         }
         let mut queue = VecDeque::from([f]);
-        self.mark(f);
+        self.mark(f, false);
         while let Some(f) = queue.pop_front() {
             for listener in std::mem::take(&mut self.fences[f].listeners) {
                 match listener {
@@ -165,7 +172,7 @@ impl Model {
                     }
                     Listener::Container(c, i) => {
                         if self.finish(c, i, f) && !self.fences[c].signaled {
-                            self.mark(c);
+                            self.mark(c, true);
                             queue.push_back(c);
                         }
                     }
@@ -175,18 +182,46 @@ impl Model {
         true
     }
 
-    fn mark(&mut self, f: usize) {
+    /// Marks `f` signalled: by hand, or (`completed`) by its inputs. A chain link takes its
+    /// earliest failure when its inputs complete it; by hand, only an error set on it.
+    fn mark(&mut self, f: usize, completed: bool) {
         let fence = &mut self.fences[f];
         fence.signaled = true;
-        fence.error = fence.own_error.or(fence.recorded);
+        let recorded = match fence.kind {
+            Kind::Chain { .. } => fence.failure.map(|(_, e)| e).filter(|_| completed),
+            _ => fence.recorded,
+        };
+        fence.error = fence.own_error.or(recorded);
+    }
+
+    /// The failure a chain input carries, with its point: a link's earliest failure (else
+    /// an error set on it directly, at its own point); any other fence's error as point 0.
+    fn failure_of(&self, f: usize) -> Option<(u64, Errno)> {
+        let fence = &self.fences[f];
+        match fence.kind {
+            Kind::Chain { .. } => fence.failure.or(fence.error.map(|e| (fence.point, e))),
+            _ => fence.error.map(|e| (0, e)),
+        }
     }
 
     /// Container `c` finishes an input that signalled; true if that completes it.
     fn finish(&mut self, c: usize, index: usize, input: usize) -> bool {
         let error = self.fences[input].error;
+        let failure = match self.fences[c].kind {
+            // Input 0 is the link's own fence: a failure of the link's own point.
+            Kind::Chain { .. } if index == 0 => error.map(|e| (self.fences[c].point, e)),
+            Kind::Chain { .. } => self.failure_of(input),
+            _ => None,
+        };
         let container = &mut self.fences[c];
         container.released[index] = true;
         container.recorded = container.recorded.or(error);
+        if let Some((point, e)) = failure {
+            // Frozen once the link has signalled (a manual signal before its inputs).
+            if !container.signaled && container.failure.is_none_or(|(p, _)| point < p) {
+                container.failure = Some((point, e));
+            }
+        }
         match container.kind {
             Kind::Array { any: true, .. } => std::mem::replace(&mut container.pending, 0) == 1,
             _ => {
@@ -213,7 +248,7 @@ impl Model {
             }
         }
         if complete {
-            self.mark(c);
+            self.mark(c, true);
         }
         complete
     }
@@ -393,6 +428,7 @@ fn run<B: Backend>(
                 );
                 real.fences.push(link);
                 let c = model.push(Kind::Chain { own, prev });
+                model.fences[c].point = real.seqno;
                 model.fences[c].pending = 1 + usize::from(prev.is_some());
                 let inputs: Vec<usize> = std::iter::once(own).chain(prev).collect();
                 let complete = model.enable(c, &inputs);

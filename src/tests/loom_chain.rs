@@ -152,3 +152,67 @@ fn loom_unwrap_keeps_error_of_own_fence_released_concurrently() {
         }
     });
 }
+
+/// Two points fail concurrently, the later one (2) possibly first: every link at or after
+/// point 1 reports point 1's error (the earliest failed point), whatever the interleaving.
+/// Links 1 ← 2 ← 3, all enabled through the head; point 3 has signalled cleanly.
+#[test]
+fn loom_chain_earliest_failed_point_wins() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let fences: Vec<_> = (1..=3).map(|s| tl.fence(s)).collect();
+        let p1 = FenceChain::create(None, fences[0].clone(), 1);
+        let p2 = FenceChain::create(Some(p1.clone()), fences[1].clone(), 2);
+        let p3 = FenceChain::create(Some(p2.clone()), fences[2].clone(), 3);
+        p3.enable_sw_signaling();
+        fences[2].signal().unwrap();
+        let fail = |f: &Fence<Rcu>, e| {
+            let f = f.clone();
+            thread::spawn(move || {
+                f.set_error(e).unwrap();
+                f.signal().unwrap();
+            })
+        };
+        let second = fail(&fences[1], crate::Errno::EIO);
+        let first = fail(&fences[0], crate::Errno::ETIME);
+        second.join().unwrap();
+        first.join().unwrap();
+        let expect = crate::Status::Error(crate::Errno::ETIME);
+        for link in [&p1, &p2, &p3] {
+            assert!(link.test_signaled_flag());
+            assert_eq!(link.status(), expect, "link {}", link.seqno());
+        }
+    });
+}
+
+/// The same, with links not enabled: point 2 fails and a poll of the head walks (and
+/// collects link 2, recording its failure in the head) while point 1 fails. The head
+/// reports point 1's error however the walk and the failures interleave.
+#[test]
+fn loom_chain_walk_keeps_the_earliest_failure() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let fences: Vec<_> = (1..=3).map(|s| tl.fence(s)).collect();
+        let p1 = FenceChain::create(None, fences[0].clone(), 1);
+        let p2 = FenceChain::create(Some(p1), fences[1].clone(), 2);
+        let p3 = FenceChain::create(Some(p2), fences[2].clone(), 3);
+        fences[2].signal().unwrap();
+        fences[1].set_error(crate::Errno::EIO).unwrap();
+        fences[1].signal().unwrap();
+        let first = fences[0].clone();
+        let failer = thread::spawn(move || {
+            first.set_error(crate::Errno::ETIME).unwrap();
+            first.signal().unwrap();
+        });
+        let poller = {
+            let p3 = p3.clone();
+            thread::spawn(move || {
+                p3.is_signaled();
+            })
+        };
+        failer.join().unwrap();
+        poller.join().unwrap();
+        assert!(p3.is_signaled(), "every point has signalled");
+        assert_eq!(p3.status(), crate::Status::Error(crate::Errno::ETIME));
+    });
+}

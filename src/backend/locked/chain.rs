@@ -65,47 +65,65 @@ pub(super) fn enable(link: &Fence<Locked>) -> bool {
 
 /// Installs the link's one callback on the first unsignalled own fence from the link back;
 /// false if there is none (everything has signalled).
+///
+/// Failures (our divergence: the kernel's chain records none) reach the link through the
+/// walk from it, which records each collected link's failure on the link above it: on
+/// this link for everything the walk from it collects. A node found signalled only when
+/// arming on it (it signalled after the walk looked) restarts the walk, so that it and
+/// what lies below it are collected into this link too, not only into that node.
 fn arm(link: &Fence<Locked>) -> bool {
     let rearm = &chain_of(link).scheme().rearm;
-    for node in chain_walk(link) {
-        let contained = match node.as_chain() {
-            Some(chain) => chain.fence(),
-            None => Some(node.clone()),
-        };
-        let Some(fence) = contained else { continue };
-        // SAFETY: the node is not armed (first enable, or its callback has run and handed the
-        // reference to this irq_work): the node and its cell are ours until the push.
-        unsafe {
-            rearm.node.reset();
-            rearm.link.with_mut(|l| *l = Fence::clone(link).into_raw());
+    'walk: loop {
+        for node in chain_walk(link) {
+            let contained = match node.as_chain() {
+                Some(chain) => chain.fence(),
+                None => Some(node.clone()),
+            };
+            let Some(fence) = contained else { continue };
+            // SAFETY: the node is not armed (first enable, or its callback has run and
+            // handed the reference to this irq_work): the node and its cell are ours until
+            // the push.
+            unsafe {
+                rearm.node.reset();
+                rearm.link.with_mut(|l| *l = Fence::clone(link).into_raw());
+            }
+            // SAFETY: the node lives in the link, which the reference just taken keeps
+            // alive until the callback has run; it is linked once.
+            if unsafe {
+                <Fences as FenceScheme<Locked>>::add_node(&fence, NonNull::from(&rearm.node))
+            } {
+                return true;
+            }
+            // Already signalled: it will not call back; take the reference back.
+            // SAFETY: never linked, so the reference written above is still ours.
+            drop(unsafe { Fence::<Locked>::from_raw(rearm.link.with(|l| *l)) });
+            if node.ptr_eq(link) {
+                // The link's own fence: record its failure; the walk below it goes on.
+                crate::chain::record_input(link, &fence, true);
+            } else {
+                continue 'walk;
+            }
         }
-        // SAFETY: the node lives in the link, which the reference just taken keeps alive
-        // until the callback has run; it is linked once.
-        if unsafe { <Fences as FenceScheme<Locked>>::add_node(&fence, NonNull::from(&rearm.node)) }
-        {
-            return true;
-        }
-        // Already signalled: it will not call back; take the reference back and record its
-        // error now (our divergence: the kernel's chain records none).
-        // SAFETY: never linked, so the reference written above is still ours.
-        drop(unsafe { Fence::<Locked>::from_raw(rearm.link.with(|l| *l)) });
-        link.record_error(fence.error());
+        // Everything has signalled, and its failures are recorded on the link: the link
+        // signals now (the caller), with the earliest one.
+        crate::chain::apply_failure(link);
+        return false;
     }
-    false
 }
 
-/// The callback, under the signalled fence's lock: records its error and bounces the re-arm
-/// to irq_work (the re-arm runs without the link's lock, as the kernel's irq_work handler does
-/// in 6.x; a 2026 lockdep fix wraps it in the lock, and a later RFC removes that again).
+/// The callback, under the signalled fence's lock: bounces the re-arm to irq_work (the
+/// re-arm runs without the link's lock, as the kernel's irq_work handler does in 6.x; a
+/// 2026 lockdep fix wraps it in the lock, and a later RFC removes that again). The signalled
+/// fence's failure is recorded by the re-arm's walk, with the point it belongs to.
 ///
 /// # Safety
 /// 1. `node` is the armed `Rearm` node of a link, running: its `link` holds a reference.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // `signaled`: traced only
 unsafe fn run(node: NonNull<Node<Locked>>, signaled: &Fence<Locked>) {
     let rearm = node.cast::<Rearm>();
     // SAFETY: obligation 1: the reference taken when armed, handed to the irq_work here.
     let link = unsafe { Fence::<Locked>::from_raw(rearm.as_ref().link.with(|l| *l)) };
     crate::trace::member!(&link, signaled);
-    link.record_error(signaled.error());
     queue_work(move || {
         if !arm(&link) {
             let _ = <Fences as FenceScheme<Locked>>::signal(&link, None, None);

@@ -133,6 +133,7 @@ unsafe fn run_input(node: NonNull<Node<Rcu>>, input: Input, signaled: &Fence<Rcu
     // reference is alive until `release`.
     let link = unsafe { Fence::<Rcu>::borrow_raw(callback.as_ref().link.with(|l| *l)) };
     if finish(&link, input, Some(signaled)) {
+        crate::chain::apply_failure(&link);
         Members::complete(Fence::clone(&link));
     }
 }
@@ -151,14 +152,17 @@ fn chain_of(link: &Fence<Rcu>) -> &FenceChain<Rcu> {
         .expect("a chain callback completes a chain link")
 }
 
-/// Finishes one input; true if this completed the link. `signaled` is `None` when the
+/// Finishes one input; true if this completed the link (whose failure the caller then
+/// applies: `chain::apply_failure`, before it signals). `signaled` is `None` when the
 /// input was already gone (collected by a walker, which only happens once everything it
 /// stood for has completed).
 fn finish(link: &Fence<Rcu>, input: Input, signaled: Option<&Fence<Rcu>>) -> bool {
     let chain = chain_of(link);
     if let Some(signaled) = signaled {
-        crate::trace::member!(link, signaled, own = matches!(input, Input::Own));
-        link.record_error(signaled.error());
+        let own = matches!(input, Input::Own);
+        crate::trace::member!(link, signaled, own = own);
+        // With the point it came from: the link keeps the earliest point's failure.
+        crate::chain::record_input(link, signaled, own);
     }
     // The error is recorded before the input is released (walkers read the slot first).
     match input {
@@ -186,6 +190,7 @@ pub(super) fn enable(link: &Fence<Rcu>) -> bool {
                 continue;
             }
             if finish(link, input, None) {
+                crate::chain::apply_failure(link);
                 return false;
             }
             continue;
@@ -204,6 +209,7 @@ pub(super) fn enable(link: &Fence<Rcu>) -> bool {
             // SAFETY: never linked, so the reference written above is still ours.
             drop(unsafe { Fence::<Rcu>::from_raw(callback.link.with(|l| *l)) });
             if finish(link, input, Some(&fence)) {
+                crate::chain::apply_failure(link);
                 return false;
             }
         }
