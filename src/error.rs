@@ -16,6 +16,7 @@ use std::fmt;
 /// assert_eq!(e.get(), -125);
 /// assert_eq!(e.to_string(), "-ECANCELED");
 /// assert_eq!(Errno::new(-4000).unwrap().to_string(), "-4000");
+/// assert_eq!(format!("{:?}", Errno::EIO), "Errno(-EIO)");
 /// assert!(Errno::new(0).is_none());
 /// assert!(Errno::new(5).is_none());
 ///
@@ -25,7 +26,7 @@ use std::fmt;
 /// }
 /// assert_eq!(check(Errno::EIO).unwrap_err().to_string(), "-EIO");
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Errno(i32);
 
 impl Errno {
@@ -137,6 +138,13 @@ impl fmt::Display for Errno {
             Some(name) => write!(f, "-{name}"),
             None => write!(f, "{}", self.0),
         }
+    }
+}
+
+impl fmt::Debug for Errno {
+    /// `Errno(-EIO)`: the code as `Display` prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Errno({self})")
     }
 }
 
