@@ -29,6 +29,12 @@ mod linux {
 
     const FENCES: u64 = 64;
 
+    /// `FENCES` independent jobs, each on its own timeline (as jobs of different rings
+    /// are): they may complete in any order, which one timeline's fences may not.
+    fn jobs(name: &str) -> Vec<Fence> {
+        (1..=FENCES).map(|s| Timeline::new(name).fence(s)).collect()
+    }
+
     /// Starts a producer that signals `fences` in a shuffled order, a little apart, and
     /// fails one of them.
     fn produce(fences: Vec<Fence>) -> thread::JoinHandle<()> {
@@ -48,8 +54,7 @@ mod linux {
 
     /// One epoll set over every fence fd; each turns ready once, when its fence signals.
     pub(crate) fn epoll_loop() {
-        let tl = Timeline::new("render");
-        let fences: Vec<Fence> = (1..=FENCES).map(|s| tl.fence(s)).collect();
+        let fences = jobs("render");
         let ep = epoll::create(epoll::CreateFlags::CLOEXEC).expect("epoll");
         let mut pending: HashMap<u64, FenceFd> = HashMap::new();
         for f in &fences {
@@ -77,7 +82,7 @@ mod linux {
                 // Done with it: dropping the FenceFd closes it (and leaves the epoll set).
                 let fd = pending.remove(&seqno).expect("reported once");
                 if let Status::Error(e) = fd.fence().status() {
-                    println!("epoll: fence {seqno} failed with {}", e.get());
+                    println!("epoll: fence {seqno} failed with {e}");
                 }
                 order.push(seqno);
             }
@@ -98,8 +103,7 @@ mod linux {
             .build()
             .expect("runtime");
         rt.block_on(async {
-            let tl = Timeline::new("compute");
-            let fences: Vec<Fence> = (1..=FENCES).map(|s| tl.fence(s)).collect();
+            let fences = jobs("compute");
             let mut tasks = Vec::new();
             for f in &fences {
                 let fd = f.to_fd().expect("eventfd");
@@ -122,7 +126,7 @@ mod linux {
             producer.join().unwrap();
             println!("tokio: {FENCES} tasks woke, failed: {failed:?}");
             // A fence is also a future: no fd needed inside async code of this process.
-            let f = tl.fence(FENCES + 1);
+            let f = Timeline::new("compute").fence(FENCES + 1);
             let g = f.clone();
             thread::spawn(move || g.signal().unwrap());
             assert_eq!(f.await, Ok(()));
