@@ -451,6 +451,10 @@ fn link_signalled_by_hand_keeps_its_own_error<B: Backend>() {
     c.fences[0].signal().unwrap();
     c.head().signal().unwrap();
     assert_eq!(c.head().status(), Status::Signaled);
+    // The head's own point completes later (every fence must signal: the link's callback
+    // on it holds the link); the head's error is final.
+    c.fences[1].signal().unwrap();
+    assert_eq!(c.head().status(), Status::Signaled);
     let c = Chain::<B>::new(1..=2);
     c.head().set_error(Errno::ENODEV).unwrap();
     for f in &c.fences {
