@@ -60,6 +60,8 @@ mod service {
                 let stopping = stopping.clone();
                 move || {
                     for job in jobs {
+                        // Relaxed: a stop flag with nothing to publish; a job run just
+                        // after it was set is harmless.
                         if stopping.load(Ordering::Relaxed) {
                             // Shutting down: the job is dropped unrun, which cancels its
                             // fence (-ECANCELED).
@@ -100,6 +102,7 @@ mod service {
         /// Stops taking work; the worker finishes its current job and drops the queued
         /// ones unrun (cancelled).
         fn shut_down(&self) {
+            // Relaxed: see the worker's load.
             self.stopping.store(true, Ordering::Relaxed);
             self.next.lock().unwrap().1 = None;
         }
