@@ -367,6 +367,8 @@ unsafe fn reverse(top: *const Link) -> *const Link {
 /// may run further callbacks: a wait inside it runs queued work, a signal nests a run).
 struct Frame {
     link: *const Link,
+    /// Runs a node of this frame's list (`run_typed` for its subject type).
+    run: unsafe fn(NonNull<Link>, *const ()) -> (*const Link, Option<Panic>),
     /// The subject (`T`: the fence) of the list being run, for a node taken out of it and
     /// run elsewhere.
     subject: *const (),
@@ -425,6 +427,7 @@ unsafe fn run_node<T: 'static>(
         .fetch_add(RUNNING - QUEUED, Ordering::Relaxed);
     let frame = Frame {
         link: &this.link,
+        run: run_typed::<T>,
         subject: (subject as *const T).cast(),
         outer: FRAMES.try_with(Cell::get).unwrap_or(ptr::null()),
     };
@@ -491,6 +494,52 @@ fn locate(target: *const Link) -> Claimed {
         frame = f.outer;
     }
     Claimed::Elsewhere
+}
+
+/// Runs, now, the claimed callbacks this thread still owes: those waiting behind the
+/// running one in every list this thread is running (innermost first). For a callback about
+/// to block: what it waits for may be among them. Each runs exactly once (taken out of its
+/// list first, so the list's own loop does not see it again). Returns true if it ran any.
+pub(crate) fn run_owed_callbacks() -> bool {
+    let mut ran = false;
+    let mut frame = FRAMES.try_with(Cell::get).unwrap_or(ptr::null());
+    while !frame.is_null() {
+        // SAFETY: frames are live stack values of this thread's enclosing `run_node` calls.
+        let f = unsafe { &*frame };
+        // SAFETY: the frame's node is RUNNING on this thread, its claimer: its `next` is ours.
+        let mut rest = unsafe { (*f.link).next() };
+        // Detach the rest: the frame's loop reads `next` after its callback returns.
+        // SAFETY: as above.
+        unsafe { (*f.link).set_next(ptr::null()) };
+        while let Some(link) = NonNull::new(rest.cast_mut()) {
+            ran = true;
+            // SAFETY: a claimed node of this frame's list, taken out of it, run once here;
+            // the frame's subject is alive (its run is on this thread's stack) and of the
+            // node's subject type (a node is linked only on lists of its own subject type).
+            let (next, panic) = unsafe { (f.run)(link, f.subject) };
+            if let Some(panic) = panic {
+                std::panic::resume_unwind(panic);
+            }
+            rest = next;
+        }
+        frame = f.outer;
+    }
+    ran
+}
+
+/// Runs a claimed node of a list whose subject is a `T` (the frame records this function,
+/// instantiated for its subject type, so that nodes can be run from a frame whose type is
+/// erased).
+///
+/// # Safety
+/// 1. As `run_node`'s, with `subject` a pointer to a live `T`, the list's subject.
+unsafe fn run_typed<T: 'static>(
+    link: NonNull<Link>,
+    subject: *const (),
+) -> (*const Link, Option<Panic>) {
+    // SAFETY: obligation 1: the node is a `Node<T>` (a node is linked only on its own
+    // subject type's lists) and `subject` a `T`.
+    unsafe { run_node(link.cast::<Node<T>>(), &*subject.cast::<T>()) }
 }
 
 /// Waits until a claimed node is `DONE`, so that a remover's `false` means "it has run"

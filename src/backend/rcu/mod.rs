@@ -180,7 +180,15 @@ impl FenceScheme<Rcu> for Fences {
     }
 
     fn before_park() {
-        work::run_queued();
+        // Everything this thread owes before it sleeps: its queued work, and the callbacks
+        // waiting behind a running one (a callback that blocks would otherwise hold them
+        // back, and what it waits for may depend on them). Each may queue more.
+        loop {
+            work::run_queued();
+            if !list::run_owed_callbacks() {
+                break;
+            }
+        }
     }
 }
 
