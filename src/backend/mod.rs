@@ -194,6 +194,17 @@ pub(crate) trait MemberScheme<B: Backend>: 'static {
     /// recorded): releases it if the scheme does.
     fn signaled(member: &Self::Member);
 
+    /// Installs a container's callback `node` on its member `member` (the container's
+    /// `enable_signaling` hook calls this, possibly under the container's lock):
+    /// [`FenceScheme::add_node`], unless the scheme adds callbacks to members otherwise.
+    ///
+    /// # Safety
+    /// As [`FenceScheme::add_node`].
+    unsafe fn add_to_member(member: &Fence<B>, node: std::ptr::NonNull<Node<B>>) -> bool {
+        // SAFETY: the caller's obligations are `add_node`'s.
+        unsafe { FencesOf::<B>::add_node(member, node) }
+    }
+
     /// Signals `container` from inside a member's callback, once its last member completed
     /// (its first member error is recorded on it already): at once, or deferred as the
     /// kernel does.

@@ -37,7 +37,7 @@
 //! The state word's own (`backend::state`) and the lock's (`lock.rs`); every list step
 //! happens under the lock.
 
-mod chain;
+pub(crate) mod chain;
 pub(crate) mod irq_work;
 pub(crate) mod lock;
 pub mod lockdep;
@@ -203,9 +203,17 @@ fn enable_locked<B: Backend>(fence: &Fence<B>) -> (bool, Option<Panic>) {
 /// A classic container's hold on a member: the reference, until the container's release.
 pub(crate) struct Held(Fence<Locked>);
 
+impl chain::Rearmed for Locked {
+    fn rearm(link: &Fence<Locked>) -> &chain::ChainState<Locked> {
+        link.as_chain()
+            .expect("a chain's hook is called on a chain")
+            .scheme()
+    }
+}
+
 impl MemberScheme<Locked> for Members {
     type Member = Held;
-    type ChainState = chain::ChainState;
+    type ChainState = chain::ChainState<Locked>;
 
     fn hold(fence: Fence<Locked>) -> Held {
         Held(fence)
