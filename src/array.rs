@@ -136,7 +136,7 @@ impl<B: Backend> FenceArray<B> {
         }
         let entries: Box<[Entry<B>]> = fences
             .map(|f| {
-                MembersOf::<B>::check_nesting(ContainerKind::Array, &f);
+                MembersOf::<B>::admit(ContainerKind::Array, &f);
                 Entry {
                     node: Node::new(&Self::VTABLE),
                     array: UnsafeCell::new(std::ptr::null()),

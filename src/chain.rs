@@ -81,7 +81,7 @@ impl<B: Backend> FenceChain<B> {
             Some(p) => (context_alloc(1), 0, p.seqno().max(seqno)),
             None => (context_alloc(1), 0, seqno),
         };
-        MembersOf::<B>::check_nesting(ContainerKind::Chain, &fence);
+        MembersOf::<B>::admit(ContainerKind::Chain, &fence);
         let link = FenceChain {
             scheme: MembersOf::<B>::new_chain_state(prev.is_some()),
             prev: rcu::Slot::new(prev),

@@ -80,14 +80,17 @@ fn arm<B: Rearmed>(link: &Fence<B>) -> bool {
             Some(chain) => chain.fence(),
             None => Some(node.clone()),
         };
-        let Some(fence) = contained else { continue };
+        let Some(fence) = contained else {
+            // Released (complete): the errors it recorded, of its own fence and of the
+            // links a walk collected behind it, are kept on it.
+            link.record_error(node.recorded_error());
+            continue;
+        };
         // SAFETY: the node is not armed (first enable, or its callback has run and handed the
         // reference to this irq_work): the node and its cell are ours until the push.
         unsafe {
             rearm.node.reset();
-            rearm
-                .link
-                .with_mut(|l| *l = Fence::clone(link).into_raw());
+            rearm.link.with_mut(|l| *l = Fence::clone(link).into_raw());
         }
         // SAFETY: the node lives in the link, which the reference just taken keeps alive
         // until the callback has run; it is linked once.
@@ -99,6 +102,11 @@ fn arm<B: Rearmed>(link: &Fence<B>) -> bool {
         // SAFETY: never linked, so the reference written above is still ours.
         drop(unsafe { Fence::<B>::from_raw(rearm.link.with(|l| *l)) });
         link.record_error(fence.error());
+        // A link also carries the errors a walk collected into it from older links (read
+        // after its own fence, which its callbacks release after recording).
+        if node.as_chain().is_some() {
+            link.record_error(node.recorded_error());
+        }
     }
     B::completed(link);
     false

@@ -56,6 +56,20 @@ fn class_of<B: Backend>(fence: &Fence<B>) -> LockClass {
 
 /// Takes `fence`'s lock for `op` (or re-enters it if this thread holds it already).
 pub(crate) fn lock<'a, B: Backend>(fence: &'a Fence<B>, op: &'static str) -> FenceLock<'a> {
+    lock_annotated(fence, op, false)
+}
+
+/// As [`lock`], with the nested annotation (the kernel's `spin_lock_nested`): for taking the
+/// lock of a fence that signals before one whose lock is held (the reverse-signal-order rule).
+pub(crate) fn lock_nested<'a, B: Backend>(fence: &'a Fence<B>, op: &'static str) -> FenceLock<'a> {
+    lock_annotated(fence, op, true)
+}
+
+fn lock_annotated<'a, B: Backend>(
+    fence: &'a Fence<B>,
+    op: &'static str,
+    nested: bool,
+) -> FenceLock<'a> {
     let state = fence.state();
     let addr = state as *const FenceState as usize;
     if lockdep::holds(addr) {
@@ -64,7 +78,7 @@ pub(crate) fn lock<'a, B: Backend>(fence: &'a Fence<B>, op: &'static str) -> Fen
     }
     // Counted first, so that nothing is left counted if recording panics.
     let section = Section::enter();
-    let held = lockdep::acquire(class_of(fence), addr, op);
+    let held = lockdep::acquire(class_of(fence), addr, op, nested);
     raw_lock(&state.word);
     FenceLock {
         state,

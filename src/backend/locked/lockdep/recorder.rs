@@ -46,15 +46,18 @@ pub(crate) fn held_count() -> usize {
 }
 
 /// Records that this thread takes the lock at `addr` of class `class`, for `op`: one edge
-/// per lock already held. The caller has checked that it does not hold this one.
-pub(crate) fn acquire(class: LockClass, addr: usize, op: &'static str) -> Held {
+/// per lock already held. The caller has checked that it does not hold this one. `nested`:
+/// taken with the nested annotation (the kernel's `spin_lock_nested`, a lockdep subclass),
+/// which the reverse-signal-order rule allows while a lock of a fence that signals later is
+/// held; such edges are counted apart and are neither recursive locking nor cycles.
+pub(crate) fn acquire(class: LockClass, addr: usize, op: &'static str, nested: bool) -> Held {
     // At thread exit (a fence dropped by another thread-local's destructor) the stack is
     // gone: record nothing.
     let pushed = HELD
         .try_with(|h| {
             let mut held = h.borrow_mut();
             if !held.is_empty() {
-                counters::edges(&held, class, op);
+                counters::edges(&held, class, op, nested);
             }
             held.push(HeldLock { class, addr, op });
         })
@@ -109,6 +112,7 @@ mod counters {
         first: Mutex<[[Option<&'static str>; CLASSES]; CLASSES]>,
         same_class: [AtomicU64; CLASSES],
         warnings: [[AtomicU64; CLASSES]; CLASSES],
+        nested: [[AtomicU64; CLASSES]; CLASSES],
         reentries: AtomicU64,
     }
 
@@ -117,6 +121,7 @@ mod counters {
         first: Mutex::new([[None; CLASSES]; CLASSES]),
         same_class: [const { AtomicU64::new(0) }; CLASSES],
         warnings: [const { [const { AtomicU64::new(0) }; CLASSES] }; CLASSES],
+        nested: [const { [const { AtomicU64::new(0) }; CLASSES] }; CLASSES],
         reentries: AtomicU64::new(0),
     };
 
@@ -137,9 +142,23 @@ mod counters {
         ENABLED.load(Ordering::Relaxed)
     }
 
-    /// Adds one edge per held lock to the new one, and counts a same-class nesting once.
-    pub(super) fn edges(held: &[HeldLock], to: LockClass, op: &'static str) {
+    /// Adds one edge per held lock to the new one, and counts a same-class nesting once (a
+    /// nested acquisition: one nested edge per held lock instead).
+    pub(super) fn edges(held: &[HeldLock], to: LockClass, op: &'static str, nested: bool) {
         if !is_enabled() {
+            return;
+        }
+        if nested {
+            let _ = MINE.try_with(|mine| {
+                let mut mine = mine.borrow_mut();
+                for h in held {
+                    mine.nested[h.class.index()][to.index()] += 1;
+                }
+            });
+            for h in held {
+                // Relaxed: an independent statistic.
+                GLOBAL.nested[h.class.index()][to.index()].fetch_add(1, Ordering::Relaxed);
+            }
             return;
         }
         let _ = MINE.try_with(|mine| {
@@ -185,6 +204,8 @@ mod counters {
                 s.edges[i][j] = GLOBAL.edges[i][j].load(Ordering::Relaxed);
                 // Relaxed: as above.
                 s.warnings[i][j] = GLOBAL.warnings[i][j].load(Ordering::Relaxed);
+                // Relaxed: as above.
+                s.nested[i][j] = GLOBAL.nested[i][j].load(Ordering::Relaxed);
             }
             // Relaxed: as above.
             s.same_class[i] = GLOBAL.same_class[i].load(Ordering::Relaxed);
@@ -206,6 +227,8 @@ mod counters {
                 GLOBAL.edges[i][j].store(0, Ordering::Relaxed);
                 // Relaxed: as above.
                 GLOBAL.warnings[i][j].store(0, Ordering::Relaxed);
+                // Relaxed: as above.
+                GLOBAL.nested[i][j].store(0, Ordering::Relaxed);
             }
             // Relaxed: as above.
             GLOBAL.same_class[i].store(0, Ordering::Relaxed);
@@ -226,7 +249,7 @@ mod counters {
     pub(crate) fn is_enabled() -> bool {
         false
     }
-    pub(super) fn edges(_: &[HeldLock], _: LockClass, _: &'static str) {}
+    pub(super) fn edges(_: &[HeldLock], _: LockClass, _: &'static str, _: bool) {}
     pub(super) fn reentry(_: LockClass, _: &'static str, _: &'static str) {}
     pub(super) fn warning(_: LockClass, _: LockClass) {}
     pub(crate) fn global_snapshot() -> Option<Snapshot> {
