@@ -131,7 +131,10 @@ fn warm_up_parking() {
     // runs; the address is only a key.
     unsafe {
         let _ = parking_lot_core::park(
-            warm_up_parking as usize,
+            {
+                static KEY: u8 = 0;
+                &KEY as *const u8 as usize
+            },
             || false,
             || {},
             |_, _| {},
