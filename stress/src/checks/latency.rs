@@ -6,9 +6,9 @@
 //! that may run callbacks [`flush`]es its histogram into the run's before it ends; the run
 //! reports p50, p99 and the maximum.
 //!
-//! Samples recorded on the `Locked` backend's irq_work thread, which belongs to the library
-//! and never flushes, go to a shared histogram the run takes over at its end
-//! ([`take_foreign`]).
+//! Every callback runs on a thread the scenario owns: on `Rcu` the signalling thread runs
+//! them, and `Locked` runs its irq_work (container completion) on the signalling thread as
+//! it releases its outermost fence lock, as the kernel does. The library starts no thread.
 
 use std::cell::RefCell;
 use std::sync::Mutex;
@@ -23,32 +23,10 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
 
 thread_local! {
     static LOCAL: RefCell<Option<Histogram<u64>>> = const { RefCell::new(None) };
-    /// True on the `Locked` backend's irq_work thread, which belongs to the library and
-    /// never flushes: its samples go straight to [`FOREIGN`].
-    static FOREIGN_THREAD: bool =
-        std::thread::current().name() == Some("fence-irq-work");
-}
-
-/// Samples recorded on threads the scenarios do not own (see `FOREIGN_THREAD`).
-static FOREIGN: Mutex<Option<Histogram<u64>>> = Mutex::new(None);
-
-/// Moves the samples recorded on foreign threads into `into` (and clears them).
-pub(crate) fn take_foreign(into: &Mutex<Histogram<u64>>) {
-    let foreign = FOREIGN.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(h) = foreign {
-        let _ = into.lock().unwrap_or_else(|e| e.into_inner()).add(&h);
-    }
 }
 
 /// Records one sample (nanoseconds) on this thread.
 pub(crate) fn record(nanos: u64) {
-    if FOREIGN_THREAD.with(|f| *f) {
-        let mut foreign = FOREIGN.lock().unwrap_or_else(|e| e.into_inner());
-        foreign
-            .get_or_insert_with(new_histogram)
-            .saturating_record(nanos.max(1));
-        return;
-    }
     LOCAL.with(|h| {
         let mut h = h.borrow_mut();
         let h = h.get_or_insert_with(new_histogram);

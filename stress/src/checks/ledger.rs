@@ -97,22 +97,6 @@ impl Ledger {
         }
     }
 
-    /// Callbacks installed, not removed, that have not run yet.
-    pub(crate) fn outstanding(&self) -> u64 {
-        let chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
-        let mut n = 0;
-        for chunk in chunks.iter() {
-            let used = chunk.used.load(Ordering::Acquire);
-            for slot in &chunk.slots[..used] {
-                let s = slot.load(Ordering::Acquire);
-                if s & INSTALLED != 0 && s & (REMOVED | REFUSED) == 0 && s & RUNS == 0 {
-                    n += 1;
-                }
-            }
-        }
-        n
-    }
-
     /// Checks every slot (installed and not removed: ran exactly once; refused or removed:
     /// never ran) and returns the totals. Call once every fence of the run has signalled.
     pub(crate) fn audit(&self) -> Tally {

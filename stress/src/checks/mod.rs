@@ -13,7 +13,7 @@
 //! them into the standard columns of the scenario's row.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
@@ -45,8 +45,6 @@ impl Checks {
     /// thread that runs the scenario itself (`"main"`).
     pub(crate) fn new(workers: usize, helpers: &[&str]) -> Checks {
         let violations = Arc::new(Violations::default());
-        // Samples left on foreign threads by an earlier run are not this run's.
-        latency::take_foreign(&Mutex::new(latency::new_histogram()));
         let mut names = helpers.to_vec();
         names.push("main");
         Checks {
@@ -71,15 +69,9 @@ impl Checks {
     /// the live gauges to settle and fills the standard columns of `outcome`.
     pub(crate) fn finish(&self, outcome: &mut Outcome) {
         self.flush_latency();
-        latency::take_foreign(&self.latency);
-        // `Locked` completes containers on its irq_work thread, after the scenario's own
-        // threads are done: give those last callbacks a bounded moment to run before the
-        // audit calls any of them "never ran".
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.ledger.outstanding() > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        latency::take_foreign(&self.latency);
+        // No wait for stragglers: every backend runs a callback on the thread whose signal
+        // (or whose release of its last fence lock) completed the fence, so once the
+        // scenario's threads are done every callback that will ever run has run.
         let tally = self.ledger.audit();
         outcome.callbacks_installed = tally.installed;
         outcome.callbacks_delivered = tally.delivered;

@@ -137,9 +137,15 @@ pub(crate) fn run_shape<B: Backend>(
         });
     }
     if shape != Shape::Put {
-        // On `Locked` the containers complete on the irq_work thread, after the signals.
-        heart.at(Op::Wait);
-        let _ = root.wait();
+        // Every backend completes a container on the thread whose signal completed it,
+        // before that signal returns (`Locked` runs its irq_work as the signaller releases
+        // its outermost fence lock): with every leaf's signal returned, the root is done.
+        checks.violations.check(root.test_signaled_flag(), || {
+            format!(
+                "deep/{}: the root is pending after every leaf's signal returned",
+                shape.name()
+            )
+        });
     }
     if let Some((seen, refused)) = root_check {
         let leaf_failed = leaves.iter().any(|l| l.error().is_some());

@@ -100,10 +100,20 @@ fn run_rounds<S: Shape, B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Ou
                 h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             }
         });
-        main.at(Op::Wait);
-        for c in &round.containers {
-            let _ = c.wait();
-        }
+        // Every backend completes a container on the thread whose signal completed it,
+        // before that signal returns (`Locked` runs its irq_work as the signaller releases
+        // its outermost fence lock): with every leaf's signal returned, all are done.
+        let pending = round
+            .containers
+            .iter()
+            .filter(|c| !c.test_signaled_flag())
+            .count();
+        checks.violations.check(pending == 0, || {
+            format!(
+                "{}: {pending} containers pending after every leaf's signal returned",
+                S::NAME
+            )
+        });
         main.at(Op::Drop);
         drop(round);
         rounds += 1;
