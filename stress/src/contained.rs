@@ -10,8 +10,6 @@ use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcu_fence::{Backend as _, Locked, Rcu};
-
 use crate::scenarios::deep::{self, Shape};
 
 /// The hidden first argument that selects the child side.
@@ -33,11 +31,17 @@ pub(crate) fn child_main(args: &[String]) -> i32 {
         eprintln!("usage: stress {CHILD_ARG} <rcu|locked> <checked|enable|put> <depth> <seed>");
         return 64;
     };
-    if backend == Locked::NAME {
-        deep::child::<Locked>(shape, depth, seed)
-    } else {
-        deep::child::<Rcu>(shape, depth, seed)
+    struct Child(Shape, usize, u64);
+    impl crate::backends::Generic for Child {
+        type Output = i32;
+        fn call<B: rcu_fence::Backend>(self) -> i32 {
+            deep::child::<B>(self.0, self.1, self.2)
+        }
     }
+    crate::backends::dispatch(&backend, Child(shape, depth, seed)).unwrap_or_else(|| {
+        eprintln!("no backend called {backend}");
+        64
+    })
 }
 
 /// How one child run ended.

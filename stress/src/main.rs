@@ -1,7 +1,7 @@
-//! Stress runs and the nesting evaluation of rcu-fence, on both backends.
+//! Stress runs and the nesting evaluation of rcu-fence, on every backend.
 //!
-//! `cargo run --release -p stress` runs every scenario on the `Rcu` and the `Locked`
-//! backend and prints one table row per scenario and backend: throughput, callbacks
+//! `cargo run --release -p stress` runs every scenario on every backend of
+//! [`backends::ALL`] and prints one table row per scenario and backend: throughput, callbacks
 //! delivered, violations of the fence guarantees, leaked objects, peak stack, signal to
 //! callback latency and lock dependencies. The exit status is non-zero if any guarantee of
 //! the `Rcu` backend (or any guarantee the classic scheme is meant to keep) was broken.
@@ -15,10 +15,10 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use rcu_fence::{Backend, Locked, Rcu};
 
+mod backends;
 mod checks;
 mod contained;
 mod report;
@@ -29,28 +29,7 @@ use checks::{Checks, Watchdog};
 use report::{Outcome, RunReport};
 use scenarios::{Entry, RunConfig, mix, name_hash};
 
-/// Which fence backends to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum BackendChoice {
-    /// Lock-free callbacks, containers on RCU (the library's default).
-    Rcu,
-    /// The kernel's classic scheme: callbacks under the fence's lock.
-    Locked,
-    /// Both, `rcu` first.
-    Both,
-}
-
-impl BackendChoice {
-    fn names(self) -> Vec<&'static str> {
-        match self {
-            BackendChoice::Rcu => vec![Rcu::NAME],
-            BackendChoice::Locked => vec![Locked::NAME],
-            BackendChoice::Both => vec![Rcu::NAME, Locked::NAME],
-        }
-    }
-}
-
-/// Stress runs and the nesting evaluation of rcu-fence, on both fence backends.
+/// Stress runs and the nesting evaluation of rcu-fence, on every fence backend.
 ///
 /// Runs each scenario on each chosen backend for a time (or operation) budget, checks
 /// every fence guarantee as it goes, and prints a table at the end. Exits with 1 if a
@@ -58,9 +37,10 @@ impl BackendChoice {
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
-    /// Backend(s) to run on.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
-    backend: BackendChoice,
+    /// Backends to run on (see --list), several separated by commas, or `all`. Ratios are
+    /// taken against `locked`, the kernel's classic scheme, when it runs.
+    #[arg(long, default_value = "all", value_name = "NAME,...|all")]
+    backend: String,
 
     /// Scenario to run (see --list), several separated by commas, or `all`.
     #[arg(long, default_value = "all", value_name = "NAME|all")]
@@ -290,20 +270,29 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     if cli.list {
+        println!("scenarios:");
         for e in scenarios::all() {
-            println!("{:<12} {}", e.name, e.about);
+            println!("  {:<16} {}", e.name, e.about);
+        }
+        println!("backends:");
+        for b in backends::ALL {
+            println!("  {:<16} {}", b.name, b.about);
         }
         return ExitCode::SUCCESS;
     }
-    let (settings, entries) =
-        match Settings::from_cli(&cli).and_then(|s| Ok((s, select(&cli.scenario)?))) {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("stress: {e}");
-                return ExitCode::from(64);
-            }
-        };
-    let backends = cli.backend.names();
+    let parsed = Settings::from_cli(&cli).and_then(|s| {
+        let entries = select(&cli.scenario)?;
+        let backends = backends::parse(&cli.backend)?;
+        Ok((s, entries, backends))
+    });
+    let (settings, entries, backends) = match parsed {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("stress: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let backends: Vec<&'static str> = backends.iter().map(|b| b.name).collect();
     let budget = match (settings.seconds, settings.ops) {
         (Some(s), Some(n)) => format!("{:.1} s or {n} ops", s.as_secs_f64()),
         (Some(s), None) => format!("{:.1} s", s.as_secs_f64()),

@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use rcu_fence::Backend as _;
 use serde::Serialize;
+
+use crate::backends;
 
 /// Signal-to-callback latency of one run, in nanoseconds.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -111,7 +112,8 @@ impl Outcome {
     pub(crate) fn failed(&self) -> bool {
         self.skipped.is_none()
             && (self.violations > 0 || self.leaked > 0)
-            && (self.known_limit.is_none() || self.backend == rcu_fence::Rcu::NAME)
+            && (self.known_limit.is_none()
+                || crate::backends::spec(self.backend).is_none_or(|b| b.strict))
     }
 
     /// One line for progress output.
@@ -160,12 +162,23 @@ fn dash<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| "-".to_string())
 }
 
+/// `o`'s throughput over the baseline's in the same scenario, if both ran.
+pub(crate) fn ratio_to_baseline(o: &Outcome, outcomes: &[Outcome]) -> Option<f64> {
+    let base = outcomes.iter().find(|b| {
+        b.scenario == o.scenario && b.backend == backends::BASELINE && b.skipped.is_none()
+    })?;
+    (o.skipped.is_none() && base.ops_per_sec() > 0.0 && o.ops_per_sec() > 0.0)
+        .then(|| o.ops_per_sec() / base.ops_per_sec())
+}
+
 /// The final table: one row per scenario and backend.
 pub(crate) fn table(outcomes: &[Outcome]) -> String {
+    let ratio_header = format!("×{}", backends::BASELINE);
     let header = [
         "scenario",
         "backend",
         "ops/s",
+        ratio_header.as_str(),
         "callbacks",
         "violations",
         "leaked",
@@ -175,7 +188,7 @@ pub(crate) fn table(outcomes: &[Outcome]) -> String {
         "lock deps",
         "result",
     ];
-    let rows: Vec<[String; 11]> = outcomes
+    let rows: Vec<[String; 12]> = outcomes
         .iter()
         .map(|o| {
             let result = if o.skipped.is_some() {
@@ -192,6 +205,7 @@ pub(crate) fn table(outcomes: &[Outcome]) -> String {
                 o.scenario.to_string(),
                 o.backend.to_string(),
                 if run { si(o.ops_per_sec()) } else { "-".into() },
+                dash(ratio_to_baseline(o, outcomes), |r| format!("{r:.2}")),
                 if run {
                     o.callbacks_delivered.to_string()
                 } else {

@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 
 use rand::seq::SliceRandom;
-use rcu_fence::{Backend, Fence, FenceArray, Locked, Timeline, context_alloc, lockdep};
+use rcu_fence::{Backend, Fence, FenceArray, Timeline, context_alloc, lockdep};
+
+use crate::backends;
 
 use super::net::{Builder, signal_leaf};
 use super::{RunConfig, Scenario, tracked_fence};
@@ -242,7 +244,7 @@ impl Scenario for Deep {
         let mut ops = 0;
         let mut peak: Option<u64> = None;
         let quiet = |_: &str| {};
-        if B::NAME == Locked::NAME {
+        if !backends::of::<B>().strict {
             lockdep::reset();
             let mut safe = depth;
             let mut limits = Vec::new();

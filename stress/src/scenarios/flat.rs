@@ -25,7 +25,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use rcu_fence::{Backend, CallbackId, Errno, Fence, FenceError, Rcu, Status, Timeline};
+use rcu_fence::{Backend, CallbackId, Errno, Fence, FenceError, Status, Timeline};
+
+use crate::backends;
 
 use super::{RunConfig, Scenario, Stop, block_on, tracked_fence};
 use crate::checks::{CALLBACKS, Checks, Op, Ticket, Violations, latency};
@@ -97,7 +99,7 @@ impl Scenario for Flat {
 
 /// True where callbacks run with no lock held and may use the fence API freely.
 fn lock_free<B: Backend>() -> bool {
-    B::NAME == Rcu::NAME
+    backends::of::<B>().unlocked_callbacks
 }
 
 struct Slot<B: Backend> {

@@ -2,7 +2,7 @@
 //! that count themselves, a tiny `block_on`.
 //!
 //! Each scenario is a type implementing [`Scenario`]; its `run` is generic over the fence
-//! backend, so the same code runs on `Rcu` and on `Locked`. [`all`] lists them in the order
+//! backend, so the same code runs on every backend of [`backends::ALL`]. [`all`] lists them in the order
 //! they run.
 
 use std::future::Future;
@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rcu_fence::{Backend, Fence, FenceOps, Locked, Rcu, Timeline};
+use rcu_fence::{Backend, Fence, FenceOps, Timeline};
 
+use crate::backends::{self, Generic};
 use crate::checks::{Checks, FENCES, LiveToken};
 use crate::report::Outcome;
 
@@ -75,8 +76,7 @@ pub(crate) struct Entry {
     pub(crate) name: &'static str,
     pub(crate) about: &'static str,
     pub(crate) helpers: &'static [&'static str],
-    rcu: fn(&RunConfig, &Arc<Checks>) -> Outcome,
-    locked: fn(&RunConfig, &Arc<Checks>) -> Outcome,
+    run: fn(&str, &RunConfig, &Arc<Checks>) -> Option<Outcome>,
 }
 
 impl std::fmt::Debug for Entry {
@@ -93,19 +93,40 @@ impl Entry {
             name: S::NAME,
             about: S::ABOUT,
             helpers: S::HELPERS,
-            rcu: S::run::<Rcu>,
-            locked: S::run::<Locked>,
+            run: run_on::<S>,
         }
     }
 
-    /// Runs on the backend called `backend` (`Rcu::NAME` or `Locked::NAME`).
+    /// Runs on the backend called `backend` (a name from [`backends::ALL`]).
     pub(crate) fn run(&self, backend: &str, cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
-        if backend == Rcu::NAME {
-            (self.rcu)(cfg, checks)
-        } else {
-            (self.locked)(cfg, checks)
-        }
+        (self.run)(backend, cfg, checks)
+            .unwrap_or_else(|| panic!("no backend called {backend} (see backends::ALL)"))
     }
+}
+
+/// Scenario `S`'s run, for [`backends::dispatch`].
+struct Run<'a, S> {
+    cfg: &'a RunConfig,
+    checks: &'a Arc<Checks>,
+    scenario: std::marker::PhantomData<S>,
+}
+
+impl<S: Scenario> Generic for Run<'_, S> {
+    type Output = Outcome;
+    fn call<B: Backend>(self) -> Outcome {
+        S::run::<B>(self.cfg, self.checks)
+    }
+}
+
+fn run_on<S: Scenario>(backend: &str, cfg: &RunConfig, checks: &Arc<Checks>) -> Option<Outcome> {
+    backends::dispatch(
+        backend,
+        Run::<S> {
+            cfg,
+            checks,
+            scenario: std::marker::PhantomData,
+        },
+    )
 }
 
 /// Every scenario, in the order they run.

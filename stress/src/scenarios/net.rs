@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use rand::Rng;
-use rcu_fence::{Backend, Errno, Fence, FenceArray, FenceChain, Rcu, Timeline, context_alloc};
+use rcu_fence::{Backend, Errno, Fence, FenceArray, FenceChain, Timeline, context_alloc};
+
+use crate::backends;
 
 use super::tracked_fence;
 use crate::checks::{CALLBACKS, Checks, LedgerWriter, Ticket, latency};
@@ -367,7 +369,7 @@ impl<'a, B: Backend> Builder<'a, B> {
         let live = CALLBACKS.token();
         let rule = Arc::new(rule);
         let r = rule.clone();
-        let strict = B::NAME == Rcu::NAME;
+        let strict = backends::of::<B>().chain_waits_for_prev_link;
         self.ops += 1;
         let installed = fence.add_callback(move |f| {
             if !f.test_signaled_flag() {

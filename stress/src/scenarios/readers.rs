@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use rand::Rng;
-use rcu_fence::{Backend, Fence, Locked, chain_walk, lockdep, merge, unwrap};
+use rcu_fence::{Backend, Fence, chain_walk, lockdep, merge, unwrap};
+
+use crate::backends;
 
 use super::net::{Builder, Node, signal_leaf};
 use super::{RunConfig, Scenario, Stop};
@@ -157,7 +159,7 @@ impl Scenario for Readers {
 
     fn run<B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
         let mut outcome = Outcome::new(Self::NAME, B::NAME, cfg.seed, cfg.threads);
-        if B::NAME == Locked::NAME {
+        if backends::of::<B>().recorded_locks {
             lockdep::reset();
         }
         let main = checks.watch.helper("main");
@@ -198,7 +200,7 @@ impl Scenario for Readers {
         rcu_fence::synchronize_rcu();
         main.idle();
         outcome.peak_stack_bytes = peak.get();
-        if B::NAME == Locked::NAME {
+        if backends::of::<B>().recorded_locks {
             super::shapes::lockdep_notes(&mut outcome);
         }
         checks.finish(&mut outcome);

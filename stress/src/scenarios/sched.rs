@@ -21,7 +21,9 @@ use std::thread;
 use std::time::Duration;
 
 use rand::Rng;
-use rcu_fence::{Backend, Fence, Locked, Syncobj, Timeline, lockdep, merge};
+use rcu_fence::{Backend, Fence, Syncobj, Timeline, lockdep, merge};
+
+use crate::backends;
 
 use super::net::{Builder, injected_error};
 use super::{RunConfig, Scenario, Stop};
@@ -106,7 +108,7 @@ impl Scenario for Sched {
 
     fn run<B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
         let mut outcome = Outcome::new(Self::NAME, B::NAME, cfg.seed, cfg.threads);
-        if B::NAME == Locked::NAME {
+        if backends::of::<B>().recorded_locks {
             lockdep::reset();
         }
         let main = checks.watch.helper("main");
@@ -273,7 +275,7 @@ impl Scenario for Sched {
             "{submitted} jobs on {RINGS} rings ({:.0} jobs/s; ops/s counts jobs), {deps_merged} dependencies merged",
             submitted as f64 / elapsed.as_secs_f64().max(1e-9)
         ));
-        if B::NAME == Locked::NAME {
+        if backends::of::<B>().recorded_locks {
             super::shapes::lockdep_notes(&mut outcome);
         }
         checks.finish(&mut outcome);

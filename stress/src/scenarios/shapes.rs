@@ -23,7 +23,9 @@ use std::thread;
 use rand::Rng;
 use rand::rngs::SmallRng;
 use rand::seq::{IndexedRandom, SliceRandom};
-use rcu_fence::{Backend, Fence, Locked, Timeline, lockdep};
+use rcu_fence::{Backend, Fence, Timeline, lockdep};
+
+use crate::backends;
 
 use super::net::{Builder, Node, array_poll_keeps_error, signal_leaf};
 use super::{RunConfig, Scenario, Stop};
@@ -49,7 +51,7 @@ trait Shape {
 /// Runs rounds of `S` until the budget runs out.
 fn run_rounds<S: Shape, B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
     let mut outcome = Outcome::new(S::NAME, B::NAME, cfg.seed, cfg.threads);
-    if B::NAME == Locked::NAME {
+    if backends::of::<B>().recorded_locks {
         lockdep::reset();
     }
     let main = checks.watch.helper("main");
@@ -132,7 +134,7 @@ fn run_rounds<S: Shape, B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Ou
     outcome
         .notes
         .push(format!("{rounds} rounds, nesting depth up to {depth}"));
-    if B::NAME == Locked::NAME {
+    if backends::of::<B>().recorded_locks {
         lockdep_notes(&mut outcome);
     }
     checks.finish(&mut outcome);
@@ -303,7 +305,7 @@ impl Shape for Dag {
 
     fn build<B: Backend>(b: &mut Builder<'_, B>, rng: &mut SmallRng, cfg: &RunConfig) -> Round<B> {
         let n = if cfg.quick { 1000 } else { 4000 };
-        let cap = if B::NAME == Locked::NAME {
+        let cap = if !backends::of::<B>().strict {
             LOCKED_DAG_DEPTH
         } else {
             usize::MAX
