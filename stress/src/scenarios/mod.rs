@@ -42,7 +42,8 @@ pub(crate) struct RunConfig {
     pub(crate) depth: usize,
     /// Fan-out for the container scenarios; fences per worker in `flat`.
     pub(crate) width: usize,
-    /// This run's seed (derived from the run-wide seed, the scenario and the backend).
+    /// This scenario's seed, derived from the run-wide seed and the scenario's name only:
+    /// the same on every backend, so that each makes the same random draws.
     pub(crate) seed: u64,
     /// CI-sized run.
     #[allow(dead_code)] // read by the container scenarios
