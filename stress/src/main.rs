@@ -26,7 +26,7 @@ mod scenarios;
 mod stack;
 
 use checks::{Checks, Watchdog};
-use report::{Outcome, RunReport};
+use report::{LockSummary, Outcome, RunReport};
 use scenarios::{Entry, RunConfig, mix, name_hash};
 
 /// Stress runs and the nesting evaluation of rcu-fence, on every fence backend.
@@ -253,6 +253,7 @@ fn run_one(entry: &Entry, backend: &'static str, cfg: &RunConfig, checks: &Arc<C
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "(no message)".into());
             let mut outcome = Outcome::new(entry.name, backend, cfg.seed, cfg.threads);
+            outcome.unit = entry.unit;
             outcome.violations = checks.violations.count() + 1;
             outcome.notes.push(format!("panicked: {why}"));
             outcome.notes.extend(checks.violations.descriptions());
@@ -261,17 +262,47 @@ fn run_one(entry: &Entry, backend: &'static str, cfg: &RunConfig, checks: &Arc<C
     }
 }
 
+/// Fills the lock columns from the process-wide lock recorder (reset before the run) on a
+/// backend whose locks it records; a cycle, a nesting warning or a same-class nesting is the
+/// kernel's lockdep objecting, reported as a known limit.
+fn record_locks(spec: &backends::Spec, outcome: &mut Outcome) {
+    if !spec.recorded_locks || outcome.skipped.is_some() {
+        return;
+    }
+    let mut lock = LockSummary::from_report(&rcu_fence::lockdep::report());
+    if let Some(children) = &outcome.lockdep {
+        lock.merge(children);
+    }
+    if lock.objects() {
+        let mut parts = Vec::new();
+        if !lock.cycles.is_empty() {
+            parts.push(format!("lock-class cycles {}", lock.cycles.join(", ")));
+        }
+        if lock.same_class > 0 {
+            parts.push(format!("{} same-class nestings", lock.same_class));
+        }
+        if lock.nesting_warnings > 0 {
+            parts.push(format!("{} nesting warnings", lock.nesting_warnings));
+        }
+        outcome.limit(
+            spec.strict,
+            format!("the lock recorder objects: {}", parts.join(", ")),
+        );
+    }
+    outcome.lockdep = Some(lock);
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(contained::CHILD_ARG) {
-        let code = contained::child_main(&args[2..]);
+        let code = scenarios::deep::child_main(&args[2..]);
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let cli = Cli::parse();
     if cli.list {
         println!("scenarios:");
         for e in scenarios::all() {
-            println!("  {:<16} {}", e.name, e.about);
+            println!("  {:<16} {} (unit: {})", e.name, e.about, e.unit);
         }
         println!("backends:");
         for b in backends::ALL {
@@ -317,7 +348,7 @@ fn main() -> ExitCode {
             // A stuck operation cannot be recovered from: report what we have and leave.
             let done = results.lock().unwrap_or_else(|e| e.into_inner()).clone();
             eprintln!("\nstress: FAILED: watchdog: {why}");
-            print!("{}", report::table(&done));
+            print!("{}", report::text::table(&done));
             println!("stress: stuck; replay with --seed {}", settings.seed);
             settings.write_json(&done, Some(why));
             std::process::exit(2);
@@ -334,14 +365,17 @@ fn main() -> ExitCode {
             let label = format!("{} on {backend}", entry.name);
             progress.start(n, &label);
             let cfg = settings.run_config(entry.name);
-            let checks = Arc::new(Checks::new(cfg.threads, entry.helpers));
+            let spec = backends::spec(backend).expect("parsed from backends::ALL");
+            let checks = Arc::new(Checks::new(cfg.threads, entry.helpers, spec));
             let watchdog = Watchdog::start(
                 checks.watch.clone(),
                 label.clone(),
                 Duration::from_secs(cli.watchdog.max(1)),
                 on_stall.clone(),
             );
-            let outcome = run_one(entry, backend, &cfg, &checks);
+            rcu_fence::lockdep::reset();
+            let mut outcome = run_one(entry, backend, &cfg, &checks);
+            record_locks(spec, &mut outcome);
             drop(watchdog);
             progress.end(n, &label, &outcome);
             results
@@ -354,7 +388,14 @@ fn main() -> ExitCode {
 
     let results = results.lock().unwrap_or_else(|e| e.into_inner()).clone();
     println!();
-    print!("{}", report::table(&results));
+    print!("{}", report::text::table(&results));
+    println!();
+    print!("{}", report::text::throughput(&results));
+    let depths = report::text::depths(&results);
+    if !depths.is_empty() {
+        println!();
+        print!("{depths}");
+    }
     settings.write_json(&results, None);
     let failed: Vec<&Outcome> = results.iter().filter(|o| o.failed()).collect();
     let skipped = results.iter().filter(|o| o.skipped.is_some()).count();

@@ -8,6 +8,8 @@
 //! - [`watchdog`]: per-thread heartbeats with the name of the operation in progress; a
 //!   thread that stays inside one operation for too long fails the whole run and is named.
 //! - [`latency`]: per-thread signal-to-callback histograms, merged at the end of a run.
+//! - [`errors`]: the error rule (a container carries an error whenever a member under it
+//!   failed), counted, and a violation on a strict backend.
 //!
 //! [`Checks`] bundles them for one scenario on one backend, and [`Checks::finish`] turns
 //! them into the standard columns of the scenario's row.
@@ -17,14 +19,17 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::backends::Spec;
 use crate::report::{Latency, Outcome};
 
+pub(crate) mod errors;
 pub(crate) mod latency;
 pub(crate) mod ledger;
 pub(crate) mod live;
 pub(crate) mod violations;
 pub(crate) mod watchdog;
 
+pub(crate) use errors::Errors;
 pub(crate) use ledger::{Ledger, LedgerWriter, Ticket};
 pub(crate) use live::{CALLBACKS, FENCES, Live, LiveToken};
 pub(crate) use violations::Violations;
@@ -36,19 +41,21 @@ pub(crate) struct Checks {
     pub(crate) violations: Arc<Violations>,
     pub(crate) ledger: Ledger,
     pub(crate) watch: Arc<Watch>,
+    pub(crate) errors: Arc<Errors>,
     latency: Mutex<Histogram<u64>>,
     baseline: Vec<(&'static Live, i64)>,
 }
 
 impl Checks {
     /// Fresh checks with heartbeats for `workers` workers, the given helper threads and the
-    /// thread that runs the scenario itself (`"main"`).
-    pub(crate) fn new(workers: usize, helpers: &[&str]) -> Checks {
+    /// thread that runs the scenario itself (`"main"`), on `backend`.
+    pub(crate) fn new(workers: usize, helpers: &[&str], backend: &'static Spec) -> Checks {
         let violations = Arc::new(Violations::default());
         let mut names = helpers.to_vec();
         names.push("main");
         Checks {
             ledger: Ledger::new(violations.clone()),
+            errors: Arc::new(Errors::new(backend.strict, violations.clone())),
             violations,
             watch: Arc::new(Watch::new(workers, &names)),
             latency: Mutex::new(latency::new_histogram()),
@@ -86,8 +93,10 @@ impl Checks {
         let (leaked, notes) = live::settle(&self.baseline, Duration::from_secs(2));
         outcome.leaked = leaked;
         outcome.notes.extend(notes);
-        outcome.violations = self.violations.count();
+        outcome.violations += self.violations.count();
         outcome.notes.extend(self.violations.descriptions());
+        outcome.errors = self.errors.tally();
+        outcome.known_limits.extend(self.errors.limit());
         outcome.latency =
             Latency::from_histogram(&self.latency.lock().unwrap_or_else(|e| e.into_inner()));
     }

@@ -34,10 +34,12 @@ pub(crate) enum Op {
     Cleanup,
     Build,
     Walk,
+    Poll,
+    Merge,
 }
 
 impl Op {
-    const ALL: [Op; 13] = [
+    const ALL: [Op; 15] = [
         Op::Idle,
         Op::Setup,
         Op::AddCallback,
@@ -51,6 +53,8 @@ impl Op {
         Op::Cleanup,
         Op::Build,
         Op::Walk,
+        Op::Poll,
+        Op::Merge,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -68,6 +72,8 @@ impl Op {
             Op::Cleanup => "cleanup",
             Op::Build => "build",
             Op::Walk => "walk",
+            Op::Poll => "poll",
+            Op::Merge => "merge",
         }
     }
 

@@ -63,6 +63,8 @@ pub(crate) trait Scenario {
     const NAME: &'static str;
     /// What it exercises, for `--help` and `--list`.
     const ABOUT: &'static str;
+    /// What one op of its throughput is: the same unit of work on every backend.
+    const UNIT: &'static str;
     /// Helper threads (besides the workers) that report heartbeats to the watchdog.
     const HELPERS: &'static [&'static str] = &[];
 
@@ -76,6 +78,7 @@ pub(crate) trait Scenario {
 pub(crate) struct Entry {
     pub(crate) name: &'static str,
     pub(crate) about: &'static str,
+    pub(crate) unit: &'static str,
     pub(crate) helpers: &'static [&'static str],
     run: fn(&str, &RunConfig, &Arc<Checks>) -> Option<Outcome>,
 }
@@ -93,6 +96,7 @@ impl Entry {
         Entry {
             name: S::NAME,
             about: S::ABOUT,
+            unit: S::UNIT,
             helpers: S::HELPERS,
             run: run_on::<S>,
         }
@@ -115,7 +119,9 @@ struct Run<'a, S> {
 impl<S: Scenario> Generic for Run<'_, S> {
     type Output = Outcome;
     fn call<B: Backend>(self) -> Outcome {
-        S::run::<B>(self.cfg, self.checks)
+        let mut outcome = S::run::<B>(self.cfg, self.checks);
+        outcome.unit = S::UNIT;
+        outcome
     }
 }
 
@@ -134,6 +140,7 @@ fn run_on<S: Scenario>(backend: &str, cfg: &RunConfig, checks: &Arc<Checks>) -> 
 pub(crate) fn all() -> Vec<Entry> {
     vec![
         Entry::of::<flat::Flat>(),
+        Entry::of::<flat::Reentrant>(),
         Entry::of::<shapes::Wide>(),
         Entry::of::<deep::Deep>(),
         Entry::of::<shapes::ChainOfArrays>(),

@@ -1,0 +1,329 @@
+//! Results: one [`Outcome`] per scenario and backend, and the whole run ([`RunReport`], the
+//! JSON file).
+//!
+//! - [`text`]: the tables printed at the end of a run.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+pub(crate) mod text;
+
+/// Signal-to-callback latency of one run, in nanoseconds.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(crate) struct Latency {
+    pub(crate) samples: u64,
+    pub(crate) p50_ns: u64,
+    pub(crate) p99_ns: u64,
+    pub(crate) max_ns: u64,
+}
+
+impl Latency {
+    /// `None` if the histogram is empty.
+    pub(crate) fn from_histogram(h: &Histogram<u64>) -> Option<Latency> {
+        (!h.is_empty()).then(|| Latency {
+            samples: h.len(),
+            p50_ns: h.value_at_quantile(0.50),
+            p99_ns: h.value_at_quantile(0.99),
+            max_ns: h.max(),
+        })
+    }
+}
+
+/// What the lock recorder (`rcu_fence::lockdep`) saw during one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct LockSummary {
+    /// Distinct lock-class dependencies ("class A held while taking class B").
+    pub(crate) dependencies: u64,
+    /// Acquisitions of a lock while another lock of the same class was held.
+    pub(crate) same_class: u64,
+    /// Cycles between lock classes (potential ABBA deadlocks), as `a→b→a`.
+    pub(crate) cycles: Vec<String>,
+    /// The kernel's nesting `WARN_ON`s: containers built over containers it forbids.
+    pub(crate) nesting_warnings: u64,
+}
+
+impl LockSummary {
+    pub(crate) fn from_report(report: &rcu_fence::lockdep::LockdepReport) -> LockSummary {
+        LockSummary {
+            dependencies: report.dependencies.len() as u64,
+            same_class: report.same_class.iter().map(|(_, n)| n).sum(),
+            cycles: report
+                .cycles
+                .iter()
+                .map(|cycle| {
+                    let names: Vec<&str> = cycle
+                        .iter()
+                        .chain(cycle.first())
+                        .map(|c| c.name())
+                        .collect();
+                    names.join("→")
+                })
+                .collect(),
+            nesting_warnings: report.nesting_warning_count(),
+        }
+    }
+
+    /// The larger of each count, and every cycle of either.
+    pub(crate) fn merge(&mut self, other: &LockSummary) {
+        self.dependencies = self.dependencies.max(other.dependencies);
+        self.same_class = self.same_class.max(other.same_class);
+        self.nesting_warnings = self.nesting_warnings.max(other.nesting_warnings);
+        for c in &other.cycles {
+            if !self.cycles.contains(c) {
+                self.cycles.push(c.clone());
+            }
+        }
+    }
+
+    /// True if the kernel's lockdep or its nesting `WARN_ON`s would object: a cycle, a
+    /// same-class nesting ("possible recursive locking") or a nesting warning.
+    pub(crate) fn objects(&self) -> bool {
+        !self.cycles.is_empty() || self.same_class > 0 || self.nesting_warnings > 0
+    }
+}
+
+/// Containers checked for the error rule ("a container that signals carries an error
+/// whenever a member under it failed"), and how many did not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct ErrorTally {
+    /// Checks made: a container (or a merge or unwrap of one) seen signalled after a
+    /// member under it failed.
+    pub(crate) checked: u64,
+    /// Of those, how many carried no error.
+    pub(crate) lost: u64,
+}
+
+/// How deep one mechanism of `deep` went on one backend, probed in child processes.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct DepthReached {
+    /// `signal`, `enable` or `put`.
+    pub(crate) mechanism: &'static str,
+    /// The deepest depth that passed.
+    pub(crate) survived: Option<u64>,
+    /// The depth tried: every depth up to it passed if `failed_at` is `None`.
+    pub(crate) tried: u64,
+    /// The smallest depth seen failing.
+    pub(crate) failed_at: Option<u64>,
+    /// How that failure ended, and in which phase.
+    pub(crate) failure: Option<String>,
+    /// Peak stack at the shallowest passing depth: `(depth, bytes)`.
+    pub(crate) peak_shallow: Option<(u64, u64)>,
+    /// Peak stack at the deepest passing depth.
+    pub(crate) peak_deepest: Option<u64>,
+}
+
+/// What one scenario measured on one backend: every column of the final tables.
+///
+/// A scenario fills what it measures and leaves the rest `None` (shown as `-`).
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Outcome {
+    pub(crate) scenario: &'static str,
+    pub(crate) backend: &'static str,
+    /// What one of `ops` is (the scenario's unit, the same on every backend).
+    pub(crate) unit: &'static str,
+    /// The seed this run's random choices came from.
+    pub(crate) seed: u64,
+    pub(crate) threads: usize,
+    /// Wall time of the measured part.
+    pub(crate) seconds: f64,
+    /// Units of work done in the measured part.
+    pub(crate) ops: u64,
+    /// Callbacks that `add_callback` accepted.
+    pub(crate) callbacks_installed: u64,
+    /// Callbacks that ran (must equal installed minus removed).
+    pub(crate) callbacks_delivered: u64,
+    /// Callbacks taken back by a `remove_callback` that returned true.
+    pub(crate) callbacks_removed: u64,
+    /// Broken promises: exactly-once, remove semantics, status, container rules, and
+    /// (on a strict backend) lost errors and failed depth probes.
+    pub(crate) violations: u64,
+    /// Objects still alive after the scenario dropped everything.
+    pub(crate) leaked: u64,
+    /// Deepest nesting built and completed (leaves are depth 0).
+    pub(crate) depth: Option<u64>,
+    /// `deep`: the depth each mechanism survived in child processes.
+    pub(crate) depth_probes: Vec<DepthReached>,
+    /// Deepest stack seen, in bytes.
+    pub(crate) peak_stack_bytes: Option<u64>,
+    pub(crate) latency: Option<Latency>,
+    /// What the lock recorder saw (backends whose locks it records).
+    pub(crate) lockdep: Option<LockSummary>,
+    /// The error rule, checked.
+    pub(crate) errors: ErrorTally,
+    /// The kernel's rules biting on a backend that keeps them (a stack overflow on
+    /// nesting, a lock-class cycle, a lost error): reported, and not a failure. Never set
+    /// on a strict backend, where such a thing is a violation.
+    pub(crate) known_limits: Vec<String>,
+    /// Set when the scenario did not run on this backend, with the reason.
+    pub(crate) skipped: Option<String>,
+    /// What went wrong, first few, and anything else worth reading.
+    pub(crate) notes: Vec<String>,
+}
+
+impl Outcome {
+    pub(crate) fn new(
+        scenario: &'static str,
+        backend: &'static str,
+        seed: u64,
+        threads: usize,
+    ) -> Outcome {
+        Outcome {
+            scenario,
+            backend,
+            unit: "ops",
+            seed,
+            threads,
+            seconds: 0.0,
+            ops: 0,
+            callbacks_installed: 0,
+            callbacks_delivered: 0,
+            callbacks_removed: 0,
+            violations: 0,
+            leaked: 0,
+            depth: None,
+            depth_probes: Vec::new(),
+            peak_stack_bytes: None,
+            latency: None,
+            lockdep: None,
+            errors: ErrorTally::default(),
+            known_limits: Vec::new(),
+            skipped: None,
+            notes: Vec::new(),
+        }
+    }
+
+    pub(crate) fn set_elapsed(&mut self, elapsed: Duration) {
+        self.seconds = elapsed.as_secs_f64();
+    }
+
+    pub(crate) fn ops_per_sec(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.ops as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// Records a known limit on a backend that keeps the kernel's rules, or a violation on
+    /// a strict one (where nothing is excused).
+    pub(crate) fn limit(&mut self, strict: bool, what: String) {
+        if strict {
+            self.violations += 1;
+            self.notes.push(what);
+        } else {
+            self.known_limits.push(what);
+        }
+    }
+
+    /// True if this row fails the run: a violation or a leak. (Known limits are never
+    /// counted as violations, so they never fail a run.)
+    pub(crate) fn failed(&self) -> bool {
+        self.skipped.is_none() && (self.violations > 0 || self.leaked > 0)
+    }
+
+    /// The row's outcome in a word or two.
+    pub(crate) fn result(&self) -> &'static str {
+        if self.skipped.is_some() {
+            "skipped"
+        } else if self.failed() {
+            "FAIL"
+        } else if !self.known_limits.is_empty() {
+            "known limit"
+        } else {
+            "ok"
+        }
+    }
+
+    /// One line for progress output.
+    pub(crate) fn summary(&self) -> String {
+        if let Some(why) = &self.skipped {
+            return format!("skipped: {why}");
+        }
+        format!(
+            "{:.1} s, {} {}/s, {} callbacks, {} violations, {} leaked{}",
+            self.seconds,
+            si(self.ops_per_sec()),
+            self.unit,
+            self.callbacks_delivered,
+            self.violations,
+            self.leaked,
+            if self.failed() { "  FAILED" } else { "" }
+        )
+    }
+}
+
+/// 1234567.0 → "1.23M".
+pub(crate) fn si(v: f64) -> String {
+    let (v, unit) = match v {
+        v if v >= 1e9 => (v / 1e9, "G"),
+        v if v >= 1e6 => (v / 1e6, "M"),
+        v if v >= 1e3 => (v / 1e3, "k"),
+        v => (v, ""),
+    };
+    if unit.is_empty() {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}{unit}")
+    }
+}
+
+/// Nanoseconds as a short human time.
+pub(crate) fn time(ns: u64) -> String {
+    match ns {
+        n if n >= 1_000_000_000 => format!("{:.2}s", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.2}ms", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1}µs", n as f64 / 1e3),
+        n => format!("{n}ns"),
+    }
+}
+
+/// Bytes as KiB ("≥224.0 KiB" reads as "the whole painted stack was used").
+pub(crate) fn kib(bytes: Option<u64>) -> String {
+    bytes.map_or("-".into(), |b| format!("{:.1} KiB", b as f64 / 1024.0))
+}
+
+pub(crate) fn dash<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "-".to_string())
+}
+
+/// The whole run, as written by `--json`.
+#[derive(Debug, Serialize)]
+pub(crate) struct RunReport<'a> {
+    pub(crate) seed: u64,
+    pub(crate) threads: usize,
+    pub(crate) seconds_per_scenario: Option<f64>,
+    pub(crate) ops_per_scenario: Option<u64>,
+    pub(crate) depth: usize,
+    pub(crate) width: usize,
+    pub(crate) quick: bool,
+    pub(crate) passed: bool,
+    /// Set when the watchdog stopped the run.
+    pub(crate) stalled: Option<String>,
+    pub(crate) results: &'a [Outcome],
+}
+
+impl RunReport<'_> {
+    pub(crate) fn write(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(path, text + "\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_limits_are_violations_on_a_strict_backend_only() {
+        let mut o = Outcome::new("deep", "rcu", 1, 2);
+        o.limit(true, "stack overflow".into());
+        assert!(o.failed() && o.known_limits.is_empty());
+        let mut o = Outcome::new("deep", "locked", 1, 2);
+        o.limit(false, "stack overflow".into());
+        assert!(!o.failed() && o.result() == "known limit");
+        o.violations = 1;
+        assert!(o.failed(), "a known limit excuses no violation");
+    }
+}
