@@ -10,7 +10,7 @@
 
 use std::io::IsTerminal;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ mod scenarios;
 mod stack;
 
 use checks::{Checks, Watchdog};
-use report::{LockSummary, Outcome, RunReport};
+use report::{BackendInfo, LockSummary, Machine, Outcome, RunReport};
 use scenarios::{Entry, RunConfig, mix, name_hash};
 
 /// Stress runs and the nesting evaluation of rcu-fence, on every fence backend.
@@ -77,6 +77,11 @@ struct Cli {
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
 
+    /// Also write the results as a markdown document to this file: the command, date,
+    /// seed, machine and duration, then the shape × scheme table and the others.
+    #[arg(long, value_name = "PATH")]
+    markdown: Option<PathBuf>,
+
     /// CI-sized run: small budgets, the whole run under a minute.
     #[arg(long)]
     quick: bool,
@@ -101,6 +106,14 @@ struct Settings {
     width: usize,
     quick: bool,
     json: Option<PathBuf>,
+    markdown: Option<PathBuf>,
+    /// The backends to run on, in the order of `backends::ALL`.
+    backends: Vec<&'static backends::Spec>,
+    /// The command line, as the results files quote it.
+    command: String,
+    /// When the run started, UTC.
+    date: String,
+    started: Instant,
 }
 
 impl Settings {
@@ -135,6 +148,15 @@ impl Settings {
             width: cli.width.unwrap_or(if cli.quick { 4 } else { 8 }).max(1),
             quick: cli.quick,
             json: cli.json.clone(),
+            markdown: cli.markdown.clone(),
+            backends: backends::parse(&cli.backend)?,
+            command: command_line(),
+            date: report::utc(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            ),
+            started: Instant::now(),
         })
     }
 
@@ -154,6 +176,10 @@ impl Settings {
 
     fn report<'a>(&self, results: &'a [Outcome], stalled: Option<String>) -> RunReport<'a> {
         RunReport {
+            command: self.command.clone(),
+            date: self.date.clone(),
+            machine: Machine::this(),
+            duration_seconds: self.started.elapsed().as_secs_f64(),
             seed: self.seed,
             threads: self.threads,
             seconds_per_scenario: self.seconds.map(|s| s.as_secs_f64()),
@@ -161,18 +187,54 @@ impl Settings {
             depth: self.depth,
             width: self.width,
             quick: self.quick,
+            baseline: backends::BASELINE,
+            backends: self
+                .backends
+                .iter()
+                .map(|b| BackendInfo {
+                    name: b.name,
+                    about: b.about,
+                    strict: b.strict,
+                })
+                .collect(),
             passed: stalled.is_none() && !results.iter().any(Outcome::failed),
             stalled,
-            results,
+            results: report::rows(results),
         }
     }
 
-    fn write_json(&self, results: &[Outcome], stalled: Option<String>) {
+    /// Writes the results files asked for (`--json`, `--markdown`).
+    fn write_files(&self, results: &[Outcome], stalled: Option<String>) {
+        let report = self.report(results, stalled);
+        let said = |path: &Path, written: std::io::Result<()>| match written {
+            Ok(()) => eprintln!("stress: wrote {}", path.display()),
+            Err(e) => eprintln!("stress: cannot write {}: {e}", path.display()),
+        };
         if let Some(path) = &self.json {
-            if let Err(e) = self.report(results, stalled).write(path) {
-                eprintln!("stress: cannot write {}: {e}", path.display());
-            }
+            said(path, report.write_json(path));
         }
+        if let Some(path) = &self.markdown {
+            said(path, report.write_markdown(path));
+        }
+    }
+}
+
+/// This run's command line, as `cargo run` would take it.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'') {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                a
+            }
+        })
+        .collect();
+    if args.is_empty() {
+        "cargo run --release -p stress".into()
+    } else {
+        format!("cargo run --release -p stress -- {}", args.join(" "))
     }
 }
 
@@ -286,7 +348,7 @@ fn record_locks(spec: &backends::Spec, outcome: &mut Outcome) {
         }
         outcome.limit(
             spec.strict,
-            format!("the lock recorder objects: {}", parts.join(", ")),
+            format!("lock recorder objects: {}", parts.join(", ")),
         );
     }
     outcome.lockdep = Some(lock);
@@ -310,19 +372,15 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let parsed = Settings::from_cli(&cli).and_then(|s| {
-        let entries = select(&cli.scenario)?;
-        let backends = backends::parse(&cli.backend)?;
-        Ok((s, entries, backends))
-    });
-    let (settings, entries, backends) = match parsed {
+    let parsed = Settings::from_cli(&cli).and_then(|s| Ok((s, select(&cli.scenario)?)));
+    let (settings, entries) = match parsed {
         Ok(x) => x,
         Err(e) => {
             eprintln!("stress: {e}");
             return ExitCode::from(64);
         }
     };
-    let backends: Vec<&'static str> = backends.iter().map(|b| b.name).collect();
+    let backends: Vec<&'static str> = settings.backends.iter().map(|b| b.name).collect();
     let budget = match (settings.seconds, settings.ops) {
         (Some(s), Some(n)) => format!("{:.1} s or {n} ops", s.as_secs_f64()),
         (Some(s), None) => format!("{:.1} s", s.as_secs_f64()),
@@ -350,14 +408,13 @@ fn main() -> ExitCode {
             eprintln!("\nstress: FAILED: watchdog: {why}");
             print!("{}", report::text::table(&done));
             println!("stress: stuck; replay with --seed {}", settings.seed);
-            settings.write_json(&done, Some(why));
+            settings.write_files(&done, Some(why));
             std::process::exit(2);
         })
     };
 
     let total = entries.len() * backends.len();
     let progress = Progress::new(total);
-    let started = Instant::now();
     let mut n = 0;
     for entry in &entries {
         for &backend in &backends {
@@ -396,13 +453,13 @@ fn main() -> ExitCode {
         println!();
         print!("{depths}");
     }
-    settings.write_json(&results, None);
+    settings.write_files(&results, None);
     let failed: Vec<&Outcome> = results.iter().filter(|o| o.failed()).collect();
     let skipped = results.iter().filter(|o| o.skipped.is_some()).count();
     println!(
         "stress: {} runs in {:.1} s, seed {}",
         results.len(),
-        started.elapsed().as_secs_f64(),
+        settings.started.elapsed().as_secs_f64(),
         settings.seed
     );
     let passed = results.len() - failed.len() - skipped;

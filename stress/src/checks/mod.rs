@@ -95,7 +95,9 @@ impl Checks {
         outcome.notes.extend(notes);
         outcome.violations += self.violations.count();
         outcome.notes.extend(self.violations.descriptions());
-        outcome.errors = self.errors.tally();
+        let errors = self.errors.tally();
+        outcome.errors.checked += errors.checked;
+        outcome.errors.lost += errors.lost;
         outcome.known_limits.extend(self.errors.limit());
         outcome.latency =
             Latency::from_histogram(&self.latency.lock().unwrap_or_else(|e| e.into_inner()));

@@ -1,13 +1,15 @@
 //! Results: one [`Outcome`] per scenario and backend, and the whole run ([`RunReport`], the
 //! JSON file).
 //!
-//! - [`text`]: the tables printed at the end of a run.
+//! - [`text`]: the tables printed at the end of a run;
+//! - [`markdown`]: the results file (`--markdown`), the same tables as a document.
 
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+pub(crate) mod markdown;
 pub(crate) mod text;
 
 /// Signal-to-callback latency of one run, in nanoseconds.
@@ -279,18 +281,79 @@ pub(crate) fn time(ns: u64) -> String {
     }
 }
 
-/// Bytes as KiB ("≥224.0 KiB" reads as "the whole painted stack was used").
+/// Bytes as KiB; `≥` when the whole painted part of a measured stack was used (the true
+/// peak is then at least that).
 pub(crate) fn kib(bytes: Option<u64>) -> String {
-    bytes.map_or("-".into(), |b| format!("{:.1} KiB", b as f64 / 1024.0))
+    bytes.map_or("-".into(), |b| {
+        let at_least = if b >= crate::stack::PAINTED as u64 {
+            "≥"
+        } else {
+            ""
+        };
+        format!("{at_least}{:.1} KiB", b as f64 / 1024.0)
+    })
 }
 
 pub(crate) fn dash<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| "-".to_string())
 }
 
-/// The whole run, as written by `--json`.
+/// The machine a run ran on.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Machine {
+    /// Available parallelism.
+    pub(crate) cores: usize,
+    /// The CPU's model name, where the system tells it.
+    pub(crate) cpu: Option<String>,
+}
+
+impl Machine {
+    pub(crate) fn this() -> Machine {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, name)| name.trim().to_string())
+            });
+        Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu,
+        }
+    }
+}
+
+/// One backend of the run, as the results file introduces it.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct BackendInfo {
+    pub(crate) name: &'static str,
+    pub(crate) about: &'static str,
+    /// Every guarantee enforced (no known limits).
+    pub(crate) strict: bool,
+}
+
+/// One row of the results: the outcome, and its throughput against the baseline's.
+#[derive(Debug, Serialize)]
+pub(crate) struct Row<'a> {
+    #[serde(flatten)]
+    pub(crate) outcome: &'a Outcome,
+    /// Units of work per second.
+    pub(crate) per_second: f64,
+    /// `per_second` over the baseline backend's in the same scenario.
+    pub(crate) ratio_to_baseline: Option<f64>,
+}
+
+/// The whole run, as written by `--json` and `--markdown`.
 #[derive(Debug, Serialize)]
 pub(crate) struct RunReport<'a> {
+    /// The command that produced it.
+    pub(crate) command: String,
+    /// When it started, UTC.
+    pub(crate) date: String,
+    pub(crate) machine: Machine,
+    /// Wall time of the whole run.
+    pub(crate) duration_seconds: f64,
     pub(crate) seed: u64,
     pub(crate) threads: usize,
     pub(crate) seconds_per_scenario: Option<f64>,
@@ -298,22 +361,70 @@ pub(crate) struct RunReport<'a> {
     pub(crate) depth: usize,
     pub(crate) width: usize,
     pub(crate) quick: bool,
+    /// The backend every ratio is taken against.
+    pub(crate) baseline: &'static str,
+    pub(crate) backends: Vec<BackendInfo>,
     pub(crate) passed: bool,
     /// Set when the watchdog stopped the run.
     pub(crate) stalled: Option<String>,
-    pub(crate) results: &'a [Outcome],
+    pub(crate) results: Vec<Row<'a>>,
 }
 
 impl RunReport<'_> {
-    pub(crate) fn write(&self, path: &std::path::Path) -> std::io::Result<()> {
+    /// The results' outcomes.
+    pub(crate) fn outcomes(&self) -> Vec<Outcome> {
+        self.results.iter().map(|r| r.outcome.clone()).collect()
+    }
+
+    pub(crate) fn write_json(&self, path: &std::path::Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(path, text + "\n")
     }
+
+    pub(crate) fn write_markdown(&self, path: &std::path::Path) -> std::io::Result<()> {
+        std::fs::write(path, markdown::document(self))
+    }
+}
+
+/// The rows of `outcomes`, each with its ratio to the baseline.
+pub(crate) fn rows(outcomes: &[Outcome]) -> Vec<Row<'_>> {
+    outcomes
+        .iter()
+        .map(|o| Row {
+            outcome: o,
+            per_second: o.ops_per_sec(),
+            ratio_to_baseline: text::ratio_to_baseline(o, outcomes),
+        })
+        .collect()
+}
+
+/// `secs` since the Unix epoch as `YYYY-MM-DD HH:MM UTC` (the civil calendar of
+/// <http://howardhinnant.github.io/date_algorithms.html>, `civil_from_days`).
+pub(crate) fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let (hh, mm) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400 + 3_723), "2000-02-29 01:02 UTC");
+        assert_eq!(utc(1_795_000_000), "2026-11-18 11:06 UTC");
+    }
 
     #[test]
     fn known_limits_are_violations_on_a_strict_backend_only() {

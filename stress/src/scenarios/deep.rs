@@ -179,21 +179,24 @@ impl Scenario for Deep {
                 outcome.limit(
                     spec.strict,
                     format!(
-                        "{}: {failure} at depth ~{} ({passed}; child processes, 256 KiB stacks)",
+                        "{} fails: {failure} at depth ~{} ({passed}; child processes, 256 KiB stacks)",
                         mechanism.name(),
                         reached.failed_at.unwrap_or(0)
                     ),
                 );
             }
+            // The deepest passing child's checks count with this run's.
             let lost = probe.deepest.number("errors_lost");
+            outcome.errors.checked += probe.deepest.number("errors_checked");
+            outcome.errors.lost += lost;
             if lost > 0 {
                 outcome.limit(
                     spec.strict,
                     format!(
-                        "{}: errors lost in a child at depth {}: {lost} of {}",
+                        "errors lost ({} probe): {lost} of {} at depth {}",
                         mechanism.name(),
+                        probe.deepest.number("errors_checked"),
                         reached.survived.unwrap_or(0),
-                        probe.deepest.number("errors_checked")
                     ),
                 );
             }
