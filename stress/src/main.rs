@@ -1,12 +1,21 @@
 //! Stress runs and the nesting evaluation of rcu-fence, on every backend.
 //!
 //! `cargo run --release -p stress` runs every scenario on every backend of
-//! [`backends::ALL`] and prints one table row per scenario and backend: throughput, callbacks
-//! delivered, violations of the fence guarantees, leaked objects, peak stack, signal to
-//! callback latency and lock dependencies. The exit status is non-zero if any guarantee of
-//! the `Rcu` backend (or any guarantee the classic scheme is meant to keep) was broken.
+//! [`backends::ALL`] and prints one table row per scenario and backend: throughput in the
+//! scenario's unit (the same work on every backend) and its ratio to the baseline
+//! (`locked`), callbacks delivered, violations of the fence guarantees, leaked objects,
+//! nesting depth, peak stack, signal to callback latency, errors lost and what the lock
+//! recorder saw; then the throughput with one column per backend, and `deep`'s depth per
+//! mechanism. `--json` and `--markdown` also write the results to files (see `report`).
+//! The exit status is 1 if a guarantee was broken (any on a strict backend; on the others,
+//! any but the kernel's own known limits), 2 if an operation got stuck.
 //!
-//! Every random choice comes from the seed printed at the start; `--seed` replays them.
+//! Every random choice comes from the seed printed at the start, through one seed per
+//! scenario that every backend shares; `--seed` replays them.
+//!
+//! Layout: [`backends`] (the list of backends), [`scenarios`] (one file per scenario),
+//! [`checks`] (what every scenario is checked against), [`stack`] (peak stack by painting),
+//! [`contained`] (child processes), [`report`] (the tables and the results files).
 
 use std::io::IsTerminal;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 /// What a thread is doing, for the watchdog's report.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
-#[allow(dead_code)] // later scenarios use the container operations
 pub(crate) enum Op {
     Idle = 0,
     Setup,

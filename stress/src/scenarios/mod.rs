@@ -2,8 +2,9 @@
 //! that count themselves, a tiny `block_on`.
 //!
 //! Each scenario is a type implementing [`Scenario`]; its `run` is generic over the fence
-//! backend, so the same code runs on every backend of [`backends::ALL`]. [`all`] lists them in the order
-//! they run.
+//! backend, so the same code runs on every backend of [`backends::ALL`]. [`all`] lists them
+//! in the order they run. Each scenario names its unit of work ([`Scenario::UNIT`]), counted
+//! the same way on every backend, so that throughputs compare across backends.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,7 +39,6 @@ pub(crate) struct RunConfig {
     /// Operation budget, if any (whichever budget runs out first ends the run).
     pub(crate) ops: Option<u64>,
     /// Nesting depth for the container scenarios.
-    #[allow(dead_code)] // read by the container scenarios
     pub(crate) depth: usize,
     /// Fan-out for the container scenarios; fences per worker in `flat`.
     pub(crate) width: usize,
@@ -46,7 +46,6 @@ pub(crate) struct RunConfig {
     /// the same on every backend, so that each makes the same random draws.
     pub(crate) seed: u64,
     /// CI-sized run.
-    #[allow(dead_code)] // read by the container scenarios
     pub(crate) quick: bool,
 }
 

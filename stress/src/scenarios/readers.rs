@@ -2,8 +2,8 @@
 //!
 //! A pool of slots, each holding a nested structure: a chain whose points are arrays over a
 //! leaf and an inner array (chain → array → array), or an array over chain heads. Every
-//! thread picks at random: read a structure (`FenceArray::fences`, `unwrap`, `chain_walk`
-//! or `merge`), signal one of its pending leaves, or replace it by a fresh one (its last
+//! thread picks at random: read a structure (`FenceArray::fences`, `unwrap`, `chain_walk`,
+//! `merge`, or a poll of `is_signaled`), signal one of its pending leaves, or replace it by a fresh one (its last
 //! leaves are signalled and the old one dropped while others may still be reading it).
 //!
 //! Checked, besides the network rules and exactly-once: `unwrap` yields no container;
@@ -105,13 +105,16 @@ fn read<B: Backend>(root: &Fence<B>, how: u32, checks: &Checks, writer: &mut Led
                 }
             }
         }
-        _ => check_merge(root, checks, writer),
+        3 => check_merge(root, checks, writer),
+        _ => {
+            let _ = root.is_signaled();
+        }
     }
 }
 
 impl Scenario for Readers {
     const NAME: &'static str = "readers";
-    const ABOUT: &'static str = "fences(), unwrap, chain_walk and merge on nested containers while others signal and drop them";
+    const ABOUT: &'static str = "fences(), unwrap, chain_walk, merge and polls on nested containers while others signal and drop them";
     const UNIT: &'static str = "actions";
 
     fn run<B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
@@ -178,7 +181,7 @@ fn worker<B: Backend>(
         if dice < 60 {
             let root = lock(i).root.clone();
             heart.at(Op::Walk);
-            read(&root, rng.random_range(0..4), checks, &mut writer);
+            read(&root, rng.random_range(0..5), checks, &mut writer);
             meter.add(1);
         } else if dice < 92 {
             let leaf = {

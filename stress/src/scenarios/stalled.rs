@@ -10,8 +10,9 @@
 //! `Locked` releases nothing through RCU (its containers keep their members until their
 //! own release), so its garbage stays at zero: it is the contrast.
 //!
-//! Checked: the usual exactly-once, leak and watchdog checks; nothing pending after the
-//! reader leaves and `synchronize_rcu` returns.
+//! Checked: the usual exactly-once, leak and watchdog checks; an array over a failed leaf
+//! carries an error (the error rule); nothing pending after the reader leaves and
+//! `synchronize_rcu` returns.
 //!
 //! The unit is an **array**: 64 watched leaves and the array over them built, enabled,
 //! signalled, waited for and dropped.
@@ -112,11 +113,17 @@ fn worker<B: Backend>(t: usize, cfg: &RunConfig, checks: &Arc<Checks>, stop: &St
             FenceArray::create(leaves.clone(), context_alloc(1), 1, false).expect("non-empty");
         array.enable_sw_signaling();
         heart.at(Op::Signal);
+        let mut failed = false;
         for leaf in &leaves {
-            signal_leaf(leaf, &mut rng, 64, checks);
+            failed |= signal_leaf(leaf, &mut rng, 64, checks);
         }
         heart.at(Op::Wait);
         array.wait();
+        if failed {
+            checks.errors.check(array.error().is_some(), || {
+                "an array over a failed leaf".into()
+            });
+        }
         meter.add(1);
         heart.at(Op::Drop);
         drop(array);
