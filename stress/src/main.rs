@@ -64,8 +64,8 @@ struct Cli {
     #[arg(long, value_name = "S")]
     seconds: Option<f64>,
 
-    /// Operation budget of each scenario on each backend (with --seconds too, whichever
-    /// runs out first).
+    /// Work budget of each scenario on each backend, in the scenario's unit (see --list;
+    /// with --seconds too, whichever runs out first).
     #[arg(long, value_name = "N")]
     ops: Option<u64>,
 
@@ -77,6 +77,11 @@ struct Cli {
     /// 4 with --quick].
     #[arg(long, value_name = "W")]
     width: Option<usize>,
+
+    /// Slices each scenario's budget is split into, run alternately on each backend; the
+    /// ratios are the median of the slices' ratios [default: 3; 1 with --quick].
+    #[arg(long, value_name = "N")]
+    slices: Option<usize>,
 
     /// Seed of every random choice [default: random, printed at the start].
     #[arg(long, value_name = "N")]
@@ -111,6 +116,7 @@ struct Settings {
     threads: usize,
     seconds: Option<Duration>,
     ops: Option<u64>,
+    slices: usize,
     depth: usize,
     width: usize,
     quick: bool,
@@ -145,11 +151,16 @@ impl Settings {
         if cli.ops == Some(0) {
             return Err("--ops must be at least 1".into());
         }
+        let slices = cli.slices.unwrap_or(if cli.quick { 1 } else { 3 });
+        if slices == 0 {
+            return Err("--slices must be at least 1".into());
+        }
         Ok(Settings {
             seed: cli.seed.unwrap_or_else(rand::random),
             threads,
             seconds,
             ops: cli.ops,
+            slices,
             depth: cli
                 .depth
                 .unwrap_or(if cli.quick { 10_000 } else { 100_000 })
@@ -169,17 +180,20 @@ impl Settings {
         })
     }
 
-    /// The configuration of `scenario` on any backend: the seed comes from the run's seed
-    /// and the scenario's name only, so every backend makes the same random draws.
-    fn run_config(&self, scenario: &str) -> RunConfig {
+    /// The configuration of one slice of `scenario` on any backend: its share of the
+    /// budget, and a seed from the run's seed, the scenario's name and the slice only, so
+    /// that every backend makes the same random draws in each slice.
+    fn run_config(&self, scenario: &str, slice: usize) -> RunConfig {
+        let n = self.slices as u32;
         RunConfig {
             threads: self.threads,
-            seconds: self.seconds,
-            ops: self.ops,
+            seconds: self.seconds.map(|s| s / n),
+            ops: self.ops.map(|o| o.div_ceil(u64::from(n))),
             depth: self.depth,
             width: self.width,
-            seed: mix(self.seed, name_hash(scenario)),
+            seed: mix(mix(self.seed, name_hash(scenario)), slice as u64),
             quick: self.quick,
+            slice,
         }
     }
 
@@ -193,6 +207,7 @@ impl Settings {
             threads: self.threads,
             seconds_per_scenario: self.seconds.map(|s| s.as_secs_f64()),
             ops_per_scenario: self.ops,
+            slices: self.slices,
             depth: self.depth,
             width: self.width,
             quick: self.quick,
@@ -326,16 +341,17 @@ fn run_one(entry: &Entry, backend: &'static str, cfg: &RunConfig, checks: &Arc<C
             let mut outcome = Outcome::new(entry.name, backend, cfg.seed, cfg.threads);
             outcome.unit = entry.unit;
             outcome.violations = checks.violations.count() + 1;
-            outcome.notes.push(format!("panicked: {why}"));
-            outcome.notes.extend(checks.violations.descriptions());
+            outcome.slice = cfg.slice;
+            outcome.problems.push(format!("panicked: {why}"));
+            outcome.problems.extend(checks.violations.descriptions());
             outcome
         }
     }
 }
 
 /// Fills the lock columns from the process-wide lock recorder (reset before the run) on a
-/// backend whose locks it records; a cycle, a nesting warning or a same-class nesting is the
-/// kernel's lockdep objecting, reported as a known limit.
+/// backend whose locks it records. (`report::combine` turns a cycle, a same-class nesting or
+/// a nesting warning into the kernel's known limit.)
 fn record_locks(spec: &backends::Spec, outcome: &mut Outcome) {
     if !spec.recorded_locks || outcome.skipped.is_some() {
         return;
@@ -343,22 +359,6 @@ fn record_locks(spec: &backends::Spec, outcome: &mut Outcome) {
     let mut lock = LockSummary::from_report(&rcu_fence::lockdep::report());
     if let Some(children) = &outcome.lockdep {
         lock.merge(children);
-    }
-    if lock.objects() {
-        let mut parts = Vec::new();
-        if !lock.cycles.is_empty() {
-            parts.push(format!("lock-class cycles {}", lock.cycles.join(", ")));
-        }
-        if lock.same_class > 0 {
-            parts.push(format!("{} same-class nestings", lock.same_class));
-        }
-        if lock.nesting_warnings > 0 {
-            parts.push(format!("{} nesting warnings", lock.nesting_warnings));
-        }
-        outcome.limit(
-            spec.strict,
-            format!("lock recorder objects: {}", parts.join(", ")),
-        );
     }
     outcome.lockdep = Some(lock);
 }
@@ -397,11 +397,12 @@ fn main() -> ExitCode {
         (None, None) => unreachable!("one budget is always set"),
     };
     println!(
-        "stress: seed {} (replay with --seed {}), {} threads, {budget} per scenario and backend, backends {}, \
+        "stress: seed {} (replay with --seed {}), {} threads, {budget} per scenario and backend in {} slices, backends {}, \
          scenarios {}{}",
         settings.seed,
         settings.seed,
         settings.threads,
+        settings.slices,
         backends.join("+"),
         entries.iter().map(|e| e.name).collect::<Vec<_>>().join(","),
         if settings.quick { " (quick)" } else { "" },
@@ -413,7 +414,7 @@ fn main() -> ExitCode {
         let settings = settings.clone();
         Arc::new(move |why: String| {
             // A stuck operation cannot be recovered from: report what we have and leave.
-            let done = results.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let done = report::combine_all(&results.lock().unwrap_or_else(|e| e.into_inner()));
             eprintln!("\nstress: FAILED: watchdog: {why}");
             print!("{}", report::text::table(&done));
             println!("stress: stuck; replay with --seed {}", settings.seed);
@@ -422,15 +423,22 @@ fn main() -> ExitCode {
         })
     };
 
-    let total = entries.len() * backends.len();
+    let slices = settings.slices;
+    let total = entries.len() * backends.len() * slices;
     let progress = Progress::new(total);
     let mut n = 0;
+    // Each scenario's slices run alternately on the backends (the baseline first in each
+    // slice), so that the ratios pair runs made close in time.
     for entry in &entries {
-        for &backend in &backends {
+        for (slice, &backend) in (0..slices).flat_map(|s| backends.iter().map(move |b| (s, b))) {
             n += 1;
-            let label = format!("{} on {backend}", entry.name);
+            let label = if slices > 1 {
+                format!("{} on {backend}, slice {}/{slices}", entry.name, slice + 1)
+            } else {
+                format!("{} on {backend}", entry.name)
+            };
             progress.start(n, &label);
-            let cfg = settings.run_config(entry.name);
+            let cfg = settings.run_config(entry.name, slice);
             let spec = backends::spec(backend).expect("parsed from backends::ALL");
             let checks = Arc::new(Checks::new(cfg.threads, entry.helpers, spec));
             let watchdog = Watchdog::start(
@@ -441,6 +449,7 @@ fn main() -> ExitCode {
             );
             rcu_fence::lockdep::reset();
             let mut outcome = run_one(entry, backend, &cfg, &checks);
+            outcome.slice = slice;
             record_locks(spec, &mut outcome);
             drop(watchdog);
             progress.end(n, &label, &outcome);
@@ -452,7 +461,7 @@ fn main() -> ExitCode {
     }
     progress.finish();
 
-    let results = results.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let results = report::combine_all(&results.lock().unwrap_or_else(|e| e.into_inner()));
     println!();
     print!("{}", report::text::table(&results));
     println!();

@@ -92,14 +92,16 @@ impl Checks {
         });
         let (leaked, notes) = live::settle(&self.baseline, Duration::from_secs(2));
         outcome.leaked = leaked;
-        outcome.notes.extend(notes);
+        outcome.problems.extend(notes);
         outcome.violations += self.violations.count();
-        outcome.notes.extend(self.violations.descriptions());
-        let errors = self.errors.tally();
-        outcome.errors.checked += errors.checked;
-        outcome.errors.lost += errors.lost;
-        outcome.known_limits.extend(self.errors.limit());
-        outcome.latency =
-            Latency::from_histogram(&self.latency.lock().unwrap_or_else(|e| e.into_inner()));
+        outcome.problems.extend(self.violations.descriptions());
+        outcome.errors.add(&self.errors.tally());
+        let histogram = self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        outcome.latency = Latency::from_histogram(&histogram);
+        outcome.histogram = Some(histogram);
     }
 }

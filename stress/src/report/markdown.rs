@@ -14,7 +14,7 @@
 
 use std::fmt::Write as _;
 
-use super::text::{backends_of, rate_cell, ratio_to_baseline, scenarios_of};
+use super::text::{backends_of, rate_cell, ratio_cell, scenarios_of};
 use super::{DepthReached, Outcome, RunReport, kib, si, time};
 use crate::backends;
 
@@ -124,7 +124,7 @@ fn row(o: &Outcome, all: &[Outcome]) -> Vec<String> {
         } else {
             "-".into()
         },
-        ratio_to_baseline(o, all).map_or("-".into(), |r| format!("{r:.2}")),
+        ratio_cell(o, all),
     ]
 }
 
@@ -172,6 +172,13 @@ pub(crate) fn document(run: &RunReport<'_>) -> String {
                 if run.quick { " (quick)" } else { "" }
             ),
         ),
+        (
+            "slices",
+            format!(
+                "{} per scenario, run alternately on each scheme",
+                run.slices
+            ),
+        ),
         ("duration", format!("{:.1} s", run.duration_seconds)),
         (
             "result",
@@ -195,7 +202,7 @@ pub(crate) fn document(run: &RunReport<'_>) -> String {
 
     let _ = writeln!(out, "\n## Shape × scheme\n");
     let rows: Vec<Vec<String>> = all.iter().map(|o| row(o, &all)).collect();
-    let ratio = format!("× {}", backends::BASELINE);
+    let ratio = format!("× {} (median, range)", backends::BASELINE);
     table(
         &mut out,
         &[
@@ -279,9 +286,11 @@ pub(crate) fn document(run: &RunReport<'_>) -> String {
 
     let _ = writeln!(out, "\n## Known limits and notes\n");
     for o in &all {
+        let problems = o.problems.iter().map(|p| format!("**problem**: {p}"));
         let limits = o.known_limits.iter().map(|l| format!("known limit: {l}"));
         let skipped = o.skipped.iter().map(|s| format!("skipped: {s}"));
-        for note in limits.chain(o.notes.iter().cloned()).chain(skipped) {
+        let notes = o.notes.iter().cloned();
+        for note in problems.chain(limits).chain(notes).chain(skipped) {
             let _ = writeln!(out, "- {} / {}: {note}", o.scenario, o.backend);
         }
     }
@@ -294,7 +303,7 @@ pub(crate) fn document(run: &RunReport<'_>) -> String {
         "**errors lost**: containers (and merges, unwraps, found chain links) seen complete after a member under them failed, that carried no error, of all those checked.",
         "**lock deps / cycles / nesting warnings**: what the lock recorder (`rcu_fence::lockdep`) saw during the run: distinct lock-class dependencies, cycles between classes (potential ABBA deadlocks) and the kernel's nesting `WARN_ON`s; `-` for a scheme that takes no recorded fence locks.",
         "**latency**: from the signal of the member that completed a container (or of a plain fence) to the callback.",
-        "**throughput**: units of the same work on every scheme, per second of the measured part: actions (one operation: a callback added or removed, a signal, a wait, a read of a whole structure), nodes (one leaf or container built, watched, signalled or completed, and dropped), jobs, arrays. Ratios are against the baseline in the same run; the machines are shared and small, so compare within one run only.",
+        "**throughput**: units of the same work on every scheme, per second of the measured part: actions (one operation: a callback added or removed, a signal, a wait, a read of a whole structure), nodes (one leaf or container built, watched, signalled or completed, and dropped), jobs, arrays. Each scenario's budget is split into slices run alternately on each scheme (the baseline's slice, then each other scheme's, again and again), with the same random draws on every scheme within a slice; the ratio is the median of the per-slice ratios against the baseline, and the range shows how noisy the machine was.",
     ] {
         let _ = writeln!(out, "- {line}");
     }
@@ -340,6 +349,7 @@ mod tests {
         rcu.errors = ErrorTally {
             checked: 10,
             lost: 0,
+            first: Vec::new(),
         };
         let all = [locked, rcu];
         let run = RunReport {
@@ -354,6 +364,7 @@ mod tests {
             threads: 2,
             seconds_per_scenario: Some(3.0),
             ops_per_scenario: None,
+            slices: 1,
             depth: 100_000,
             width: 8,
             quick: false,

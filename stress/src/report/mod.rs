@@ -67,7 +67,21 @@ impl LockSummary {
         }
     }
 
-    /// The larger of each count, and every cycle of either.
+    /// Adds a later run's figures (a slice of the same scenario): the larger number of
+    /// distinct dependencies, the sums of the counts, every cycle of either.
+    pub(crate) fn add(&mut self, other: &LockSummary) {
+        self.dependencies = self.dependencies.max(other.dependencies);
+        self.same_class += other.same_class;
+        self.nesting_warnings += other.nesting_warnings;
+        for c in &other.cycles {
+            if !self.cycles.contains(c) {
+                self.cycles.push(c.clone());
+            }
+        }
+    }
+
+    /// The larger of each count, and every cycle of either (another view of the same run:
+    /// a child process's).
     pub(crate) fn merge(&mut self, other: &LockSummary) {
         self.dependencies = self.dependencies.max(other.dependencies);
         self.same_class = self.same_class.max(other.same_class);
@@ -88,13 +102,28 @@ impl LockSummary {
 
 /// Containers checked for the error rule ("a container that signals carries an error
 /// whenever a member under it failed"), and how many did not.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct ErrorTally {
     /// Checks made: a container (or a merge or unwrap of one) seen signalled after a
     /// member under it failed.
     pub(crate) checked: u64,
     /// Of those, how many carried no error.
     pub(crate) lost: u64,
+    /// Where the first few were lost.
+    pub(crate) first: Vec<String>,
+}
+
+impl ErrorTally {
+    /// Adds `other`'s checks to these.
+    pub(crate) fn add(&mut self, other: &ErrorTally) {
+        self.checked += other.checked;
+        self.lost += other.lost;
+        for w in &other.first {
+            if self.first.len() < 4 {
+                self.first.push(w.clone());
+            }
+        }
+    }
 }
 
 /// How deep one mechanism of `deep` went on one backend, probed in child processes.
@@ -143,6 +172,8 @@ pub(crate) struct Outcome {
     pub(crate) violations: u64,
     /// Objects still alive after the scenario dropped everything.
     pub(crate) leaked: u64,
+    /// What was broken or leaked, first few (every slice's).
+    pub(crate) problems: Vec<String>,
     /// Deepest nesting built and completed (leaves are depth 0).
     pub(crate) depth: Option<u64>,
     /// `deep`: the depth each mechanism survived in child processes.
@@ -160,8 +191,16 @@ pub(crate) struct Outcome {
     pub(crate) known_limits: Vec<String>,
     /// Set when the scenario did not run on this backend, with the reason.
     pub(crate) skipped: Option<String>,
-    /// What went wrong, first few, and anything else worth reading.
+    /// Anything else worth reading (the first slice's).
     pub(crate) notes: Vec<String>,
+    /// Throughput of each slice, in the order they ran: the samples of the ratios.
+    pub(crate) slice_rates: Vec<f64>,
+    /// Which slice this is (0 for a combined outcome).
+    #[serde(skip)]
+    pub(crate) slice: usize,
+    /// The latency samples, kept for combining slices.
+    #[serde(skip)]
+    pub(crate) histogram: Option<Histogram<u64>>,
 }
 
 impl Outcome {
@@ -184,6 +223,7 @@ impl Outcome {
             callbacks_removed: 0,
             violations: 0,
             leaked: 0,
+            problems: Vec::new(),
             depth: None,
             depth_probes: Vec::new(),
             peak_stack_bytes: None,
@@ -193,6 +233,9 @@ impl Outcome {
             known_limits: Vec::new(),
             skipped: None,
             notes: Vec::new(),
+            slice_rates: Vec::new(),
+            slice: 0,
+            histogram: None,
         }
     }
 
@@ -213,7 +256,7 @@ impl Outcome {
     pub(crate) fn limit(&mut self, strict: bool, what: String) {
         if strict {
             self.violations += 1;
-            self.notes.push(what);
+            self.problems.push(what);
         } else {
             self.known_limits.push(what);
         }
@@ -298,6 +341,117 @@ pub(crate) fn dash<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| "-".to_string())
 }
 
+/// One outcome of a scenario on a backend from its slices (run alternately with the other
+/// backends' slices): the work, callbacks, violations and leaks summed, the deepest depth and
+/// stack, the latency samples merged, every slice's problems, the first slice's notes, each
+/// slice's throughput kept for the ratios. Then the known limits that follow from the
+/// totals: errors lost (a violation on a strict backend already) and the lock recorder's
+/// objections.
+pub(crate) fn combine(parts: &[Outcome]) -> Outcome {
+    let first = &parts[0];
+    let spec = crate::backends::spec(first.backend);
+    let strict = spec.is_none_or(|b| b.strict);
+    let mut o = Outcome::new(first.scenario, first.backend, first.seed, first.threads);
+    o.unit = first.unit;
+    o.skipped = first.skipped.clone();
+    o.notes = first.notes.clone();
+    let many = parts.len() > 1;
+    for p in parts {
+        o.seconds += p.seconds;
+        o.ops += p.ops;
+        o.callbacks_installed += p.callbacks_installed;
+        o.callbacks_delivered += p.callbacks_delivered;
+        o.callbacks_removed += p.callbacks_removed;
+        o.violations += p.violations;
+        o.leaked += p.leaked;
+        let at = |what: &String| {
+            if many {
+                format!("slice {}: {what}", p.slice + 1)
+            } else {
+                what.clone()
+            }
+        };
+        o.problems.extend(p.problems.iter().map(at));
+        o.depth = o.depth.max(p.depth);
+        o.depth_probes.extend(p.depth_probes.iter().cloned());
+        o.peak_stack_bytes = o.peak_stack_bytes.max(p.peak_stack_bytes);
+        if let Some(h) = &p.histogram {
+            match &mut o.histogram {
+                Some(all) => {
+                    let _ = all.add(h);
+                }
+                None => o.histogram = Some(h.clone()),
+            }
+        }
+        if let Some(l) = &p.lockdep {
+            o.lockdep.get_or_insert_with(LockSummary::default).add(l);
+        }
+        o.errors.add(&p.errors);
+        for l in &p.known_limits {
+            if !o.known_limits.contains(l) {
+                o.known_limits.push(l.clone());
+            }
+        }
+        if p.skipped.is_none() {
+            o.slice_rates.push(p.ops_per_sec());
+        }
+    }
+    o.latency = o.histogram.as_ref().and_then(Latency::from_histogram);
+    if many && o.skipped.is_none() {
+        o.notes = o
+            .notes
+            .iter()
+            .map(|n| format!("slice 1 of {}: {n}", parts.len()))
+            .collect();
+    }
+    if !strict && o.errors.lost > 0 {
+        o.known_limits.push(format!(
+            "errors lost: {} of {} containers over a failed member signalled without an error (first: {})",
+            o.errors.lost,
+            o.errors.checked,
+            o.errors.first.join("; ")
+        ));
+    }
+    if let Some(lock) = o.lockdep.clone().filter(LockSummary::objects) {
+        let mut parts = Vec::new();
+        if !lock.cycles.is_empty() {
+            parts.push(format!("lock-class cycles {}", lock.cycles.join(", ")));
+        }
+        if lock.same_class > 0 {
+            parts.push(format!("{} same-class nestings", lock.same_class));
+        }
+        if lock.nesting_warnings > 0 {
+            parts.push(format!("{} nesting warnings", lock.nesting_warnings));
+        }
+        o.limit(
+            strict,
+            format!("lock recorder objects: {}", parts.join(", ")),
+        );
+    }
+    o
+}
+
+/// Combines the slice outcomes of a run, grouped by scenario and backend in the order
+/// they first ran.
+pub(crate) fn combine_all(slices: &[Outcome]) -> Vec<Outcome> {
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for o in slices {
+        if !keys.contains(&(o.scenario, o.backend)) {
+            keys.push((o.scenario, o.backend));
+        }
+    }
+    keys.into_iter()
+        .map(|(s, b)| {
+            let parts: Vec<Outcome> = slices
+                .iter()
+                .filter(|o| o.scenario == s && o.backend == b)
+                .cloned()
+                .collect();
+            combine(&parts)
+        })
+        .collect()
+}
+
 /// The machine a run ran on.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Machine {
@@ -340,8 +494,11 @@ pub(crate) struct Row<'a> {
     pub(crate) outcome: &'a Outcome,
     /// Units of work per second.
     pub(crate) per_second: f64,
-    /// `per_second` over the baseline backend's in the same scenario.
+    /// `per_second` over the baseline backend's in the same scenario: the median of the
+    /// slices' ratios.
     pub(crate) ratio_to_baseline: Option<f64>,
+    /// The smallest and largest of the slices' ratios (with two slices or more).
+    pub(crate) ratio_range: Option<(f64, f64)>,
 }
 
 /// The whole run, as written by `--json` and `--markdown`.
@@ -358,6 +515,8 @@ pub(crate) struct RunReport<'a> {
     pub(crate) threads: usize,
     pub(crate) seconds_per_scenario: Option<f64>,
     pub(crate) ops_per_scenario: Option<u64>,
+    /// Slices each scenario's budget was split into, run alternately on each backend.
+    pub(crate) slices: usize,
     pub(crate) depth: usize,
     pub(crate) width: usize,
     pub(crate) quick: bool,
@@ -394,6 +553,7 @@ pub(crate) fn rows(outcomes: &[Outcome]) -> Vec<Row<'_>> {
             outcome: o,
             per_second: o.ops_per_sec(),
             ratio_to_baseline: text::ratio_to_baseline(o, outcomes),
+            ratio_range: text::ratio_range(o, outcomes),
         })
         .collect()
 }

@@ -10,13 +10,63 @@ use std::fmt::Write as _;
 use super::{DepthReached, Outcome, dash, kib, si, time};
 use crate::backends;
 
-/// `o`'s throughput over the baseline's in the same scenario, if both ran.
-pub(crate) fn ratio_to_baseline(o: &Outcome, outcomes: &[Outcome]) -> Option<f64> {
-    let base = outcomes.iter().find(|b| {
+/// The ratios of `o`'s throughput to the baseline's in the same scenario, one per slice
+/// (the two ran alternately, slice by slice), or the overall ratio if the slices do not pair
+/// up; empty if either did not run.
+fn ratios(o: &Outcome, outcomes: &[Outcome]) -> Vec<f64> {
+    let Some(base) = outcomes.iter().find(|b| {
         b.scenario == o.scenario && b.backend == backends::BASELINE && b.skipped.is_none()
-    })?;
-    (o.skipped.is_none() && base.ops_per_sec() > 0.0 && o.ops_per_sec() > 0.0)
-        .then(|| o.ops_per_sec() / base.ops_per_sec())
+    }) else {
+        return Vec::new();
+    };
+    if o.skipped.is_some() || base.ops_per_sec() <= 0.0 || o.ops_per_sec() <= 0.0 {
+        return Vec::new();
+    }
+    let paired = o.slice_rates.len() == base.slice_rates.len()
+        && !o.slice_rates.is_empty()
+        && base.slice_rates.iter().all(|r| *r > 0.0);
+    if paired {
+        o.slice_rates
+            .iter()
+            .zip(&base.slice_rates)
+            .map(|(r, b)| r / b)
+            .collect()
+    } else {
+        vec![o.ops_per_sec() / base.ops_per_sec()]
+    }
+}
+
+/// `o`'s throughput over the baseline's in the same scenario, if both ran: the median of
+/// the per-slice ratios.
+pub(crate) fn ratio_to_baseline(o: &Outcome, outcomes: &[Outcome]) -> Option<f64> {
+    let mut r = ratios(o, outcomes);
+    r.sort_by(f64::total_cmp);
+    match r.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(r[n / 2]),
+        n => Some((r[n / 2 - 1] + r[n / 2]) / 2.0),
+    }
+}
+
+/// The smallest and largest per-slice ratio, with two slices or more.
+pub(crate) fn ratio_range(o: &Outcome, outcomes: &[Outcome]) -> Option<(f64, f64)> {
+    let r = ratios(o, outcomes);
+    (r.len() > 1).then(|| {
+        let min = r.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = r.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (min, max)
+    })
+}
+
+/// The ratio as a cell: the median, and the range of the slices' ratios (the baseline's own
+/// row reads 1.00).
+pub(crate) fn ratio_cell(o: &Outcome, outcomes: &[Outcome]) -> String {
+    match (ratio_to_baseline(o, outcomes), ratio_range(o, outcomes)) {
+        (Some(r), _) if o.backend == backends::BASELINE => format!("{r:.2}"),
+        (Some(r), Some((lo, hi))) => format!("{r:.2} ({lo:.2}–{hi:.2})"),
+        (Some(r), None) => format!("{r:.2}"),
+        _ => "-".into(),
+    }
 }
 
 /// The lock recorder's figures as `dependencies/cycles/nesting warnings`.
@@ -106,7 +156,7 @@ pub(crate) fn table(outcomes: &[Outcome]) -> String {
                 o.backend.to_string(),
                 o.unit.to_string(),
                 ran(si(o.ops_per_sec())),
-                dash(ratio_to_baseline(o, outcomes), |r| format!("{r:.2}")),
+                ratio_cell(o, outcomes),
                 ran(o.callbacks_delivered.to_string()),
                 ran(o.violations.to_string()),
                 ran(o.leaked.to_string()),
@@ -122,10 +172,11 @@ pub(crate) fn table(outcomes: &[Outcome]) -> String {
         .collect();
     let mut out = layout(&header, &rows, 3);
     for o in outcomes {
+        let problems = o.problems.iter().cloned();
         let limits = o.known_limits.iter().map(|l| format!("known limit: {l}"));
         let notes = o.notes.iter().cloned();
         let skipped = o.skipped.iter().map(|s| format!("skipped: {s}"));
-        for note in limits.chain(notes).chain(skipped) {
+        for note in problems.chain(limits).chain(notes).chain(skipped) {
             let _ = writeln!(out, "  {}/{}: {note}", o.scenario, o.backend);
         }
     }
@@ -159,10 +210,12 @@ pub(crate) fn rate_cell(o: Option<&Outcome>, outcomes: &[Outcome]) -> String {
     match o {
         None => "-".into(),
         Some(o) if o.skipped.is_some() => "skipped".into(),
-        Some(o) => match ratio_to_baseline(o, outcomes) {
-            Some(r) if o.backend != backends::BASELINE => {
-                format!("{} ({r:.2}×)", si(o.ops_per_sec()))
+        Some(o) if o.backend == backends::BASELINE => si(o.ops_per_sec()),
+        Some(o) => match (ratio_to_baseline(o, outcomes), ratio_range(o, outcomes)) {
+            (Some(r), Some((lo, hi))) => {
+                format!("{} ({r:.2}×, {lo:.2}–{hi:.2})", si(o.ops_per_sec()))
             }
+            (Some(r), None) => format!("{} ({r:.2}×)", si(o.ops_per_sec())),
             _ => si(o.ops_per_sec()),
         },
     }
@@ -192,7 +245,7 @@ pub(crate) fn throughput(outcomes: &[Outcome]) -> String {
         })
         .collect();
     let mut out = format!(
-        "throughput per backend (the same unit of work on every backend; ratios against {})\n",
+        "throughput per backend (the same unit of work on every backend; ratios against {}: the median of the slices' ratios, and their range)\n",
         backends::BASELINE
     );
     // Every column is a number: all right-aligned after the first two.
@@ -258,6 +311,18 @@ mod tests {
         assert!(t.contains("2.50M"), "{t}");
         assert!(t.lines().nth(2).unwrap().contains(" -  "), "{t}");
         assert!(t.contains("ok"), "{t}");
+    }
+
+    #[test]
+    fn the_ratio_is_the_median_of_the_paired_slices() {
+        let mut base = outcome("flat", backends::BASELINE, 3_000);
+        base.slice_rates = vec![1000.0, 1000.0, 1000.0];
+        let mut rcu = outcome("flat", "rcu", 6_000);
+        rcu.slice_rates = vec![1000.0, 3000.0, 2000.0];
+        let all = [base, rcu];
+        assert_eq!(ratio_to_baseline(&all[1], &all), Some(2.0));
+        assert_eq!(ratio_range(&all[1], &all), Some((1.0, 3.0)));
+        assert_eq!(ratio_cell(&all[1], &all), "2.00 (1.00–3.00)");
     }
 
     #[test]

@@ -143,16 +143,29 @@ impl Scenario for Deep {
 
     fn run<B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
         let mut outcome = Outcome::new(Self::NAME, B::NAME, cfg.seed, cfg.threads);
-        let spec = backends::of::<B>();
-        let depth = cfg.depth.max(10);
-
         let measured = RunConfig {
             seconds: cfg.seconds.map(|s| s / 2),
             ..cfg.clone()
         };
         shapes::rounds::<Levels, B>(&measured, checks, &mut outcome);
-        let rounds_peak = outcome.peak_stack_bytes;
+        if cfg.slice == 0 {
+            probe_all::<B>(cfg, checks, &mut outcome);
+        } else {
+            // The depth column is the probes' (slice 0).
+            outcome.depth = None;
+        }
+        checks.finish(&mut outcome);
+        outcome
+    }
+}
 
+/// Probes every mechanism up to the run's depth in child processes and fills the depth
+/// columns, the known limits and the lock figures the children recorded.
+fn probe_all<B: Backend>(cfg: &RunConfig, checks: &Checks, outcome: &mut Outcome) {
+    let spec = backends::of::<B>();
+    let depth = cfg.depth.max(10);
+    let rounds_peak = outcome.peak_stack_bytes;
+    {
         let main = checks.watch.helper("main");
         // Children have their own timeout: the watchdog leaves this thread alone meanwhile.
         main.idle();
@@ -222,8 +235,6 @@ impl Scenario for Deep {
         if spec.recorded_locks {
             outcome.lockdep = Some(lock);
         }
-        checks.finish(&mut outcome);
-        outcome
     }
 }
 
@@ -365,8 +376,8 @@ fn probe<B: Backend>(mechanism: Mechanism, depth: usize, seed: u64) -> i32 {
         ("warnings", lock.nesting_warnings.to_string()),
     ]);
     if outcome.failed() {
-        for note in &outcome.notes {
-            eprintln!("{note}");
+        for problem in &outcome.problems {
+            eprintln!("{problem}");
         }
         return 1;
     }

@@ -36,7 +36,8 @@ pub(crate) struct RunConfig {
     pub(crate) threads: usize,
     /// Time budget, if any.
     pub(crate) seconds: Option<Duration>,
-    /// Operation budget, if any (whichever budget runs out first ends the run).
+    /// Work budget in the scenario's unit, if any (whichever budget runs out first ends the
+    /// run).
     pub(crate) ops: Option<u64>,
     /// Nesting depth for the container scenarios.
     pub(crate) depth: usize,
@@ -47,6 +48,10 @@ pub(crate) struct RunConfig {
     pub(crate) seed: u64,
     /// CI-sized run.
     pub(crate) quick: bool,
+    /// Which slice of the scenario's budget this run is (from 0): the budget is split into
+    /// slices run alternately on each backend. Work done once per scenario (`deep`'s depth
+    /// probes) is done in slice 0.
+    pub(crate) slice: usize,
 }
 
 impl RunConfig {
@@ -178,7 +183,7 @@ impl Stop {
         }
     }
 
-    /// A per-thread operation counter drawing on this budget.
+    /// A per-thread counter of units of work drawing on this budget.
     pub(crate) fn meter(&self) -> Meter<'_> {
         Meter {
             stop: self,
@@ -187,7 +192,7 @@ impl Stop {
         }
     }
 
-    /// Operations counted so far (flushed meters only).
+    /// Units of work counted so far (flushed meters only).
     pub(crate) fn ops(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
     }
@@ -196,7 +201,7 @@ impl Stop {
         self.start.elapsed()
     }
 
-    /// Counts `n` operations done by a round-based scenario; true while the budget lasts.
+    /// Counts `n` units done by a round-based scenario; true while the budget lasts.
     pub(crate) fn round_done(&self, n: u64) -> bool {
         self.total.fetch_add(n, Ordering::Relaxed);
         self.check()
@@ -222,8 +227,8 @@ impl Stop {
     }
 }
 
-/// One thread's operation count; flushed to the shared total every few iterations so that
-/// counting costs no shared write per operation.
+/// One thread's count of units of work; flushed to the shared total every few iterations so
+/// that counting costs no shared write per unit.
 #[derive(Debug)]
 pub(crate) struct Meter<'a> {
     stop: &'a Stop,
@@ -232,7 +237,7 @@ pub(crate) struct Meter<'a> {
 }
 
 impl Meter<'_> {
-    /// Counts `n` operations.
+    /// Counts `n` units.
     #[inline]
     pub(crate) fn add(&mut self, n: u64) {
         self.unflushed += n;

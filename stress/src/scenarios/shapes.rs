@@ -67,7 +67,6 @@ pub(crate) fn rounds<S: Shape, B: Backend>(
     let stop = Stop::new(cfg);
     let peak = Peak::default();
     let mut rng = cfg.rng(0);
-    let mut rounds = 0u64;
     let mut depth = 0;
     let mut builder = Builder::<B>::new(checks, S::NAME);
     loop {
@@ -132,7 +131,6 @@ pub(crate) fn rounds<S: Shape, B: Backend>(
         });
         main.at(Op::Drop);
         drop(round);
-        rounds += 1;
         if !stop.round_done(builder.nodes - before) {
             break;
         }
@@ -146,9 +144,6 @@ pub(crate) fn rounds<S: Shape, B: Backend>(
     outcome.ops = stop.ops();
     outcome.peak_stack_bytes = peak.get();
     outcome.depth = Some(depth as u64);
-    outcome
-        .notes
-        .push(format!("{rounds} rounds, nesting depth up to {depth}"));
 }
 
 /// The most leaves the meddling thread unwraps or merges at once. A container with shared
