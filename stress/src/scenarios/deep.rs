@@ -39,7 +39,7 @@ use super::{RunConfig, Scenario, mix, tracked_fence};
 use crate::backends::{self, Generic};
 use crate::checks::{Checks, Op};
 use crate::contained::{self, DepthProbe};
-use crate::report::{DepthReached, LockSummary, Outcome, kib};
+use crate::report::{DepthReached, ErrorTally, LockSummary, Outcome, kib};
 use crate::stack::{Peak, run_small, spawn_small};
 
 /// Nested arrays to depth D.
@@ -165,76 +165,74 @@ fn probe_all<B: Backend>(cfg: &RunConfig, checks: &Checks, outcome: &mut Outcome
     let spec = backends::of::<B>();
     let depth = cfg.depth.max(10);
     let rounds_peak = outcome.peak_stack_bytes;
-    {
-        let main = checks.watch.helper("main");
-        // Children have their own timeout: the watchdog leaves this thread alone meanwhile.
-        main.idle();
-        let bisect = if cfg.quick { 4 } else { 8 };
-        let mut lock = LockSummary::default();
-        let mut children = 0;
-        for mechanism in Mechanism::ALL {
-            let probe = contained::probe_depths(depth, bisect, |d| {
-                contained::run_child(&[
-                    B::NAME.to_string(),
-                    mechanism.name().to_string(),
-                    d.to_string(),
-                    cfg.seed.to_string(),
-                ])
-            });
-            children += probe.runs;
-            let reached = reached(mechanism, depth, &probe);
-            if let Some(failure) = &reached.failure {
-                let passed = reached
-                    .survived
-                    .map_or("passed at no depth".to_string(), |d| {
-                        format!("passed at {d}")
-                    });
-                outcome.limit(
-                    spec.strict,
-                    format!(
-                        "{} fails: {failure} at depth ~{} ({passed}; child processes, 256 KiB stacks)",
-                        mechanism.name(),
-                        reached.failed_at.unwrap_or(0)
-                    ),
-                );
-            }
-            // The deepest passing child's checks count with this run's.
-            let lost = probe.deepest.number("errors_lost");
-            outcome.errors.checked += probe.deepest.number("errors_checked");
-            outcome.errors.lost += lost;
-            if lost > 0 {
-                outcome.limit(
-                    spec.strict,
-                    format!(
-                        "errors lost ({} probe): {lost} of {} at depth {}",
-                        mechanism.name(),
-                        probe.deepest.number("errors_checked"),
-                        reached.survived.unwrap_or(0),
-                    ),
-                );
-            }
-            lock.merge(&child_lock_summary(&probe));
-            outcome.depth_probes.push(reached);
+    // Children have their own timeout: the watchdog leaves this thread alone meanwhile.
+    checks.watch.helper("main").idle();
+    let bisect = if cfg.quick { 4 } else { 8 };
+    let mut lock = LockSummary::default();
+    let mut children = 0;
+    for mechanism in Mechanism::ALL {
+        let probe = contained::probe_depths(depth, bisect, |d| {
+            contained::run_child(&[
+                B::NAME.to_string(),
+                mechanism.name().to_string(),
+                d.to_string(),
+                cfg.seed.to_string(),
+            ])
+        });
+        children += probe.runs;
+        let reached = reached(mechanism, depth, &probe);
+        if let Some(failure) = &reached.failure {
+            let passed = reached
+                .survived
+                .map_or("passed at no depth".to_string(), |d| {
+                    format!("passed at {d}")
+                });
+            outcome.limit(
+                spec.strict,
+                format!(
+                    "{} fails: {failure} at depth ~{} ({passed}; child processes, 256 KiB stacks)",
+                    mechanism.name(),
+                    reached.failed_at.unwrap_or(0)
+                ),
+            );
         }
-        outcome.notes.push(format!(
-            "measured rounds at depth {}: peak stack {}; depth probes: {children} child processes",
-            depth.min(ROUND_DEPTH),
-            kib(rounds_peak)
-        ));
-        outcome.depth = outcome
-            .depth_probes
-            .iter()
-            .map(|p| p.survived.unwrap_or(0))
-            .min();
-        outcome.peak_stack_bytes = outcome
-            .depth_probes
-            .iter()
-            .filter_map(|p| p.peak_deepest)
-            .chain(rounds_peak)
-            .max();
-        if spec.recorded_locks {
-            outcome.lockdep = Some(lock);
-        }
+        // The deepest passing child's error checks count with this run's. (On a strict
+        // backend a lost error fails the child, and so the probe.)
+        let lost = probe.deepest.number("errors_lost");
+        outcome.errors.add(&ErrorTally {
+            checked: probe.deepest.number("errors_checked"),
+            lost,
+            first: if lost > 0 {
+                vec![format!(
+                    "the {} probe's root at depth {}",
+                    mechanism.name(),
+                    reached.survived.unwrap_or(0)
+                )]
+            } else {
+                Vec::new()
+            },
+        });
+        lock.merge(&child_lock_summary(&probe));
+        outcome.depth_probes.push(reached);
+    }
+    outcome.notes.push(format!(
+        "measured rounds at depth {}: peak stack {}; depth probes: {children} child processes",
+        depth.min(ROUND_DEPTH),
+        kib(rounds_peak)
+    ));
+    outcome.depth = outcome
+        .depth_probes
+        .iter()
+        .map(|p| p.survived.unwrap_or(0))
+        .min();
+    outcome.peak_stack_bytes = outcome
+        .depth_probes
+        .iter()
+        .filter_map(|p| p.peak_deepest)
+        .chain(rounds_peak)
+        .max();
+    if spec.recorded_locks {
+        outcome.lockdep = Some(lock);
     }
 }
 

@@ -32,9 +32,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rcu_fence::{Backend, CallbackId, Errno, Fence, FenceError, Status, Timeline};
 
-use crate::backends;
-
 use super::{RunConfig, Scenario, Stop, block_on, tracked_fence};
+use crate::backends;
 use crate::checks::{CALLBACKS, Checks, Op, Ticket, Violations, latency};
 use crate::report::Outcome;
 
