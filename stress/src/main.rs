@@ -397,12 +397,16 @@ fn main() -> ExitCode {
         (None, None) => unreachable!("one budget is always set"),
     };
     println!(
-        "stress: seed {} (replay with --seed {}), {} threads, {budget} per scenario and backend in {} slices, backends {}, \
+        "stress: seed {} (replay with --seed {}), {} threads, {budget} per scenario and backend{}, backends {}, \
          scenarios {}{}",
         settings.seed,
         settings.seed,
         settings.threads,
-        settings.slices,
+        if settings.slices > 1 {
+            format!(" in {} slices run alternately", settings.slices)
+        } else {
+            String::new()
+        },
         backends.join("+"),
         entries.iter().map(|e| e.name).collect::<Vec<_>>().join(","),
         if settings.quick { " (quick)" } else { "" },
