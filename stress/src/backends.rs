@@ -10,7 +10,7 @@
 //! whether its locks are recorded, how its chain links complete. Scenarios ask
 //! [`of::<B>()`](of), never compare names.
 
-use rcu_fence::{Backend, Locked, Rcu};
+use rcu_fence::{Backend, Locked, LockedRcu, Rcu};
 
 /// What the stress binary knows of one backend.
 #[derive(Debug)]
@@ -51,6 +51,14 @@ pub(crate) const ALL: &[Spec] = &[
         chain_waits_for_prev_link: false,
     },
     Spec {
+        name: LockedRcu::NAME,
+        about: "the discussion's second proposal alone: the classic fence locking and irq_work, with container members behind RCU, released by the containers' callbacks, container inputs enabled at build time",
+        strict: false,
+        unlocked_callbacks: false,
+        recorded_locks: true,
+        chain_waits_for_prev_link: false,
+    },
+    Spec {
         name: Rcu::NAME,
         about: "the scheme under evaluation: callbacks run with no lock held, container members behind RCU and released as they signal, cascades and drops on a work list",
         strict: true,
@@ -70,6 +78,7 @@ pub(crate) trait Generic {
 pub(crate) fn dispatch<G: Generic>(name: &str, job: G) -> Option<G::Output> {
     match name {
         n if n == Locked::NAME => Some(job.call::<Locked>()),
+        n if n == LockedRcu::NAME => Some(job.call::<LockedRcu>()),
         n if n == Rcu::NAME => Some(job.call::<Rcu>()),
         _ => None,
     }
