@@ -158,6 +158,7 @@ impl<B: Backend> FenceArray<B> {
             Birth {
                 seqno64: false,
                 container: true,
+                inert: false,
                 signaled_at: None,
             },
         ))

@@ -95,6 +95,7 @@ impl<B: Backend> FenceChain<B> {
             Birth {
                 seqno64: true,
                 container: true,
+                inert: false,
                 signaled_at: None,
             },
         )

@@ -219,6 +219,14 @@ impl List {
         }
     }
 
+    /// True if nodes are linked (neither empty nor closed). A racy snapshot unless the
+    /// caller excludes adders and removers.
+    pub(crate) fn has_linked(&self) -> bool {
+        // Acquire: a holder that excludes others sees their last change.
+        let word = self.head.load(Ordering::Acquire);
+        word != 0 && !is_closed(word)
+    }
+
     /// The signal time, once the list has been closed.
     pub(crate) fn timestamp(&self) -> Option<Instant> {
         // Acquire: pairs with the claiming swap's Release (the word is the timestamp itself;
