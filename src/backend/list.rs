@@ -170,10 +170,17 @@ const MAX_OFFSET: u64 = 1 << 62;
 /// A closed list word for a signal at `at`: the signed offset from [`base`] in nanoseconds,
 /// shifted left once, with the low bit set.
 fn encode(at: Instant) -> u64 {
+    /// Nanoseconds in `d`, saturating at `MAX_OFFSET` (64-bit arithmetic: no `u128`).
+    fn nanos(d: Duration) -> u64 {
+        d.as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(d.subsec_nanos()))
+            .min(MAX_OFFSET - 1)
+    }
     let base = base();
     let offset = match at.checked_duration_since(base) {
-        Some(after) => (after.as_nanos().min(MAX_OFFSET as u128 - 1)) as i64,
-        None => -((base.duration_since(at).as_nanos().min(MAX_OFFSET as u128)) as i64),
+        Some(after) => nanos(after) as i64,
+        None => -(nanos(base.duration_since(at)) as i64),
     };
     ((offset as u64) << 1) | 1
 }

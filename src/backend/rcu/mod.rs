@@ -143,8 +143,14 @@ impl FenceScheme<Rcu> for Fences {
 
     unsafe fn add_node(fence: &Fence<Rcu>, node: NonNull<Node<Rcu>>) -> bool {
         let state = fence.state();
-        if state.is_signaled() {
+        let word = state.word.load();
+        if word.is_signaled() {
             return false;
+        }
+        if word.is_enabled() {
+            // Nothing to enable (an inert fence is born enabled): no follow-on work.
+            // SAFETY: the caller's obligation 1 is `push`'s.
+            return unsafe { state.list.push(node) };
         }
         work::scope(|nested| {
             // The kernel enables first, then appends; if enabling finds the work complete,

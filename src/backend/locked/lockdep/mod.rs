@@ -41,7 +41,8 @@ use std::fmt;
 
 mod recorder;
 
-pub(crate) use recorder::{Held, acquire, holds, reentered};
+pub(crate) use recorder::held_count;
+pub(crate) use recorder::{Entered, enter, leave};
 
 /// A kind of lock taken by the `Locked` backend (the kernel's lock class key): the lock of
 /// a plain fence, of an array's own fence, or of a chain link's own fence. (A container's
