@@ -1,9 +1,13 @@
-//! In-crate tests: the behaviour suite run once per reclaimer, and the loom
+//! In-crate tests: the behaviour suites run once per reclaimer, and the loom
 //! models (built only under `--cfg loom`).
 
+#[cfg(not(loom))]
+mod forget;
 #[cfg(loom)]
 mod loom_defer;
 #[cfg(loom)]
 mod loom_slot;
 #[cfg(not(loom))]
 mod suite;
+#[cfg(not(loom))]
+mod support;

@@ -7,48 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
+use super::support::{Counted, counter};
 use crate::{Guard, Reclaimer, Slot, Slots, defer, flush, pin, synchronize};
-
-const ALIVE: u64 = 0x5eed_f00d_cafe_d00d;
-
-/// A value that counts its drops and can tell whether it is still alive.
-#[derive(Debug)]
-struct Counted {
-    id: usize,
-    alive: u64,
-    drops: Arc<AtomicUsize>,
-}
-
-impl Counted {
-    fn new(id: usize, drops: &Arc<AtomicUsize>) -> Box<Self> {
-        Box::new(Self {
-            id,
-            alive: ALIVE,
-            drops: Arc::clone(drops),
-        })
-    }
-
-    fn check(&self) -> usize {
-        assert_eq!(
-            self.alive, ALIVE,
-            "value {} read after it was dropped",
-            self.id
-        );
-        self.id
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        assert_eq!(self.alive, ALIVE, "value {} dropped twice", self.id);
-        self.alive = 0;
-        self.drops.fetch_add(1, SeqCst);
-    }
-}
-
-fn counter() -> Arc<AtomicUsize> {
-    Arc::new(AtomicUsize::new(0))
-}
 
 fn replace_drops_after_synchronize<R: Reclaimer>() {
     let drops = counter();
