@@ -6,7 +6,11 @@ mod forget;
 #[cfg(loom)]
 mod loom_defer;
 #[cfg(loom)]
+mod loom_reference;
+#[cfg(loom)]
 mod loom_slot;
+#[cfg(not(loom))]
+mod panics;
 #[cfg(not(loom))]
 mod suite;
 #[cfg(not(loom))]

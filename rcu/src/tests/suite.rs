@@ -348,6 +348,47 @@ fn nested_guards<R: Reclaimer>() {
     assert!(format!("{:?}", pin::<R>()).contains(R::NAME));
 }
 
+/// Reader A waits, inside its section, for reader C; B is in `synchronize`,
+/// waiting for A. C's `pin` must not wait for B (an RCU read side never
+/// blocks), or the three deadlock. C pins and unpins repeatedly from before B
+/// starts until well after, so that some of its pins overlap B's wait.
+fn pin_does_not_wait_for_synchronize<R: Reclaimer>() {
+    const ROUNDS: usize = 2_000;
+    super::support::within(60, "pin_does_not_wait_for_synchronize", || {
+        let (a_inside, a_is_inside) = std::sync::mpsc::channel();
+        let (c_done, c_is_done) = std::sync::mpsc::channel::<()>();
+        let b_started = Arc::new(AtomicBool::new(false));
+        let a = thread::spawn(move || {
+            let guard = pin::<R>();
+            a_inside.send(()).unwrap();
+            c_is_done.recv().unwrap();
+            drop(guard);
+        });
+        a_is_inside.recv().unwrap();
+        let b = {
+            let b_started = b_started.clone();
+            thread::spawn(move || {
+                b_started.store(true, SeqCst);
+                synchronize::<R>();
+            })
+        };
+        let c = thread::spawn(move || {
+            let mut after = 0;
+            while after < ROUNDS {
+                drop(pin::<R>());
+                if b_started.load(SeqCst) {
+                    after += 1;
+                }
+                thread::yield_now();
+            }
+            c_done.send(()).unwrap();
+        });
+        for t in [c, a, b] {
+            t.join().unwrap();
+        }
+    });
+}
+
 macro_rules! suite {
     ($module:ident, $reclaimer:ty, sections: $sections:literal) => {
         mod $module {
@@ -355,42 +396,52 @@ macro_rules! suite {
 
             #[test]
             fn replace_drops_after_synchronize() {
+                let _serial = crate::tests::support::shared();
                 super::replace_drops_after_synchronize::<R>();
             }
             #[test]
             fn reader_keeps_replaced_value() {
+                let _serial = crate::tests::support::shared();
                 super::reader_keeps_replaced_value::<R>();
             }
             #[test]
             fn reader_on_another_thread_holds_back_reclaim() {
+                let _serial = crate::tests::support::shared();
                 super::reader_on_another_thread_holds_back_reclaim::<R>();
             }
             #[test]
             fn take_retires_once() {
+                let _serial = crate::tests::support::shared();
                 super::take_retires_once::<R>();
             }
             #[test]
             fn compare_exchange_success_and_failure() {
+                let _serial = crate::tests::support::shared();
                 super::compare_exchange_success_and_failure::<R>();
             }
             #[test]
             fn exclusive_access_does_not_defer() {
+                let _serial = crate::tests::support::shared();
                 super::exclusive_access_does_not_defer::<R>();
             }
             #[test]
             fn slots_array() {
+                let _serial = crate::tests::support::shared();
                 super::slots_array::<R>();
             }
             #[test]
             fn arc_values() {
+                let _serial = crate::tests::support::shared();
                 super::arc_values::<R>();
             }
             #[test]
             fn deferred_closures_run_by_synchronize() {
+                let _serial = crate::tests::support::shared();
                 super::deferred_closures_run_by_synchronize::<R>();
             }
             #[test]
             fn deferred_closures_and_readers() {
+                let _serial = crate::tests::support::shared();
                 if $sections {
                     super::defer_waits_for_readers::<R>();
                 } else {
@@ -399,18 +450,27 @@ macro_rules! suite {
             }
             #[test]
             fn cascading_drops() {
+                let _serial = crate::tests::support::shared();
                 super::cascading_drops::<R>();
             }
             #[test]
             fn concurrent_replace_and_load() {
+                let _serial = crate::tests::support::shared();
                 super::concurrent_replace_and_load::<R>();
             }
             #[test]
             fn synchronize_inside_a_section_panics() {
+                let _serial = crate::tests::support::shared();
                 super::synchronize_inside_a_section_panics::<R>();
             }
             #[test]
+            fn pin_does_not_wait_for_synchronize() {
+                let _serial = crate::tests::support::shared();
+                super::pin_does_not_wait_for_synchronize::<R>();
+            }
+            #[test]
             fn nested_guards() {
+                let _serial = crate::tests::support::shared();
                 super::nested_guards::<R>();
             }
         }
