@@ -218,6 +218,11 @@ pub(crate) mod tally {
 pub(crate) struct FirstPanic(Option<Box<dyn Any + Send + 'static>>);
 
 impl FirstPanic {
+    /// No panic caught yet.
+    pub(crate) const fn new() -> Self {
+        Self(None)
+    }
+
     /// Runs `job`, catching a panic. The first one caught is kept; later ones
     /// (already reported by the panic hook) are dropped.
     pub(crate) fn catch(&mut self, job: impl FnOnce()) {
@@ -240,11 +245,15 @@ impl FirstPanic {
         if self.0.is_none() {
             self.0 = Some(payload);
         } else {
-            // A payload's own drop may panic (`panic_any` of such a type):
-            // contain that too, leaking the payload rather than unwinding.
-            if let Err(nested) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-                core::mem::forget(nested);
-            }
+            discard(payload);
+        }
+    }
+
+    /// Drops the caught panic, if any, without resuming it (when nobody is
+    /// left to resume it, as during thread teardown).
+    pub(crate) fn discard(self) {
+        if let Some(payload) = self.0 {
+            discard(payload);
         }
     }
 
@@ -253,5 +262,14 @@ impl FirstPanic {
         if let Some(payload) = self.0 {
             resume_unwind(payload);
         }
+    }
+}
+
+/// Drops a panic payload. Its own drop may panic (`panic_any` of such a
+/// type): that is contained too, leaking the second payload rather than
+/// unwinding.
+fn discard(payload: Box<dyn Any + Send + 'static>) {
+    if let Err(nested) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        core::mem::forget(nested);
     }
 }

@@ -164,4 +164,5 @@ macro_rules! panic_suite {
     };
 }
 
+panic_suite!(hazard, crate::Hazard);
 panic_suite!(reference, crate::Reference);
