@@ -41,7 +41,7 @@ pub fn defer<R: Reclaimer>(f: impl FnOnce() + Send + 'static) {
 /// is visible to the reclaimer: always for [`Reference`](crate::Reference) and
 /// [`Hazard`](crate::Hazard); for [`Epoch`](crate::Epoch), once the other
 /// thread has exited (so joined threads are always covered), called
-/// [`flush`] or `synchronize`, or filled its local bag.
+/// [`flush`] or `synchronize`, or filled its local batch (64 jobs).
 ///
 /// # Panics
 ///
@@ -67,7 +67,7 @@ pub fn synchronize<R: Reclaimer>() {
 /// Offers this thread's deferred work to the reclaimer without waiting, and
 /// reclaims what is already safe to reclaim.
 ///
-/// With [`Epoch`](crate::Epoch) this moves the thread's local bag to the global
+/// With [`Epoch`](crate::Epoch) this hands the thread's local batch to the global
 /// queue, so that other threads' [`synchronize`] see it; long-lived worker
 /// threads that defer and then idle should call it.
 ///

@@ -14,7 +14,7 @@
 //!
 //! | reclaimer | readers | writers | garbage held back by a stalled reader |
 //! |---|---|---|---|
-//! | [`Epoch`] | pin a crossbeam-epoch participant | defer into a thread-local bag | everything retired since it pinned |
+//! | [`Epoch`] | pin a crossbeam-epoch participant | batch jobs per thread, hand batches to crossbeam, count them in flight | everything retired since it pinned |
 //! | [`Hazard`] | publish the one pointer they read | retire into haphazard's domain | only the value it protects |
 //! | [`Reference`] | count themselves into one of two shared counters; never block | queue; run once every earlier reader has been seen to leave | everything queued since it entered |
 //!
@@ -50,6 +50,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use crate::Pointer;
 use crate::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
+// Under loom only the models use it (Epoch, its user, is not built there).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) mod batches;
 #[cfg(not(loom))]
 mod epoch;
 #[cfg(not(loom))]

@@ -4,6 +4,8 @@
 #[cfg(not(loom))]
 mod forget;
 #[cfg(loom)]
+mod loom_batches;
+#[cfg(loom)]
 mod loom_defer;
 #[cfg(loom)]
 mod loom_reference;

@@ -164,5 +164,6 @@ macro_rules! panic_suite {
     };
 }
 
+panic_suite!(epoch, crate::Epoch);
 panic_suite!(hazard, crate::Hazard);
 panic_suite!(reference, crate::Reference);

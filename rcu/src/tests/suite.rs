@@ -217,6 +217,32 @@ fn defer_waits_for_readers<R: Reclaimer>() {
     assert!(ran.load(SeqCst));
 }
 
+/// `synchronize` is a grace period even when nothing was retired: it returns
+/// only after a reader that was inside when it was called has left. (Not for
+/// `Hazard`, which protects values, not sections.) A reader that is still
+/// inside when `synchronize` returns fails the test; a `synchronize` slow to
+/// start can only make it pass vacuously, never fail.
+fn synchronize_waits_for_readers<R: Reclaimer>() {
+    let left = Arc::new(AtomicBool::new(false));
+    let (inside, is_inside) = std::sync::mpsc::channel();
+    let reader = {
+        let left = left.clone();
+        thread::spawn(move || {
+            let guard = pin::<R>();
+            inside.send(()).unwrap();
+            for _ in 0..1_000 {
+                thread::yield_now();
+            }
+            left.store(true, SeqCst);
+            drop(guard);
+        })
+    };
+    is_inside.recv().unwrap();
+    synchronize::<R>();
+    assert!(left.load(SeqCst), "synchronize returned under a reader");
+    reader.join().unwrap();
+}
+
 /// Hazard pointers protect values, not sections: a deferred closure runs at
 /// the next reclamation pass even while a reader is inside.
 fn defer_ignores_readers<R: Reclaimer>() {
@@ -444,6 +470,7 @@ macro_rules! suite {
                 let _serial = crate::tests::support::shared();
                 if $sections {
                     super::defer_waits_for_readers::<R>();
+                    super::synchronize_waits_for_readers::<R>();
                 } else {
                     super::defer_ignores_readers::<R>();
                 }
