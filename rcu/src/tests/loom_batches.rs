@@ -31,8 +31,9 @@
 
 use std::collections::VecDeque;
 
+use super::loom_support::{Signal, model};
 use crate::reclaimer::batches::{self, Grace};
-use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use crate::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use crate::sync::thread;
 use crate::sync::{Arc, Mutex};
 
@@ -55,39 +56,6 @@ impl Grace for StandIn {
         let next = QUEUE.lock().unwrap().pop_front();
         if let Some(f) = next {
             f();
-        }
-    }
-}
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.check(f);
-}
-
-/// A one-shot signal the main thread blocks on (rather than checking a flag
-/// once), so that reaching the interesting interleavings costs no
-/// preemption: the main thread sleeps until the other thread has handed its
-/// batch over, and a single preemption then lands it anywhere in that
-/// thread's collection.
-#[derive(Default)]
-struct Signal {
-    set: AtomicBool,
-    notify: loom::sync::Notify,
-}
-
-impl Signal {
-    fn set(&self) {
-        self.set.store(true, SeqCst);
-        self.notify.notify();
-    }
-
-    fn wait(&self) {
-        // `Notify` may wake spuriously: the flag decides.
-        while !self.set.load(SeqCst) {
-            self.notify.wait();
         }
     }
 }

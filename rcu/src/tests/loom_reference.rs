@@ -1,6 +1,7 @@
-//! loom models of the [`Reference`] reclaimer's read side: the two-phase
-//! section count ([`Phases`](crate::reclaimer)) against `synchronize` and the
-//! opportunistic collection.
+//! loom models of the [`Reference`] reclaimer: its two-phase count of
+//! read-side sections (`reclaimer::phases`) against `synchronize` and the
+//! opportunistic collection, and `synchronize` against another thread's
+//! collection.
 //!
 //! Run with:
 //!
@@ -17,26 +18,21 @@
 //! Mutations the models catch: dropping the fence after a reader's increment
 //! (five models fail), a quiescence check that reads only the current counter,
 //! a grace period that skips draining the other counter before the flip (both
-//! caught by `loom_reader_across_two_grace_periods`), and a `pin` that takes
-//! the grace-period lock (caught by `loom_pin_never_waits_for_synchronize`).
+//! caught by `loom_reader_across_two_grace_periods`), a `pin` that takes the
+//! grace-period lock (caught by `loom_pin_never_waits_for_synchronize`), and a
+//! `synchronize` that does not take the drain lock (caught by
+//! `loom_synchronize_vs_collection`).
 //! Dropping the *waiter's* fence is not caught: loom's model of `SeqCst`
 //! fences is stronger than C++'s here, so that half rests on the argument in
 //! the `phases` module.
 
+use super::loom_support::{Signal, model};
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use crate::sync::thread;
 use crate::{Reference, Slot, pending, pin, synchronize};
 
 type R = Reference;
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.check(f);
-}
 
 /// Reader A waits, inside its section, for reader C to have pinned; B runs
 /// `synchronize`, which waits for A. C's pin must not wait for B, or the
@@ -157,6 +153,39 @@ fn loom_collection_vs_reader() {
         crate::flush::<R>();
         synchronize::<R>();
         assert_eq!(dropped.load(SeqCst), 1);
+        assert_eq!(pending::<R>(), 0);
+    });
+}
+
+/// `synchronize` racing a collection on another thread: a job queued before
+/// the call has finished when it returns, whether the other thread's
+/// collection took it first (and still runs it) or `synchronize` did.
+#[test]
+fn loom_synchronize_vs_collection() {
+    model(|| {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let queued = Arc::new(Signal::default());
+        let other = {
+            let (runs, queued) = (runs.clone(), queued.clone());
+            thread::spawn(move || {
+                let guard = pin::<R>();
+                // Inside a section: queued, not collected.
+                crate::defer::<R>(move || {
+                    runs.fetch_add(1, SeqCst);
+                });
+                drop(guard);
+                queued.set();
+                crate::flush::<R>();
+            })
+        };
+        queued.wait();
+        synchronize::<R>();
+        assert_eq!(
+            runs.load(SeqCst),
+            1,
+            "synchronize returned before the job ran"
+        );
+        other.join().unwrap();
         assert_eq!(pending::<R>(), 0);
     });
 }

@@ -11,6 +11,8 @@ mod loom_defer;
 mod loom_reference;
 #[cfg(loom)]
 mod loom_slot;
+#[cfg(loom)]
+mod loom_support;
 #[cfg(not(loom))]
 mod panics;
 #[cfg(not(loom))]
