@@ -12,7 +12,13 @@ use crate::reclaimer::Reclaimer;
 ///
 /// `f` may run on any thread, possibly inside another thread's pin or
 /// collection; it may itself pin, defer, or replace slots. It must not call
-/// [`synchronize`]. With [`Hazard`](crate::Hazard), which protects values rather
+/// [`synchronize`].
+///
+/// If `f` panics (or a retired value's `Drop` does), the panic is caught, the
+/// rest of the work run alongside still runs and nothing is left counted,
+/// then the panic resumes on the thread that ran `f`, from the `rcu` call
+/// there that ran it (a `defer`, `flush`, `synchronize`, a slot's retiring
+/// operation, or, with [`Epoch`](crate::Epoch), a `pin`). With [`Hazard`](crate::Hazard), which protects values rather
 /// than sections, `f` runs at the next reclamation pass whatever readers do.
 ///
 /// ```
@@ -48,6 +54,9 @@ pub fn defer<R: Reclaimer>(f: impl FnOnce() + Send + 'static) {
 /// Calling it while the same thread holds a [`Guard`](crate::Guard) of the same
 /// reclaimer, or from a deferred closure, would wait for itself forever; all
 /// three reclaimers detect this and panic.
+///
+/// If a deferred closure or a retired value's drop that it ran panicked, it
+/// finishes waiting and then resumes the first such panic.
 ///
 /// ```
 /// use rcu::{Epoch, Slot};
