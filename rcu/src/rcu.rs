@@ -10,16 +10,18 @@ use crate::reclaimer::Reclaimer;
 /// Runs `f` once no reader that is now in a read-side critical section can
 /// still be in it (`call_rcu`).
 ///
-/// `f` may run on any thread, possibly inside another thread's pin or
-/// collection; it may itself pin, defer, or replace slots. It must not call
-/// [`synchronize`].
+/// `f` runs on some thread that calls `defer`, [`flush`], [`synchronize`] or
+/// a slot's retiring operation, not necessarily the one that deferred it;
+/// never inside a [`pin`](crate::pin) or a load. It may itself pin, defer, or
+/// replace slots. It must not call [`synchronize`]. With
+/// [`Hazard`](crate::Hazard), which protects values rather than sections, `f`
+/// runs at the next reclamation pass whatever readers do.
 ///
 /// If `f` panics (or a retired value's `Drop` does), the panic is caught, the
 /// rest of the work run alongside still runs and nothing is left counted,
 /// then the panic resumes on the thread that ran `f`, from the `rcu` call
-/// there that ran it (a `defer`, `flush`, `synchronize`, a slot's retiring
-/// operation, or, with [`Epoch`](crate::Epoch), a `pin`). With [`Hazard`](crate::Hazard), which protects values rather
-/// than sections, `f` runs at the next reclamation pass whatever readers do.
+/// there that ran it (a `defer`, `flush`, `synchronize`, or a slot's
+/// retiring operation).
 ///
 /// ```
 /// use std::sync::Arc;

@@ -9,26 +9,34 @@
 //!
 //! State: per thread, the jobs deferred and not yet handed over (the *local
 //! batch*); globally, a [`Phases`] count of batches *in flight* (handed over
-//! and not yet finished), a count of cascades, and the pending count.
+//! and not yet finished), the *ready* queue of batches whose grace period has
+//! elapsed, a count of cascades, and the pending count.
 //!
 //! - **defer**: push the job on the local batch; when it holds `BATCH` jobs,
-//!   hand it over.
+//!   hand it over, then drain.
 //! - **hand over**: enter the in-flight count (the batch keeps its
-//!   [`Phase`]), then give the provider a closure that runs the batch once
-//!   every reader now inside a section has left.
-//! - **run** (on whichever thread the provider picks): run each job with its
-//!   panic caught, counting each done; if the jobs deferred more work on this
-//!   thread (a cascade), hand that over too and count the cascade; last, exit
-//!   the in-flight count (a drop guard, so it happens whatever the jobs did).
+//!   [`Phase`]), then give the provider a closure that, once every reader now
+//!   inside a section has left, moves the batch to the ready queue. That
+//!   closure runs no user code: the provider may run it on a reader's thread
+//!   (crossbeam collects inside every 128th `pin`), and readers must not pay
+//!   for, or be interrupted by, writers' destructors.
+//! - **drain** (writers only: `defer` after a hand-over, `flush`,
+//!   `synchronize`; never from inside a job): pop ready batches one at a
+//!   time and run each.
+//! - **run**: run each job with its panic caught, counting each done; if the
+//!   jobs deferred more work on this thread (a cascade), hand that over too
+//!   and count the cascade; last, exit the in-flight count (a drop guard, so
+//!   it happens whatever the jobs did).
 //! - **flush**: hand over the local batch (if empty, just let the provider
-//!   run what is due).
+//!   move what is due), then drain.
 //! - **synchronize**: hand over the local batch (even an empty one: its
 //!   running is the provider's grace period for the readers inside now),
 //!   then run a grace period on the in-flight count ([`Phases::wait`]) while
-//!   polling the provider;
-//!   repeat while the cascade count moved during the round (at most
-//!   `MAX_ROUNDS` rounds, so other threads' endless cascades cannot hold it).
-//! - **thread exit**: the local batch is handed over by its destructor.
+//!   polling the provider and draining; repeat while the cascade count moved
+//!   during the round (at most `MAX_ROUNDS` rounds, so other threads'
+//!   endless cascades cannot hold it).
+//! - **thread exit**: the local batch is handed over by its destructor (no
+//!   drain: user code does not run in a thread-local destructor).
 //!
 //! # Why synchronize cannot miss a batch
 //!
@@ -36,7 +44,8 @@
 //! being counted only *after* its last job has returned, on whatever thread
 //! ran it. Between the two it may sit in a provider's queue, be taken by
 //! another thread's collection and wait there for that thread to be
-//! scheduled, or be running: it is counted throughout. `synchronize` returns
+//! scheduled, sit in the ready queue, or be running: it is counted
+//! throughout. `synchronize` returns
 //! only after both in-flight counters have been read at zero after its
 //! fence, so every batch handed over before the call has finished
 //! ([`Phases`] carries the proof). (The earlier protocol waited for a marker
@@ -54,6 +63,12 @@
 //!   and bumps the cascade count, so a `synchronize` that waited for the
 //!   batch sees the count move and runs another round, which waits for the
 //!   cascade.
+//! - *Ready batches and no writer*: they wait in the ready queue until some
+//!   thread defers (and fills a batch), flushes or synchronizes; `pending`
+//!   counts them meanwhile. Readers never run them.
+//! - *Two drainers*: each pops whole batches under the queue's lock, so a
+//!   batch runs once; a batch popped by one is still counted in flight until
+//!   it finishes, so the other's `synchronize` waits for it.
 //! - *A batch handed over while synchronize waits*: it joins whichever
 //!   counter the phase names; if it is the one being drained, the wait may
 //!   also wait for it (harmless), otherwise it is left for a later call.
@@ -70,13 +85,18 @@
 //! the last job pairs with the Acquire reads in `wait`, so a `synchronize`
 //! that returns sees every effect of the jobs it waited for, including their
 //! cascade-count increments (which are `Relaxed`, ordered by that pair). The
-//! hand-off of the batch itself to the thread that runs it is the
-//! provider's.
+//! hand-off of the batch to the ready queue is the provider's (crossbeam's
+//! epoch fences); from the ready queue to the thread that runs it, the queue
+//! mutex's.
 
 use core::cell::{Cell, RefCell};
 
+use std::collections::VecDeque;
+use std::sync::PoisonError;
+
 use super::phases::{Phase, Phases};
 use super::{FirstPanic, Job, Pending, tally};
+use crate::sync::Mutex;
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::thread::yield_now;
 
@@ -108,6 +128,9 @@ const MAX_ROUNDS: usize = 4;
 struct Shared {
     /// Batches handed over and not yet finished.
     in_flight: Phases,
+    /// Batches whose grace period has elapsed, oldest first, waiting for a
+    /// writer to run them.
+    ready: Mutex<VecDeque<Batch>>,
     /// Batches so far whose jobs deferred more work when they ran.
     cascades: AtomicUsize,
     pending: Pending,
@@ -118,6 +141,7 @@ impl Shared {
     const fn new() -> Self {
         Self {
             in_flight: Phases::new(),
+            ready: Mutex::new(VecDeque::new()),
             cascades: AtomicUsize::new(0),
             pending: Pending::new(),
         }
@@ -129,6 +153,7 @@ impl Shared {
     fn new() -> Self {
         Self {
             in_flight: Phases::new(),
+            ready: Mutex::new(VecDeque::new()),
             cascades: AtomicUsize::new(0),
             pending: Pending::new(),
         }
@@ -213,7 +238,7 @@ impl Drop for Running {
 
 /// Whether this thread is running jobs (so an `rcu` call now is nested in
 /// one).
-pub(crate) fn is_running() -> bool {
+fn is_running() -> bool {
     LOCAL.try_with(|l| l.running.get()).unwrap_or(false)
 }
 
@@ -230,6 +255,7 @@ pub(crate) fn defer<G: Grace>(job: Job) {
     match full {
         Ok(true) => {
             hand_over_local::<G>();
+            drain();
         }
         Ok(false) => {}
         // The thread is being torn down (the job is still here): hand it
@@ -249,6 +275,11 @@ fn hand_over_local<G: Grace>() -> bool {
     true
 }
 
+/// How this thread's jobs are handed over (set by its first `defer`).
+fn hand_over_fn() -> Option<HandOver> {
+    LOCAL.try_with(|l| l.hand_over.get()).ok().flatten()
+}
+
 /// This thread's local batch, leaving it empty.
 fn take_local() -> Vec<Job> {
     LOCAL
@@ -260,11 +291,41 @@ fn take_local() -> Vec<Job> {
 fn hand_over<G: Grace>(jobs: Vec<Job>) {
     let phase = shared().in_flight.enter();
     let batch = Batch { jobs, phase };
-    G::after_grace(move || run::<G>(batch));
+    G::after_grace(move || make_ready(batch));
+}
+
+/// The provider's closure: the batch's grace period has elapsed. Runs no
+/// user code.
+fn make_ready(batch: Batch) {
+    lock_ready().push_back(batch);
+}
+
+fn lock_ready() -> crate::sync::MutexGuard<'static, VecDeque<Batch>> {
+    // Nothing panics while the queue is locked (jobs run after it is
+    // released), and a poisoned deque would still be consistent.
+    shared()
+        .ready
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs ready batches until none is left, unless this thread is running jobs
+/// (then the outermost drain goes on with the queue).
+fn drain() {
+    if is_running() {
+        return;
+    }
+    loop {
+        let next = lock_ready().pop_front();
+        match next {
+            Some(batch) => run(batch),
+            None => break,
+        }
+    }
 }
 
 /// Runs a batch whose grace period has elapsed.
-fn run<G: Grace>(batch: Batch) {
+fn run(batch: Batch) {
     let s = shared();
     let _finished = Finished(Some(batch.phase));
     let before = tally::now();
@@ -278,7 +339,12 @@ fn run<G: Grace>(batch: Batch) {
     }
     if tally::now() != before {
         // A cascade: counted in flight before this batch stops being.
-        hand_over_local::<G>();
+        let cascade = take_local();
+        if !cascade.is_empty() {
+            let hand_over = hand_over_fn()
+                .expect("a thread's local batch is filled only through `defer`, which sets it");
+            hand_over(cascade);
+        }
         // Relaxed: read by `synchronize` after the Acquire read that sees
         // this batch's exit (the `Finished` guard, below), which orders it.
         s.cascades.fetch_add(1, Ordering::Relaxed);
@@ -314,7 +380,7 @@ fn take_caught() -> FirstPanic {
 
 /// Resumes a panic caught from a job on this thread, if this is the
 /// outermost `rcu` call.
-pub(crate) fn resume_caught() {
+fn resume_caught() {
     take_caught().resume();
 }
 
@@ -323,6 +389,7 @@ pub(crate) fn flush<G: Grace>() {
     if !hand_over_local::<G>() {
         G::poll();
     }
+    drain();
     resume_caught();
 }
 
@@ -348,6 +415,7 @@ pub(crate) fn synchronize<G: Grace>() {
         hand_over::<G>(take_local());
         s.in_flight.wait(|| {
             G::poll();
+            drain();
             panic.merge(take_caught());
             yield_now();
         });

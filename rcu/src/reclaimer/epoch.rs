@@ -12,10 +12,14 @@
 //! - **retire/defer/flush/synchronize**: the batch protocol of the `batches`
 //!   module, with crossbeam as its grace-period provider: a batch of jobs is
 //!   counted in flight, then handed to `Guard::defer` and the thread's bag is
-//!   flushed to crossbeam's global queue at once; crossbeam runs the batch
-//!   two epochs later, on whichever thread collects. `synchronize` waits on
-//!   the in-flight count, pinning and flushing (which collects) while it
-//!   waits.
+//!   flushed to crossbeam's global queue at once. Two epochs later, whichever
+//!   thread collects (a writer flushing, or a reader in every 128th `pin`)
+//!   runs the deferred function, which only moves the batch to the ready
+//!   queue; writers run ready batches when they hand one over, flush or
+//!   synchronize. So a reader never runs a writer's destructor: it pays for
+//!   crossbeam's collection and a queue push per expired batch, not for the
+//!   drops. `synchronize` waits on the in-flight count, pinning, flushing
+//!   (which collects) and draining while it waits.
 //!
 //! # Races considered
 //!
@@ -26,11 +30,13 @@
 //!   inside a deferred function; the thread-local handle is re-entrant. During
 //!   thread teardown, when the thread-local is gone, a temporary handle is
 //!   registered instead.
-//! - *A job panics*: the batch catches it, so it never unwinds through
-//!   crossbeam's collection (which would abandon the rest of that bag, whose
-//!   entries are not dropped by an unwinding `Bag`). The payload is resumed
-//!   on the thread that ran the batch by the outermost `rcu` call there,
-//!   `pin` included: crossbeam collects inside `pin` every 128th time.
+//! - *A job panics*: jobs never run inside crossbeam's collection (whose
+//!   unwinding would abandon the rest of that bag), and the batch catches the
+//!   panic; the payload is resumed on the writer that ran the batch by the
+//!   outermost `rcu` call there. A reader's `pin` never sees it.
+//! - *Writers stop*: batches that become ready afterwards wait in the ready
+//!   queue (counted by `pending`) until some thread defers, flushes or
+//!   synchronizes. Garbage left at exit is not freed, as crossbeam's own.
 //! - *synchronize inside a section*: the batches it waits for could never
 //!   run; detected through `LocalHandle::is_pinned` and turned into a panic.
 //! - *A forgotten guard*: the thread stays pinned for good, so crossbeam's
@@ -118,11 +124,9 @@ impl Reclaimer for Epoch {
 
 impl Ops for Epoch {
     fn pin() -> EpochGuard {
-        let guard = EpochGuard { _pinned: pin() };
-        // Every 128th pin collects, and may have run a batch whose job
-        // panicked.
-        batches::resume_caught();
-        guard
+        // Every 128th pin collects, but collecting only moves batches to the
+        // ready queue: no job runs here.
+        EpochGuard { _pinned: pin() }
     }
 
     fn protect(_guard: &mut EpochGuard, src: &AtomicPtr<()>) -> *mut () {
@@ -145,7 +149,7 @@ impl Ops for Epoch {
     fn synchronize() {
         let pinned = HANDLE.try_with(LocalHandle::is_pinned).unwrap_or(false);
         assert!(
-            !pinned || batches::is_running(),
+            !pinned,
             "rcu::synchronize called inside a read-side critical section of the same thread: it would wait for itself"
         );
         batches::synchronize::<Crossbeam>();

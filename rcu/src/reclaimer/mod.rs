@@ -14,7 +14,7 @@
 //!
 //! | reclaimer | readers | writers | garbage held back by a stalled reader |
 //! |---|---|---|---|
-//! | [`Epoch`] | pin a crossbeam-epoch participant | batch jobs per thread, hand batches to crossbeam, count them in flight | everything retired since it pinned |
+//! | [`Epoch`] | pin a crossbeam-epoch participant; never run deferred work | batch jobs per thread, hand batches to crossbeam, run them once ready | everything retired since it pinned |
 //! | [`Hazard`] | publish the one pointer they read | retire into haphazard's domain | only the value it protects |
 //! | [`Reference`] | count themselves into one of two shared counters; never block | queue; run once every earlier reader has been seen to leave | everything queued since it entered |
 //!
@@ -38,7 +38,8 @@
 //! Each job is counted done whether it returned or panicked. The first panic
 //! of a batch is then resumed on the thread that ran the batch, from the
 //! `rcu` call that ran it (`replace`, `take`, `compare_exchange`, `defer`,
-//! `flush` or `synchronize`; never `pin` or `load`), after that call has
+//! `flush` or `synchronize`; never `pin` or `load`, as readers never run
+//! deferred work), after that call has
 //! finished its own work; later panics of the same batch are reported by the
 //! panic hook and dropped. A job that runs inside another job (a cascade)
 //! leaves its panic to the outermost call.

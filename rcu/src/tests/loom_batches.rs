@@ -22,7 +22,7 @@
 //!
 //! The previous protocol (a marker job, then waiting for a count of
 //! *running* jobs to read zero), modelled over the same stand-in in the shape
-//! of `loom_synchronize_waits_for_batch_in_flight`, fails at bound 2:
+//! of `loom_synchronize_waits_for_batch_run_by_other_writer`, fails at bound 2:
 //! `synchronize` returns while the other thread holds the popped bag. Of the
 //! mutations tried, ending a batch's count before its jobs run and not
 //! counting cascades are caught; handing over no batch when `synchronize`
@@ -67,13 +67,11 @@ fn counting(runs: &Arc<AtomicUsize>) -> crate::reclaimer::Job {
     })
 }
 
-/// Another thread hands over a batch of two jobs and then takes it from the
-/// provider itself. A `synchronize` called after the hand-over returns only
-/// once both jobs have run, wherever that thread is when `synchronize` looks
-/// (the batch queued, popped and not started, between its jobs, running).
-#[test]
-fn loom_synchronize_waits_for_batch_in_flight() {
-    model(|| {
+/// Another thread hands over a batch of two jobs, then `other_side` runs on
+/// it; a `synchronize` called after the hand-over returns only once both
+/// jobs have run, wherever that thread is when `synchronize` looks.
+fn synchronize_waits_for_batch(other_side: fn()) {
+    model(move || {
         let runs = Arc::new(AtomicUsize::new(0));
         let handed = Arc::new(Signal::default());
         let other = {
@@ -83,7 +81,7 @@ fn loom_synchronize_waits_for_batch_in_flight() {
                 batches::defer::<StandIn>(counting(&runs));
                 batches::defer::<StandIn>(counting(&runs));
                 handed.set();
-                StandIn::poll();
+                other_side();
             })
         };
         handed.wait();
@@ -94,6 +92,23 @@ fn loom_synchronize_waits_for_batch_in_flight() {
         assert_eq!(runs.load(SeqCst), 2);
         assert_eq!(batches::pending(), 0);
     });
+}
+
+/// The other thread collects as a reader does (crossbeam collects inside
+/// `pin`): it takes the batch from the provider and moves it to the ready
+/// queue, never running it; `synchronize` runs it, whenever the move lands.
+#[test]
+fn loom_synchronize_waits_for_batch_moved_by_reader() {
+    synchronize_waits_for_batch(StandIn::poll);
+}
+
+/// The other thread is a writer that flushes: it may take the batch from the
+/// provider, then from the ready queue, and run it; `synchronize` waits for
+/// it at every point (queued, taken and not started, between its jobs,
+/// running).
+#[test]
+fn loom_synchronize_waits_for_batch_run_by_other_writer() {
+    synchronize_waits_for_batch(batches::flush::<StandIn>);
 }
 
 /// A job run by another thread defers another (a cascade): a `synchronize`
@@ -114,7 +129,7 @@ fn loom_synchronize_waits_for_cascade_on_other_thread() {
                 }));
                 batches::flush::<StandIn>();
                 handed.set();
-                StandIn::poll();
+                batches::flush::<StandIn>();
             })
         };
         handed.wait();

@@ -348,6 +348,75 @@ fn concurrent_replace_and_load<R: Reclaimer>() {
     assert_eq!(drops.load(SeqCst), 1 + WRITERS * REPLACES);
 }
 
+/// Records whether it was dropped on the reader's thread.
+struct Spy {
+    reader: Arc<std::sync::OnceLock<thread::ThreadId>>,
+    on_reader: Arc<AtomicUsize>,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Spy {
+    fn drop(&mut self) {
+        if self.reader.get() == Some(&thread::current().id()) {
+            self.on_reader.fetch_add(1, SeqCst);
+        }
+        self.drops.fetch_add(1, SeqCst);
+    }
+}
+
+/// Readers never run deferred work: a reader pinning and loading over and
+/// over while a writer retires values, and after it stops (crossbeam
+/// collects inside every 128th pin), never drops one of them; the writer's
+/// own calls do.
+fn readers_never_run_deferred_work<R: Reclaimer>() {
+    const WRITES: usize = 5_000;
+    let reader_id = Arc::new(std::sync::OnceLock::new());
+    let (on_reader, drops) = (counter(), counter());
+    let spy = || {
+        Box::new(Spy {
+            reader: reader_id.clone(),
+            on_reader: on_reader.clone(),
+            drops: drops.clone(),
+        })
+    };
+    let slot: Arc<Slot<Box<Spy>, R>> = Arc::new(Slot::new(Some(spy())));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (slot, stop, reader_id) = (slot.clone(), stop.clone(), reader_id.clone());
+        thread::spawn(move || {
+            reader_id.set(thread::current().id()).unwrap();
+            while !stop.load(SeqCst) {
+                let mut guard = pin::<R>();
+                assert!(slot.load(&mut guard).is_some());
+            }
+            // The writer is done: the last batches expire during these
+            // pins, and crossbeam collects in every 128th of them.
+            for _ in 0..20_000 {
+                let mut guard = pin::<R>();
+                assert!(slot.load(&mut guard).is_some());
+            }
+        })
+    };
+    while reader_id.get().is_none() {
+        thread::yield_now();
+    }
+    for i in 0..WRITES {
+        slot.replace(Some(spy()));
+        if i % 500 == 0 {
+            flush::<R>();
+        }
+    }
+    stop.store(true, SeqCst);
+    reader.join().unwrap();
+    synchronize::<R>();
+    assert_eq!(drops.load(SeqCst), WRITES, "every replaced value dropped");
+    assert_eq!(
+        on_reader.load(SeqCst),
+        0,
+        "deferred drops ran on the reader's thread"
+    );
+}
+
 fn synchronize_inside_a_section_panics<R: Reclaimer>() {
     let guard = pin::<R>();
     let result = std::panic::catch_unwind(|| synchronize::<R>());
@@ -494,6 +563,11 @@ macro_rules! suite {
             fn pin_does_not_wait_for_synchronize() {
                 let _serial = crate::tests::support::shared();
                 super::pin_does_not_wait_for_synchronize::<R>();
+            }
+            #[test]
+            fn readers_never_run_deferred_work() {
+                let _serial = crate::tests::support::shared();
+                super::readers_never_run_deferred_work::<R>();
             }
             #[test]
             fn nested_guards() {
