@@ -69,9 +69,9 @@ impl AllOf for Floor {
     fn round(&self, n: usize) {
         let left = Arc::new(AtomicUsize::new(n));
         let done = Arc::new(AtomicBool::new(false));
-        let mut members: Vec<Box<FloorFence>> = (0..n)
+        let mut members: Vec<Box<FloorFence<1>>> = (0..n)
             .map(|_| {
-                let mut f = FloorFence::new(1);
+                let mut f = FloorFence::<1>::new();
                 let (left, done) = (left.clone(), done.clone());
                 f.add(Box::new(move || {
                     if left.fetch_sub(1, Ordering::AcqRel) == 1 {

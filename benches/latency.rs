@@ -19,7 +19,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
-use common::CondvarFence;
+use common::{CondvarFence, StdSync};
 use hdrhistogram::Histogram;
 use rcu_fence::{Backend, Fence, Locked, Rcu, Timeline};
 use serde_json::{Value, json};
@@ -68,7 +68,7 @@ impl Blocking for Park {
     }
 }
 
-impl Blocking for CondvarFence {
+impl Blocking for CondvarFence<StdSync> {
     fn new() -> Self {
         CondvarFence::new()
     }
@@ -464,7 +464,9 @@ fn main() {
         Box::new(BlockingVariant::<Park>::new("floor")),
         Box::new(BlockingVariant::<FenceEvent<Rcu>>::new("rcu")),
         Box::new(BlockingVariant::<FenceEvent<Locked>>::new("locked")),
-        Box::new(BlockingVariant::<CondvarFence>::new("mutex_condvar")),
+        Box::new(BlockingVariant::<CondvarFence<StdSync>>::new(
+            "mutex_condvar",
+        )),
         Box::new(BlockingVariant::<Listener>::new("event_listener")),
     ];
     let b3 = run("b3_wake (blocked thread)", samples, &mut b3);

@@ -75,9 +75,9 @@ impl Cascade for Floor {
 
     fn round(&self, depth: usize) -> Duration {
         static SINK: u64 = 0;
-        let mut nodes: Vec<Box<FloorFence>> = (0..depth)
+        let mut nodes: Vec<Box<FloorFence<1>>> = (0..depth)
             .map(|_| {
-                let mut f = FloorFence::new(1);
+                let mut f = FloorFence::<1>::new();
                 let sink: &'static u64 = &SINK;
                 let cb: Callback = Box::new(move || {
                     black_box(sink);
