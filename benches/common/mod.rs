@@ -118,14 +118,6 @@ pub(crate) fn out_dir() -> PathBuf {
     dir
 }
 
-/// Waits for `flag`, set by a waiter's callback. A fence's `wait` may return as soon as the
-/// signalled bit is set, while the signalling thread is still running the callbacks.
-pub(crate) fn wait_flag(flag: &std::sync::atomic::AtomicBool) {
-    while !flag.load(std::sync::atomic::Ordering::Acquire) {
-        std::thread::yield_now();
-    }
-}
-
 /// Writes `value` as `<out_dir>/<name>.json`.
 pub(crate) fn write_json(name: &str, value: &serde_json::Value) {
     let path = out_dir().join(format!("{name}.json"));
