@@ -164,8 +164,11 @@ const LEAVES: usize = OUTER * INNER;
 /// What the reader does, and what the writer does meanwhile.
 #[derive(Clone, Copy)]
 enum Op {
-    /// `is_signaled` on the current top while the writer signals that very container's
-    /// leaves, then publishes a fresh one.
+    /// `is_signaled` on the container the reader holds while the writer signals its leaves;
+    /// once it reads signalled, the reader takes the current one (which the writer published
+    /// meanwhile). Holding it keeps the publishing cell (an `ArcSwap` load, about two thirds
+    /// of the instructions of a poll that loads it every time, the same for every variant)
+    /// off the measured operation.
     Poll,
     /// `unwrap` over every leaf of the current top, which stays pending while it is
     /// current: the writer publishes a fresh container, then signals the previous one.
@@ -181,7 +184,7 @@ impl Op {
 
     fn name(self) -> &'static str {
         match self {
-            Op::Poll => "poll",
+            Op::Poll => "poll_held",
             Op::IteratePending => "iterate_pending",
         }
     }
@@ -190,12 +193,15 @@ impl Op {
 /// B6's shared workload: a writer keeps building, publishing and signalling nested
 /// containers; the reader's operation on the current one is timed.
 trait Nested: Send + Sync + 'static {
+    /// What a reader keeps between its operations.
+    type Held: Default;
     /// The variant's name in benchmark ids.
     fn name(&self) -> &'static str;
     /// The writer: publishes a first container, waits on `ready`, then loops until `stop`.
     fn writer(&self, op: Op, ready: &Barrier, stop: &AtomicBool);
-    /// One reader operation: the leaves visited (`IteratePending`) or 1 (`Poll`).
-    fn read(&self, op: Op) -> usize;
+    /// One reader operation: the leaves visited (`IteratePending`) or whether the held
+    /// container read signalled (`Poll`).
+    fn read(&self, op: Op, held: &mut Self::Held) -> usize;
 }
 
 struct NestedFences<B: Backend> {
@@ -239,6 +245,8 @@ impl<B: Backend> NestedFences<B> {
 }
 
 impl<B: Backend> Nested for NestedFences<B> {
+    type Held = Option<Arc<Fence<B>>>;
+
     fn name(&self) -> &'static str {
         B::NAME
     }
@@ -268,11 +276,17 @@ impl<B: Backend> Nested for NestedFences<B> {
         }
     }
 
-    fn read(&self, op: Op) -> usize {
-        let top = self.current.load();
+    fn read(&self, op: Op, held: &mut Self::Held) -> usize {
         match op {
-            Op::Poll => top.is_signaled() as usize,
-            Op::IteratePending => unwrap(&top).count(),
+            Op::Poll => {
+                let top = held.get_or_insert_with(|| self.current.load_full());
+                let signaled = top.is_signaled();
+                if signaled {
+                    *held = Some(self.current.load_full());
+                }
+                signaled as usize
+            }
+            Op::IteratePending => unwrap(&self.current.load()).count(),
         }
     }
 }
@@ -297,6 +311,8 @@ impl FloorNested {
 }
 
 impl Nested for FloorNested {
+    type Held = ();
+
     fn name(&self) -> &'static str {
         "floor"
     }
@@ -332,7 +348,7 @@ impl Nested for FloorNested {
         }
     }
 
-    fn read(&self, op: Op) -> usize {
+    fn read(&self, op: Op, _held: &mut ()) -> usize {
         match op {
             Op::Poll => self.top.load(Ordering::Acquire) as usize,
             Op::IteratePending => self.generations[self.current.load(Ordering::Acquire)]
@@ -350,10 +366,11 @@ fn read_under_writer<V: Nested>(v: &V, op: Op, iters: u64) -> Batch {
     std::thread::scope(|s| {
         s.spawn(|| v.writer(op, &ready, &stop));
         ready.wait();
+        let mut held = V::Held::default();
         let mut work = 0u64;
         let start = Instant::now();
         for _ in 0..iters {
-            work += black_box(v.read(op)) as u64;
+            work += black_box(v.read(op, &mut held)) as u64;
         }
         let elapsed = start.elapsed();
         stop.store(true, Ordering::Relaxed);
@@ -381,8 +398,51 @@ fn b6() {
     rounds.run();
 }
 
+/// `RCU_FENCE_PROFILE=b5:<variant>:<n>:<rounds>` runs B5 rounds alone, and
+/// `RCU_FENCE_PROFILE=b6:<variant>:<op>:<reads>` reader operations on one published container
+/// with no writer, then exits: for `valgrind --tool=callgrind` (per op = (count at N - count
+/// at 0) / N). `<variant>` is a backend's name or `floor`.
+fn profile(spec: &str) {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let arg = |i: usize, default: u64| parts.get(i).and_then(|x| x.parse().ok()).unwrap_or(default);
+    let variant = parts.get(1).copied().unwrap_or("rcu");
+    match parts.first().copied() {
+        Some("b6") => {
+            let op = match parts.get(2) {
+                Some(&"poll") | Some(&"poll_held") => Op::Poll,
+                _ => Op::IteratePending,
+            };
+            let reads = arg(3, 10_000);
+            for_each_backend!(|B| if B::NAME == variant {
+                let v = NestedFences::<B>::new();
+                let (_top, leaves) = v.publish();
+                let mut held = None;
+                for _ in 0..reads {
+                    black_box(v.read(op, &mut held));
+                }
+                drop(leaves);
+            });
+        }
+        _ => {
+            let (n, rounds) = (arg(2, 1024) as usize, arg(3, 100));
+            let mut variants: Vec<Box<dyn AllOf>> = vec![Box::new(Floor)];
+            for_each_backend!(|B| variants.push(Box::new(Array::<B>::new())));
+            let v = variants
+                .iter()
+                .find(|v| v.name() == variant)
+                .unwrap_or_else(|| panic!("no variant {variant}"));
+            for _ in 0..rounds {
+                v.round(n);
+            }
+        }
+    }
+}
+
 fn main() {
     common::setup();
+    if let Ok(spec) = std::env::var("RCU_FENCE_PROFILE") {
+        return profile(&spec);
+    }
     let mut c = common::criterion();
     b5(&mut c);
     c.final_summary();

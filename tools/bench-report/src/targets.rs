@@ -214,7 +214,7 @@ pub(crate) fn targets(r: &Results) -> Vec<Target> {
             )
         },
     );
-    for op in ["poll", "iterate_pending"] {
+    for op in ["poll_held", "iterate_pending"] {
         let what = format!("reader throughput ≥ 3× Locked ({op})");
         each("B6", &what, Check::AtLeast(3.0), &|b| {
             rounds_ratio(r, "b6_read_nested", [base, op], [b, op])

@@ -69,8 +69,11 @@ pub(super) fn b6(md: &mut String, r: &Results) {
     let _ = writeln!(
         md,
         "## B6: one reader polls or iterates a 4 × 16 nested array while a writer signals\n\n\
-         `poll`: `is_signaled` on the current top while the writer signals that very \
-         container's leaves and publishes the next. `iterate_pending`: `unwrap` over every \
+         `poll_held`: `is_signaled` on the container the reader holds while the writer \
+         signals its leaves; once it reads signalled the reader takes the current one, which \
+         the writer published meanwhile (a poll that loaded the publishing cell every time \
+         measured mostly that cell's `ArcSwap` load, the same for every variant). \
+         `iterate_pending`: `unwrap` over every \
          leaf of the current top, which stays pending while it is current (the writer \
          publishes the next container, then signals the previous one), so every variant \
          visits the same 64 leaves: `Rcu` drops signalled members from its containers and \
@@ -89,7 +92,7 @@ pub(super) fn b6(md: &mut String, r: &Results) {
         return;
     }
     let g = &r.rounds["b6_read_nested"];
-    for op in ["poll", "iterate_pending"] {
+    for op in ["poll_held", "iterate_pending"] {
         for b in r.contenders() {
             let _ = writeln!(
                 md,
