@@ -65,13 +65,18 @@ fn group_table(md: &mut String, r: &Results, group: &str, unit: &Unit, baselines
     }
     for s in r.b8_skipped.iter().filter(|s| s["group"] == group) {
         let text = |k: &str| s[k].as_str().unwrap_or("?").to_string();
+        let took = format!(
+            "one run at {} links took {}",
+            text("from_param"),
+            format::ns(s["from_ns"].as_f64().unwrap_or(f64::NAN))
+        );
+        let why = match s["predicted_ns"].as_f64() {
+            Some(p) => format!("not run: {took}, predicts {}", format::ns(p)),
+            None => format!("not run: {took}"),
+        };
         table.row(vec![
             format!("`{group}/{}/{}`", text("variant"), text("param")),
-            format!(
-                "not run: one run at {} links took {}",
-                text("from_param"),
-                format::ns(s["from_ns"].as_f64().unwrap_or(f64::NAN))
-            ),
+            why,
         ]);
     }
     md.push_str(&table.render());
@@ -174,10 +179,11 @@ pub(super) fn b8(md: &mut String, r: &Results) {
     );
     let _ = writeln!(
         md,
-        "Criterion runs a (variant, order) at a size only if one run there took at most 250 ms \
-         (and skips the larger sizes after one that did not, or when quadratic growth from \
-         the size below predicts more than 3 s): the rows marked \"not run\". The backward \
-         runs at 1024 and 4096 links are all in the re-arm table below, for every backend.\n"
+        "Criterion runs a (variant, order) at a size only if a probe there (the best of up \
+         to three runs) took at most 250 ms, and skips the larger sizes after one that did \
+         not, or when the growth seen between the smaller sizes predicts more than 3 s: the \
+         rows marked \"not run\". The backward runs at 1024 and 4096 links are all in the \
+         re-arm table below, for every backend.\n"
     );
 }
 
