@@ -178,7 +178,7 @@ fn targets_table(md: &mut String, r: &Results) {
 
 /// How to run it (fixed text).
 const RUNNING: &str = "
-Running: `cargo run --release -p bench-report` runs the whole set (about 8 minutes on a 2-core
+Running: `cargo run --release -p bench-report` runs the whole set (about 6 minutes on a 2-core
 machine) and rewrites this file and the plots. Options: `--quick` (short runs, to check that
 everything works), `--only chain,latency` (rerun only those targets, keep the other results),
 `--note \"...\"` (a line about the run, such as concurrent load), `--report-only` (rewrite the
