@@ -42,16 +42,24 @@ pub(crate) fn ratio_spread(s: Option<Spread>) -> String {
     }
 }
 
+/// A figure with about three significant digits (two decimals between 0.01 and 100).
+fn figure(x: f64) -> String {
+    let a = x.abs();
+    if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 0.01 || a == 0.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.5}")
+    }
+}
+
 /// A target's figure: `value (lo–hi)` when it has a bracket.
 pub(crate) fn measured(m: &Measured) -> String {
-    let digits = if m.value.abs() >= 100.0 { 0 } else { 2 };
     if m.lo == m.hi {
-        format!("{:.1}", m.value)
+        figure(m.value)
     } else {
-        format!(
-            "{:.*} ({:.*}–{:.*})",
-            digits, m.value, digits, m.lo, digits, m.hi
-        )
+        format!("{} ({}–{})", figure(m.value), figure(m.lo), figure(m.hi))
     }
 }
 

@@ -126,6 +126,16 @@ impl Results {
         self.rounds.get(group)?.get(variant, param)
     }
 
+    /// The parameter a rounds group ran `variant` with (B11's job count).
+    pub(crate) fn rounds_of_variant(&self, group: &str, variant: &str) -> Option<String> {
+        self.rounds
+            .get(group)?
+            .variants
+            .iter()
+            .find(|v| v.variant == variant)
+            .map(|v| v.param.clone())
+    }
+
     /// Where a variant sorts in a table: the floor, the backends in order, the rest by name.
     pub(crate) fn variant_rank(&self, variant: &str) -> (usize, String) {
         let rank = if variant == "floor" {

@@ -63,7 +63,12 @@ impl Target {
 }
 
 /// A criterion ratio `scale · a / b` with the bracket of the two 95 % intervals.
-fn criterion_ratio(r: &Results, a: [&str; 3], b: [&str; 3], scale: f64) -> Option<Measured> {
+pub(crate) fn criterion_ratio(
+    r: &Results,
+    a: [&str; 3],
+    b: [&str; 3],
+    scale: f64,
+) -> Option<Measured> {
     let (x, y) = (r.estimate(a[0], a[1], a[2])?, r.estimate(b[0], b[1], b[2])?);
     Some(Measured {
         value: scale * x.median / y.median,
@@ -74,7 +79,12 @@ fn criterion_ratio(r: &Results, a: [&str; 3], b: [&str; 3], scale: f64) -> Optio
 }
 
 /// A ratio `a / b` of two interleaved variants, round by round.
-fn rounds_ratio(r: &Results, group: &str, a: [&str; 2], b: [&str; 2]) -> Option<Measured> {
+pub(crate) fn rounds_ratio(
+    r: &Results,
+    group: &str,
+    a: [&str; 2],
+    b: [&str; 2],
+) -> Option<Measured> {
     let (x, y) = (
         r.rounds_of(group, a[0], a[1])?,
         r.rounds_of(group, b[0], b[1])?,
@@ -83,7 +93,7 @@ fn rounds_ratio(r: &Results, group: &str, a: [&str; 2], b: [&str; 2]) -> Option<
 }
 
 /// A latency p50 ratio `name / floor`: the whole run's, bracketed by the blocks'.
-fn latency_ratio(
+pub(crate) fn latency_ratio(
     r: &Results,
     bench: &str,
     name: &str,
@@ -109,22 +119,12 @@ fn latency_ratio(
 }
 
 /// Bytes per object from B9.
-fn bytes(r: &Results, backend: &str, shapes: &[&str]) -> Option<Measured> {
+pub(crate) fn bytes(r: &Results, backend: &str, shapes: &[&str]) -> Option<Measured> {
     let sum = shapes
         .iter()
         .map(|s| r.alloc[backend][*s]["bytes"].as_f64())
         .sum::<Option<f64>>()?;
     Some(Measured::exact(sum, "counted"))
-}
-
-/// The parameter a rounds group ran `variant` with (B11's job count).
-fn param_of<'a>(r: &'a Results, group: &str, variant: &str) -> Option<&'a str> {
-    r.rounds
-        .get(group)?
-        .variants
-        .iter()
-        .find(|v| v.variant == variant)
-        .map(|v| v.param.as_str())
 }
 
 /// Every target, for every backend it applies to.
@@ -263,8 +263,8 @@ pub(crate) fn targets(r: &Results) -> Vec<Target> {
         "scheduler jobs/s ≥ 1.5× Locked",
         Check::AtLeast(1.5),
         &|b| {
-            let jobs = param_of(r, "b11_scheduler", b)?;
-            rounds_ratio(r, "b11_scheduler", [base, jobs], [b, jobs])
+            let jobs = r.rounds_of_variant("b11_scheduler", b)?;
+            rounds_ratio(r, "b11_scheduler", [base, &jobs], [b, &jobs])
         },
     );
     // The baseline's own: the classic scheme must cost what the kernel's does.

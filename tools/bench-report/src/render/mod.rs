@@ -5,6 +5,7 @@ mod criterion;
 mod latency;
 mod memory;
 mod rounds;
+mod summary;
 
 use std::fmt::Write as _;
 
@@ -21,6 +22,7 @@ pub(crate) fn render(r: &Results, facts: &RunFacts) -> String {
     noise(&mut md, r);
     md.push_str(NOTES);
     targets_table(&mut md, r);
+    summary::summary(&mut md, r);
     md.push_str(ANALYSIS);
     md.push('\n');
     criterion::b1_b2(&mut md, r);
