@@ -25,6 +25,7 @@ macro_rules! for_each_backend {
         $crate::common::for_each_backend!(@list |$B| $body;
             rcu_fence::Rcu,
             rcu_fence::Locked,
+            rcu_fence::LockedRcu,
         )
     };
     (@list |$B:ident| $body:expr; $($backend:ty),* $(,)?) => {{
