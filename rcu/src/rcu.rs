@@ -34,7 +34,7 @@ use crate::reclaimer::Reclaimer;
 /// assert!(ran.load(Ordering::SeqCst));
 /// ```
 pub fn defer<R: Reclaimer>(f: impl FnOnce() + Send + 'static) {
-    R::defer(Box::new(f));
+    R::defer(crate::reclaimer::Job::closure(f));
 }
 
 /// Waits for readers and reclamation (`synchronize_rcu`).

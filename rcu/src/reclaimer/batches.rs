@@ -333,7 +333,7 @@ fn run(batch: Batch) {
     {
         let _running = Running::enter();
         for job in batch.jobs {
-            panic.catch(job);
+            panic.catch(|| job.run());
             s.pending.done();
         }
     }

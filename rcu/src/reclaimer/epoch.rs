@@ -58,7 +58,6 @@ use crossbeam_epoch::{Collector, LocalHandle};
 use super::batches::{self, Grace};
 use super::{Job, Reclaimer, sealed::Ops};
 use crate::Pointer;
-use crate::pointer::Retired;
 use crate::sync::atomic::{AtomicPtr, Ordering};
 
 /// Epoch-based reclamation on crossbeam-epoch, with a collector owned by this
@@ -138,8 +137,7 @@ impl Ops for Epoch {
     unsafe fn retire<P: Pointer>(raw: *mut ()) {
         // SAFETY: the caller gives up ownership of `raw`, which came from
         // `P::into_raw` (obligation 1 of `retire`).
-        let value = unsafe { Retired::<P>::new(raw) };
-        Self::defer(Box::new(move || drop(value)));
+        Self::defer(unsafe { Job::retired::<P>(raw) });
     }
 
     fn defer(job: Job) {

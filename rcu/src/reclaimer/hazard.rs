@@ -212,7 +212,7 @@ impl Reclaim for Deferred {
     unsafe fn reclaim(raw: *mut ()) {
         // SAFETY: obligation 1; `defer` retired `raw` from `Box::<Job>::into_raw`.
         let job = unsafe { Box::from_raw(raw.cast::<Job>()) };
-        job();
+        job.run();
     }
 }
 

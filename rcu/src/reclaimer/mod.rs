@@ -67,8 +67,78 @@ pub use epoch::Epoch;
 pub use hazard::Hazard;
 pub use reference::Reference;
 
-/// A closure handed to [`defer`](crate::defer).
-pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+/// What a reclaimer runs once readers are gone: a closure handed to
+/// [`defer`](crate::defer), or a retired value with the function that drops it (no
+/// allocation: retiring a value is the common case). A job dropped without being run drops
+/// what it owns, as a dropped closure drops its captures.
+#[allow(unreachable_pub)] // named by the sealed `Ops` trait; not reachable by users
+pub struct Job(JobKind);
+
+enum JobKind {
+    Closure(Box<dyn FnOnce() + Send + 'static>),
+    Value {
+        raw: *mut (),
+        drop: unsafe fn(*mut ()),
+    },
+    Done,
+}
+
+// SAFETY: a closure job is `Send`; a value job owns a `P: Pointer`, which is `Send`, in raw
+// form, and only the job's owner touches it.
+unsafe impl Send for Job {}
+
+impl Job {
+    /// A deferred closure.
+    pub(crate) fn closure(f: impl FnOnce() + Send + 'static) -> Job {
+        Job(JobKind::Closure(Box::new(f)))
+    }
+
+    /// A retired value, dropped when the job runs.
+    ///
+    /// # Safety
+    /// 1. `raw` came from `P::into_raw`, and ownership of that value moves into the job.
+    pub(crate) unsafe fn retired<P: Pointer>(raw: *mut ()) -> Job {
+        /// # Safety
+        /// 1. `raw` came from `P::into_raw` and is dropped once.
+        unsafe fn drop_value<P: Pointer>(raw: *mut ()) {
+            // SAFETY: obligation 1.
+            drop(unsafe { P::from_raw(raw) });
+        }
+        Job(JobKind::Value {
+            raw,
+            drop: drop_value::<P>,
+        })
+    }
+
+    /// Runs the closure, or drops the value.
+    pub(crate) fn run(mut self) {
+        match core::mem::replace(&mut self.0, JobKind::Done) {
+            JobKind::Closure(f) => f(),
+            // SAFETY: the job owned the value (`retired`'s obligation) and gives it up once.
+            JobKind::Value { raw, drop } => unsafe { drop(raw) },
+            JobKind::Done => {}
+        }
+    }
+}
+
+impl core::fmt::Debug for Job {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self.0 {
+            JobKind::Closure(_) => "Job(closure)",
+            JobKind::Value { .. } => "Job(value)",
+            JobKind::Done => "Job(done)",
+        })
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if let JobKind::Value { raw, drop } = core::mem::replace(&mut self.0, JobKind::Done) {
+            // SAFETY: as in `run`: owned, given up once.
+            unsafe { drop(raw) };
+        }
+    }
+}
 
 /// The strategy that decides when a retired value may be freed.
 ///

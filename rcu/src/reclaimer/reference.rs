@@ -71,7 +71,6 @@ use std::sync::{PoisonError, TryLockError};
 use super::phases::{Phase, Phases};
 use super::{FirstPanic, Job, Pending, Reclaimer, sealed::Ops, tally};
 use crate::Pointer;
-use crate::pointer::Retired;
 use crate::sync::atomic::{AtomicPtr, Ordering};
 use crate::sync::thread::yield_now;
 use crate::sync::{Mutex, MutexGuard};
@@ -212,7 +211,7 @@ fn run(s: &State, batch: Vec<Job>) -> (bool, FirstPanic) {
     let _draining = Draining::enter();
     let mut panic = FirstPanic::default();
     for job in batch {
-        panic.catch(job);
+        panic.catch(|| job.run());
         s.pending.done();
     }
     (tally::now() != before, panic)
@@ -259,8 +258,7 @@ impl Ops for Reference {
     unsafe fn retire<P: Pointer>(raw: *mut ()) {
         // SAFETY: the caller gives up ownership of `raw`, which came from
         // `P::into_raw` (obligation 1 of `retire`).
-        let value = unsafe { Retired::<P>::new(raw) };
-        Self::defer(Box::new(move || drop(value)));
+        Self::defer(unsafe { Job::retired::<P>(raw) });
     }
 
     fn defer(job: Job) {

@@ -62,7 +62,7 @@ impl Grace for StandIn {
 
 fn counting(runs: &Arc<AtomicUsize>) -> crate::reclaimer::Job {
     let runs = runs.clone();
-    Box::new(move || {
+    crate::reclaimer::Job::closure(move || {
         runs.fetch_add(1, SeqCst);
     })
 }
@@ -123,7 +123,7 @@ fn loom_synchronize_waits_for_cascade_on_other_thread() {
             thread::spawn(move || {
                 let inner = counting(&runs);
                 let outer = runs.clone();
-                batches::defer::<StandIn>(Box::new(move || {
+                batches::defer::<StandIn>(crate::reclaimer::Job::closure(move || {
                     outer.fetch_add(1, SeqCst);
                     batches::defer::<StandIn>(inner);
                 }));
