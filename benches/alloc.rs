@@ -2,7 +2,10 @@
 //! a counting global allocator (its own binary: a global allocator is per program).
 //!
 //! Each figure is the growth of live bytes while `N` objects are built and kept, divided by
-//! `N`; the objects they are built over are made before the count starts.
+//! `N`; the objects they are built over are made before the count starts. An `_enabled`
+//! figure is what enabling adds (the callbacks a container installs on its members, which
+//! any waiter causes); the report quotes built + enabled as the headline per member or link,
+//! as the kernel's layout counts an array's `callbacks[]`.
 
 mod common;
 
@@ -11,7 +14,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 
-use rcu_fence::{Backend, Fence, FenceArray, FenceChain, Locked, Rcu, Timeline, context_alloc};
+use common::for_each_backend;
+use rcu_fence::{Backend, Fence, FenceArray, FenceChain, Timeline, context_alloc};
 use serde_json::json;
 
 /// Counts live bytes and allocations; forwards to the system allocator.
@@ -118,8 +122,9 @@ fn measure<B: Backend>() -> serde_json::Value {
 }
 
 /// The floor: a fence as one `Arc` of a flag and a list head; a member as one pointer in a
-/// `Vec`; a link as an `Arc` of two pointers and a seqno; a callback as a boxed closure
-/// holding one pointer plus a list node of two pointers.
+/// `Vec`; a link as an `Arc` of two pointers and a seqno; a callback as one list node with
+/// its closure inline (next, code, one captured pointer); enabling an array member installs
+/// one such callback.
 fn floor() -> serde_json::Value {
     type FloorFence = Arc<(AtomicBool, AtomicUsize)>;
     let (fence, fa, fences) = per_object(N, || {
@@ -136,14 +141,22 @@ fn floor() -> serde_json::Value {
             .collect::<Vec<Link>>()
     });
     static SINK: u64 = 0;
+    /// A callback node with its closure inline: the list link, the code, what it captured.
+    struct Node {
+        _next: Option<Box<Node>>,
+        _call: fn(&u64),
+        _captured: &'static u64,
+    }
     let (callback, ca, _cbs) = per_object(N, || {
         (0..N)
             .map(|_| {
-                let sink: &'static u64 = &SINK;
-                let f: Box<dyn FnOnce() + Send> = Box::new(move || {
-                    black_box(sink);
-                });
-                Box::new((f, 0usize))
+                Box::new(Node {
+                    _next: None,
+                    _call: |x| {
+                        black_box(x);
+                    },
+                    _captured: &SINK,
+                })
             })
             .collect::<Vec<_>>()
     });
@@ -153,6 +166,7 @@ fn floor() -> serde_json::Value {
     json!({
         "fence": { "bytes": fence - vec, "allocs": fa },
         "array_member": { "bytes": member, "allocs": ma },
+        "array_member_enabled": { "bytes": callback - vec, "allocs": ca },
         "chain_link": { "bytes": link - vec, "allocs": la },
         "callback": { "bytes": callback - vec, "allocs": ca },
     })
@@ -160,11 +174,11 @@ fn floor() -> serde_json::Value {
 
 fn main() {
     common::setup();
-    if std::env::args().any(|a| a == "--list") {
+    if common::listing() {
         return;
     }
-    let result =
-        json!({ "n": N, "floor": floor(), "rcu": measure::<Rcu>(), "locked": measure::<Locked>() });
+    let mut result = json!({ "n": N, "floor": floor(), "backends": common::backend_names() });
+    for_each_backend!(|B| result[B::NAME] = measure::<B>());
     println!("b9_bytes (live bytes per object, allocations per object; N = {N})");
     for shape in [
         "fence",
@@ -182,12 +196,11 @@ fn main() {
             ),
             None => format!("{:>20}", "-"),
         };
-        println!(
-            "  {shape:<22} floor {}  rcu {}  locked {}",
-            cell("floor"),
-            cell("rcu"),
-            cell("locked")
-        );
+        let mut line = format!("  {shape:<22} floor {}", cell("floor"));
+        for name in common::backend_names() {
+            line += &format!("  {name} {}", cell(name));
+        }
+        println!("{line}");
     }
     common::write_json("alloc", &result);
 }

@@ -6,7 +6,8 @@
 //! waits until the waiter is about to block and then 200 µs more so that it is asleep in
 //! the kernel, reads the clock, signals, and reads the clock again (the cost of the
 //! signalling call). The waiter reads the clock as soon as it returns. Variants are
-//! interleaved sample by sample.
+//! interleaved sample by sample, and the samples are also cut into `BLOCKS` consecutive
+//! blocks (rounds) whose medians the report uses for the run-to-run spread of each ratio.
 
 mod common;
 
@@ -19,13 +20,16 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
-use common::CondvarFence;
+use common::condvar::LockCondvar;
+use common::{CondvarFence, ParkingLot, StdSync, for_each_backend};
 use hdrhistogram::Histogram;
-use rcu_fence::{Backend, Fence, Locked, Rcu, Timeline};
+use rcu_fence::{Backend, Fence, Timeline};
 use serde_json::{Value, json};
 
 /// How long the signaller lets the waiter sleep before signalling.
 const SETTLE: Duration = Duration::from_micros(200);
+/// The consecutive blocks the samples are cut into for the spread across rounds.
+const BLOCKS: usize = 10;
 
 /// A one-shot event a thread blocks on (B3).
 trait Blocking: Send + Sync + 'static {
@@ -68,7 +72,7 @@ impl Blocking for Park {
     }
 }
 
-impl Blocking for CondvarFence {
+impl<L: LockCondvar> Blocking for CondvarFence<L> {
     fn new() -> Self {
         CondvarFence::new()
     }
@@ -246,6 +250,7 @@ struct Series {
     wake: Histogram<u64>,
     call: Histogram<u64>,
     wake_samples: Vec<u64>,
+    call_samples: Vec<u64>,
 }
 
 impl Series {
@@ -256,6 +261,7 @@ impl Series {
             wake: h(),
             call: h(),
             wake_samples: Vec::new(),
+            call_samples: Vec::new(),
         }
     }
 
@@ -264,9 +270,22 @@ impl Series {
         self.wake.saturating_record(w);
         self.call.saturating_record(c);
         self.wake_samples.push(w);
+        self.call_samples.push(c);
     }
 
     fn json(&mut self) -> Value {
+        let blocks = |samples: &[u64]| -> Vec<u64> {
+            let per = samples.len().div_ceil(BLOCKS).max(1);
+            samples
+                .chunks(per)
+                .map(|c| {
+                    let mut c = c.to_vec();
+                    c.sort_unstable();
+                    c[c.len() / 2]
+                })
+                .collect()
+        };
+        let (wake_blocks, call_blocks) = (blocks(&self.wake_samples), blocks(&self.call_samples));
         self.wake_samples.sort_unstable();
         let n = self.wake_samples.len();
         // The CDF, thinned to at most 400 points.
@@ -280,7 +299,8 @@ impl Series {
             json!({ "p50": h.value_at_quantile(0.5), "p99": h.value_at_quantile(0.99), "p999": h.value_at_quantile(0.999),
                     "min": h.min(), "max": h.max(), "mean": h.mean(), "count": h.len() })
         };
-        json!({ "name": self.name, "wake_ns": q(&self.wake), "call_ns": q(&self.call), "cdf": cdf })
+        json!({ "name": self.name, "wake_ns": q(&self.wake), "call_ns": q(&self.call), "cdf": cdf,
+                "wake_p50_blocks": wake_blocks, "call_p50_blocks": call_blocks })
     }
 
     fn print(&self) {
@@ -456,27 +476,27 @@ fn run(title: &str, samples: usize, variants: &mut [Box<dyn Variant>]) -> Value 
 
 fn main() {
     common::setup();
-    if std::env::args().any(|a| a == "--list") {
+    if common::listing() {
         return; // `cargo bench -- --list` asks every target for its benchmarks
     }
     let samples = if common::quick() { 300 } else { 3_000 };
-    let mut b3: Vec<Box<dyn Variant>> = vec![
-        Box::new(BlockingVariant::<Park>::new("floor")),
-        Box::new(BlockingVariant::<FenceEvent<Rcu>>::new("rcu")),
-        Box::new(BlockingVariant::<FenceEvent<Locked>>::new("locked")),
-        Box::new(BlockingVariant::<CondvarFence>::new("mutex_condvar")),
-        Box::new(BlockingVariant::<Listener>::new("event_listener")),
-    ];
+    let mut b3: Vec<Box<dyn Variant>> = vec![Box::new(BlockingVariant::<Park>::new("floor"))];
+    for_each_backend!(|B| b3.push(Box::new(BlockingVariant::<FenceEvent<B>>::new(B::NAME))));
+    b3.push(Box::new(BlockingVariant::<CondvarFence<StdSync>>::new(
+        StdSync::NAME,
+    )));
+    b3.push(Box::new(BlockingVariant::<CondvarFence<ParkingLot>>::new(
+        ParkingLot::NAME,
+    )));
+    b3.push(Box::new(BlockingVariant::<Listener>::new("event_listener")));
     let b3 = run("b3_wake (blocked thread)", samples, &mut b3);
     let mut b4: Vec<Box<dyn Variant>> = Vec::new();
     for executor in [Executor::BlockOn, Executor::Tokio] {
         b4.push(Box::new(AsyncVariant::<BareWaker>::new("floor", executor)));
-        b4.push(Box::new(AsyncVariant::<FenceEvent<Rcu>>::new(
-            "rcu", executor,
-        )));
-        b4.push(Box::new(AsyncVariant::<FenceEvent<Locked>>::new(
-            "locked", executor,
-        )));
+        for_each_backend!(|B| b4.push(Box::new(AsyncVariant::<FenceEvent<B>>::new(
+            B::NAME,
+            executor
+        ))));
         b4.push(Box::new(AsyncVariant::<tokio::sync::Notify>::new(
             "tokio_notify",
             executor,
@@ -493,6 +513,6 @@ fn main() {
     );
     common::write_json(
         "latency",
-        &json!({ "samples": samples, "settle_us": SETTLE.as_micros() as u64, "b3": b3, "b4": b4 }),
+        &json!({ "samples": samples, "blocks": BLOCKS, "settle_us": SETTLE.as_micros() as u64, "b3": b3, "b4": b4 }),
     );
 }

@@ -1,10 +1,10 @@
 //! B7: the signal cascade and the final drop through a nesting depth D (an array over an
 //! array over ... over one fence), on a thread with a 256 KiB stack.
 //!
-//! `Locked`'s final put recurses as the kernel's does, so it overflows a small stack past
-//! some depth. That depth is found first by probing in child processes (an overflow aborts
-//! the process, which must not be the benchmark's), and `Locked` is timed only at depths at
-//! most half of it.
+//! A backend whose final put recurses (`Locked`, as the kernel's does) overflows a small
+//! stack past some depth. Each backend's deepest surviving depth is found first by probing
+//! in child processes (an overflow aborts the process, which must not be the benchmark's),
+//! and a backend is timed only at depths at most half of it.
 
 mod common;
 
@@ -13,16 +13,17 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Callback, FloorFence};
+use common::{Callback, FloorFence, for_each_backend};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
-use rcu_fence::{Backend, Fence, FenceArray, Locked, Rcu, Timeline, context_alloc};
+use rcu_fence::{Backend, Fence, FenceArray, Timeline, context_alloc};
+use serde_json::json;
 
 /// The stack of the thread every round runs on.
 const STACK: usize = 256 * 1024;
 /// The depths timed (and plotted).
 const DEPTHS: [usize; 5] = [10, 100, 1_000, 10_000, 100_000];
-/// Set in a child process: run one round of `Locked` at this depth and exit.
+/// Set in a child process to `<backend>:<depth>`: run one round there and exit.
 const PROBE_ENV: &str = "RCU_FENCE_B7_PROBE";
 
 /// B7's shared workload: build a structure of depth `d` with a waiter on the top
@@ -30,15 +31,23 @@ const PROBE_ENV: &str = "RCU_FENCE_B7_PROBE";
 /// of everything.
 trait Cascade: Sync {
     /// The variant's name in benchmark ids.
-    const NAME: &'static str;
+    fn name(&self) -> &'static str;
     /// One round; returns the timed part.
     fn round(&self, depth: usize) -> Duration;
 }
 
 struct Nested<B: Backend>(B);
 
+impl<B: Backend> Nested<B> {
+    fn new() -> Self {
+        Nested(B::default())
+    }
+}
+
 impl<B: Backend> Cascade for Nested<B> {
-    const NAME: &'static str = B::NAME;
+    fn name(&self) -> &'static str {
+        B::NAME
+    }
 
     fn round(&self, depth: usize) -> Duration {
         let timeline = Timeline::new_in("b7", self.0);
@@ -55,9 +64,8 @@ impl<B: Backend> Cascade for Nested<B> {
 
         let start = Instant::now();
         leaf.signal().unwrap();
-        // `Locked` signals each level from its irq_work thread.
-        let _ = top.wait();
-        common::wait_flag(&done);
+        // Every backend completes the whole cascade within `signal`.
+        assert!(done.load(Ordering::Acquire));
         drop(top);
         drop(leaf);
         // What a container released is dropped past RCU readers: count that work too.
@@ -66,18 +74,20 @@ impl<B: Backend> Cascade for Nested<B> {
     }
 }
 
-/// The floor: `d` heap nodes, each with a flag and a boxed callback; a loop marks each and
-/// calls its callback, then frees them.
+/// The floor: `d` heap nodes, each with a flag and one boxed callback inline; a loop marks
+/// each and calls its callback, then frees them.
 struct Floor;
 
 impl Cascade for Floor {
-    const NAME: &'static str = "floor";
+    fn name(&self) -> &'static str {
+        "floor"
+    }
 
     fn round(&self, depth: usize) -> Duration {
         static SINK: u64 = 0;
-        let mut nodes: Vec<Box<FloorFence>> = (0..depth)
+        let mut nodes: Vec<Box<FloorFence<1>>> = (0..depth)
             .map(|_| {
-                let mut f = FloorFence::new(1);
+                let mut f = FloorFence::<1>::new();
                 let sink: &'static u64 = &SINK;
                 let cb: Callback = Box::new(move || {
                     black_box(sink);
@@ -107,11 +117,11 @@ fn on_small_stack<V: Cascade>(v: &V, depth: usize, rounds: u64) -> Duration {
     })
 }
 
-/// True if a child process survives one `Locked` round at `depth`.
-fn survives(depth: usize) -> bool {
+/// True if a child process survives one round of `backend` at `depth`.
+fn survives(backend: &str, depth: usize) -> bool {
     let exe = std::env::current_exe().expect("current_exe");
     Command::new(exe)
-        .env(PROBE_ENV, depth.to_string())
+        .env(PROBE_ENV, format!("{backend}:{depth}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -120,14 +130,14 @@ fn survives(depth: usize) -> bool {
         .unwrap_or(false)
 }
 
-/// The largest depth `Locked` survives on the small stack, up to the largest timed depth:
+/// The largest depth `backend` survives on the small stack, up to the largest timed depth:
 /// a decade scan, then bisection.
-fn locked_max_depth() -> usize {
+fn max_depth(backend: &str) -> usize {
     let top = *DEPTHS.last().unwrap();
     let mut ok = 1;
     let mut fail = None;
     for d in [10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000] {
-        if survives(d) {
+        if survives(backend, d) {
             ok = d;
         } else {
             fail = Some(d);
@@ -137,7 +147,7 @@ fn locked_max_depth() -> usize {
     let Some(mut fail) = fail else { return top };
     while fail - ok > 1 + ok / 50 {
         let mid = ok + (fail - ok) / 2;
-        if survives(mid) {
+        if survives(backend, mid) {
             ok = mid;
         } else {
             fail = mid;
@@ -147,21 +157,32 @@ fn locked_max_depth() -> usize {
 }
 
 fn b7_variant<V: Cascade>(group: &mut BenchmarkGroup<'_, WallTime>, v: &V, depth: usize) {
-    group.bench_with_input(BenchmarkId::new(V::NAME, depth), &depth, |b, &depth| {
+    group.bench_with_input(BenchmarkId::new(v.name(), depth), &depth, |b, &depth| {
         b.iter_custom(|iters| on_small_stack(v, depth, iters))
     });
 }
 
 fn b7(c: &mut Criterion) {
-    let max = locked_max_depth();
-    println!(
-        "b7: Locked survives depth {max} on a {} KiB stack",
-        STACK / 1024
-    );
-    common::write_json(
-        "b7_probe",
-        &serde_json::json!({ "locked_max_depth": max, "stack_kib": STACK / 1024 }),
-    );
+    let mut max = serde_json::Map::new();
+    if !common::listing() {
+        for name in common::backend_names() {
+            let depth = max_depth(name);
+            println!(
+                "b7: {name} survives depth {depth} on a {} KiB stack",
+                STACK / 1024
+            );
+            max.insert(name.to_string(), json!(depth));
+        }
+        common::write_json(
+            "b7_probe",
+            &json!({ "max_depth": max, "stack_kib": STACK / 1024, "largest_probed": DEPTHS.last() }),
+        );
+    }
+    let fits = |name: &str, depth: usize| {
+        max.get(name)
+            .and_then(|d| d.as_u64())
+            .is_none_or(|m| depth as u64 <= m / 2 || m as usize == *DEPTHS.last().unwrap())
+    };
     let mut group = c.benchmark_group("b7_nesting");
     group.sampling_mode(SamplingMode::Flat);
     for depth in DEPTHS {
@@ -169,23 +190,26 @@ fn b7(c: &mut Criterion) {
             group.sample_size(10);
         }
         b7_variant(&mut group, &Floor, depth);
-        b7_variant(&mut group, &Nested(Rcu), depth);
-        if depth <= max / 2 {
-            b7_variant(&mut group, &Nested(Locked), depth);
-        }
+        for_each_backend!(|B| if fits(B::NAME, depth) {
+            b7_variant(&mut group, &Nested::<B>::new(), depth)
+        });
     }
     group.finish();
 }
 
+/// The probe child: one round of the named backend at the given depth.
+fn probe(spec: &str) {
+    let (name, depth) = spec.split_once(':').expect("<backend>:<depth>");
+    let depth: usize = depth.parse().expect("probe depth");
+    for_each_backend!(|B| if B::NAME == name {
+        on_small_stack(&Nested::<B>::new(), depth, 1);
+    });
+}
+
 fn main() {
     common::setup();
-    if let Some(depth) = std::env::var_os(PROBE_ENV) {
-        let depth: usize = depth
-            .to_str()
-            .and_then(|d| d.parse().ok())
-            .expect("probe depth");
-        on_small_stack(&Nested(Locked), depth, 1);
-        return;
+    if let Ok(spec) = std::env::var(PROBE_ENV) {
+        return probe(&spec);
     }
     let mut c = common::criterion();
     b7(&mut c);

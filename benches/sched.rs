@@ -3,15 +3,19 @@
 //! depends on the previous job of its ring and on a point of another ring's timeline,
 //! merged into one fence; a callback on that fence queues the job on its ring. The
 //! submitter keeps at most `IN_FLIGHT` jobs outstanding, as a hardware ring would.
+//!
+//! Four threads on two cores: the ratio between backends swings with the load, so the
+//! backends run in interleaved rounds (one whole run of `jobs` jobs each per round).
 
 mod common;
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, SamplingMode};
+use common::for_each_backend;
+use common::rounds::{Batch, Rounds};
 use rand::{Rng, SeedableRng};
-use rcu_fence::{Backend, Fence, FenceError, Locked, Rcu, Syncobj, Timeline, merge};
+use rcu_fence::{Backend, Fence, FenceError, Syncobj, Timeline, merge};
 
 /// Rings.
 const RINGS: usize = 2;
@@ -89,23 +93,17 @@ fn run<B: Backend>(jobs: usize) -> Duration {
     })
 }
 
-fn b11(c: &mut Criterion) {
+fn b11() {
     let jobs: usize = if common::quick() { 10_000 } else { 100_000 };
-    let mut group = c.benchmark_group("b11_scheduler");
-    group.sampling_mode(SamplingMode::Flat);
-    group.sample_size(10);
-    group.bench_with_input(BenchmarkId::new(Rcu::NAME, jobs), &jobs, |b, &jobs| {
-        b.iter_custom(|iters| (0..iters).map(|_| run::<Rcu>(jobs)).sum())
-    });
-    group.bench_with_input(BenchmarkId::new(Locked::NAME, jobs), &jobs, |b, &jobs| {
-        b.iter_custom(|iters| (0..iters).map(|_| run::<Locked>(jobs)).sum())
-    });
-    group.finish();
+    let mut rounds = Rounds::new("b11_scheduler");
+    for_each_backend!(|B| rounds.add(B::NAME, jobs, move |iters| {
+        let t = (0..iters).map(|_| run::<B>(jobs)).sum();
+        Batch::iters(t, iters)
+    }));
+    rounds.run();
 }
 
 fn main() {
     common::setup();
-    let mut c = common::criterion();
-    b11(&mut c);
-    c.final_summary();
+    b11();
 }

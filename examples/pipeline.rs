@@ -11,7 +11,8 @@
 //! backend. Inside it, `Timeline::<B>::new` and `Syncobj::<B>::new` come from
 //! `rcu_fence::prelude`.
 //!
-//! Run with `cargo run --example pipeline` (both backends), or pass `rcu` or `locked`.
+//! Run with `cargo run --example pipeline` (every backend), or pass `rcu`, `locked` or
+//! `locked-rcu`.
 
 use std::sync::mpsc;
 use std::thread;
@@ -156,7 +157,7 @@ fn run_and_report<B: Backend>() -> Result<(), FenceError> {
     let start = Instant::now();
     let summary = run::<B>()?;
     println!(
-        "{:>6}: presented frames {:?}, failed {:?}, timeline value {}, in {:?}",
+        "{:>10}: presented frames {:?}, failed {:?}, timeline value {}, in {:?}",
         B::NAME,
         summary.presented,
         summary
@@ -179,11 +180,13 @@ fn main() -> Result<(), FenceError> {
         None => {
             run_and_report::<Rcu>()?;
             run_and_report::<Locked>()?;
+            run_and_report::<LockedRcu>()?;
         }
         Some("rcu") => run_and_report::<Rcu>()?,
         Some("locked") => run_and_report::<Locked>()?,
+        Some("locked-rcu") => run_and_report::<LockedRcu>()?,
         Some(other) => {
-            eprintln!("usage: pipeline [rcu|locked] (unknown backend {other:?})");
+            eprintln!("usage: pipeline [rcu|locked|locked-rcu] (unknown backend {other:?})");
             std::process::exit(2);
         }
     }

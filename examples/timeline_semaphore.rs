@@ -16,8 +16,8 @@
 //! A value fails if its work, or the work of any earlier value, failed (the syncobj's rule:
 //! the error of the earliest failed point at or below it), the same for every waiter.
 //!
-//! Runs on both backends (`cargo run --example timeline_semaphore`, or pass `rcu` or
-//! `locked`).
+//! Runs on every backend (`cargo run --example timeline_semaphore`, or pass `rcu`, `locked`
+//! or `locked-rcu`).
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -88,7 +88,7 @@ fn demo<B: Backend>() -> Result<(), FenceError> {
         });
         waiter_2.join().expect("waiter")?;
         println!(
-            "{:>6}: value 2 reached (value now {})",
+            "{:>10}: value 2 reached (value now {})",
             B::NAME,
             sem.value()
         );
@@ -108,7 +108,7 @@ fn demo<B: Backend>() -> Result<(), FenceError> {
         let early = waiter_6.join().expect("waiter");
         let late = sem.wait(6, second);
         println!(
-            "{:>6}: value 6: early waiter {early:?}, late waiter {late:?}",
+            "{:>10}: value 6: early waiter {early:?}, late waiter {late:?}",
             B::NAME
         );
         assert_eq!(early, Err(FenceError::Failed(Errno::ENODEV)));
@@ -125,7 +125,7 @@ fn demo<B: Backend>() -> Result<(), FenceError> {
         assert_eq!(sem.value(), 7);
         Ok(())
     })?;
-    println!("{:>6}: done in {:?}", B::NAME, start.elapsed());
+    println!("{:>10}: done in {:?}", B::NAME, start.elapsed());
     Ok(())
 }
 
@@ -134,11 +134,15 @@ fn main() -> Result<(), FenceError> {
         None => {
             demo::<Rcu>()?;
             demo::<Locked>()?;
+            demo::<LockedRcu>()?;
         }
         Some("rcu") => demo::<Rcu>()?,
         Some("locked") => demo::<Locked>()?,
+        Some("locked-rcu") => demo::<LockedRcu>()?,
         Some(other) => {
-            eprintln!("usage: timeline_semaphore [rcu|locked] (unknown backend {other:?})");
+            eprintln!(
+                "usage: timeline_semaphore [rcu|locked|locked-rcu] (unknown backend {other:?})"
+            );
             std::process::exit(2);
         }
     }

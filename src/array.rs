@@ -49,8 +49,7 @@ use std::sync::Arc as StdArc;
 
 use crate::backend::state::Birth;
 use crate::backend::{
-    Backend, ContainerKind, FenceScheme, FencesOf, MemberOf, MemberScheme, MembersOf, Node,
-    NodeVtable, Rcu,
+    Backend, ContainerKind, MemberOf, MemberScheme, MembersOf, Node, NodeVtable, Rcu,
 };
 use crate::context::context_alloc;
 use crate::error::FenceError;
@@ -190,7 +189,7 @@ impl<B: Backend> FenceArray<B> {
         }
         let entries: Box<[Entry<B>]> = fences
             .map(|f| {
-                MembersOf::<B>::check_nesting(ContainerKind::Array, &f);
+                MembersOf::<B>::admit(ContainerKind::Array, &f);
                 Entry {
                     node: Node::new(&Self::VTABLE),
                     array: UnsafeCell::new(std::ptr::null()),
@@ -212,6 +211,7 @@ impl<B: Backend> FenceArray<B> {
             Birth {
                 seqno64: false,
                 container: true,
+                inert: false,
                 signaled_at: None,
             },
         ))
@@ -313,7 +313,8 @@ impl<B: Backend> FenceArray<B> {
                 .with_mut(|a| unsafe { *a = Fence::clone(fence).into_raw() });
             // SAFETY: the node lives in the array, which the reference just taken keeps alive
             // until the callback has run and been released; it is linked once.
-            let installed = unsafe { FencesOf::<B>::add_node(&member, NonNull::from(&entry.node)) };
+            let installed =
+                unsafe { MembersOf::<B>::add_to_member(&member, NonNull::from(&entry.node)) };
             if !installed {
                 crate::trace::member!(fence, &member, index = self.index_of(NonNull::from(entry)));
                 // SAFETY: never linked: the reference written above is still ours.

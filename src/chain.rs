@@ -145,7 +145,7 @@ impl<B: Backend> FenceChain<B> {
             Some(p) => (context_alloc(1), 0, p.seqno().max(seqno)),
             None => (context_alloc(1), 0, seqno),
         };
-        MembersOf::<B>::check_nesting(ContainerKind::Chain, &fence);
+        MembersOf::<B>::admit(ContainerKind::Chain, &fence);
         let link = FenceChain {
             scheme: MembersOf::<B>::new_chain_state(prev.is_some()),
             prev: rcu::Slot::new(prev),
@@ -161,6 +161,7 @@ impl<B: Backend> FenceChain<B> {
             Birth {
                 seqno64: true,
                 container: true,
+                inert: false,
                 signaled_at: None,
             },
         )
@@ -281,7 +282,7 @@ pub(crate) fn record_input<B: Backend>(link: &Fence<B>, input: &Fence<B>, own: b
 
 /// Records, on `link`, the failure of the collected (or finished) link `item`: its own
 /// fence's and the failures it had recorded; or a plain fence's, as point 0.
-fn record_item<B: Backend>(link: &Fence<B>, item: &Fence<B>) {
+pub(crate) fn record_item<B: Backend>(link: &Fence<B>, item: &Fence<B>) {
     match item.as_chain() {
         Some(chain) => {
             if let Some(own) = chain.fence() {

@@ -169,11 +169,15 @@ impl<B: Backend> Timeline<B> {
 
     /// A new pending fence at `seqno` on this timeline (`dma_fence_init`).
     pub fn fence(&self, seqno: u64) -> Fence<B> {
-        self.fence_with_ops(seqno, self.ops.clone())
+        self.new_fence(seqno, self.ops.clone(), true)
     }
 
     /// A new pending fence whose hooks are the driver's `ops`.
     pub fn fence_with_ops(&self, seqno: u64, ops: Arc<dyn FenceOps<B>>) -> Fence<B> {
+        self.new_fence(seqno, ops, false)
+    }
+
+    fn new_fence(&self, seqno: u64, ops: Arc<dyn FenceOps<B>>, inert: bool) -> Fence<B> {
         Fence::new(
             self.context,
             seqno,
@@ -181,6 +185,7 @@ impl<B: Backend> Timeline<B> {
             Birth {
                 seqno64: self.seqno64,
                 container: false,
+                inert,
                 signaled_at: None,
             },
         )

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
 
-use crate::backend::{Backend, Rcu};
+use crate::backend::{Backend, FenceScheme, FencesOf, Rcu};
 use crate::callback::CallbackId;
 use crate::fence::Fence;
 
@@ -120,11 +120,20 @@ impl<B: Backend> FenceFd<B> {
 
     /// Blocks in `poll(2)` until the descriptor is readable (`Ok(true)`) or `timeout` passes
     /// (`Ok(false)`); `None` waits forever. Interrupted polls are retried with the full
-    /// timeout. A timeout too large for `poll` waits forever.
+    /// timeout. A timeout too large for `poll` waits forever. A blocking poll from inside a
+    /// callback on `Locked` is refused (`ErrorKind::WouldBlock`), as [`Fence::wait`] is.
     pub fn poll(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        // From inside a callback: run what this thread has queued first (see `Fence::wait`).
-        crate::work::run_queued();
-        let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
+        if timeout != Some(Duration::ZERO) && !self.poll_once(Some(Timespec::default()))? {
+            // A blocking poll from inside a callback: refused where a wait is (`Locked`),
+            // and after the work this thread owes where it is not (see `Fence::wait`).
+            FencesOf::<B>::may_block().map_err(|e| io::Error::new(io::ErrorKind::WouldBlock, e))?;
+            FencesOf::<B>::before_park();
+        }
+        self.poll_once(timeout.and_then(|t| Timespec::try_from(t).ok()))
+    }
+
+    /// One `poll(2)` (retried if interrupted) with `timeout` (`None`: forever).
+    fn poll_once(&self, timeout: Option<Timespec>) -> io::Result<bool> {
         loop {
             let mut fds = [PollFd::new(&*self.fd, PollFlags::IN)];
             match rustix::event::poll(&mut fds, timeout.as_ref()) {

@@ -414,8 +414,16 @@ impl<B: Backend> Drop for Fence<B> {
     fn drop(&mut self) {
         // SAFETY: `self.inner` is not used again after this point.
         let arc = unsafe { ManuallyDrop::take(&mut self.inner) };
-        if !FencesOf::<B>::FLAT_DROP {
-            // The classic scheme: a plain recursive release, as the kernel's final put.
+        if !FencesOf::<B>::FLAT_DROP
+            || Arc::strong_count(&arc) > 1
+            || (arc.state.word.load().is_inert() && !arc.state.has_linked())
+        {
+            // The classic scheme: a plain recursive release, as the kernel's final put. And
+            // on every scheme, a release that cannot cascade: a handle that is not the last
+            // one (if another is dropped at the same time and this one turns out to be the
+            // last after all, the release below it opens a work scope of its own, so the
+            // stack grows by one level at most), or the last handle of a fence whose ops own
+            // nothing and which has no callback left to run.
             drop(arc);
         } else if work::is_active() {
             // Inside an operation: release later from the work list, so that a container's
@@ -567,6 +575,7 @@ pub(crate) fn private_stub<B: Backend>(at: Instant) -> Fence<B> {
         Birth {
             seqno64: false,
             container: false,
+            inert: true,
             signaled_at: Some(at),
         },
     )
@@ -581,6 +590,7 @@ pub(crate) fn private_stub_pending<B: Backend>() -> Fence<B> {
         Birth {
             seqno64: false,
             container: false,
+            inert: true,
             signaled_at: None,
         },
     )

@@ -52,7 +52,7 @@ mod wait;
 
 pub use crate::array::FenceArray;
 pub use crate::backend::locked::lockdep;
-pub use crate::backend::{Backend, Locked, Rcu};
+pub use crate::backend::{Backend, Locked, LockedRcu, Rcu};
 pub use crate::callback::{CallbackId, CallbackRegistration};
 pub use crate::chain::{ChainWalk, FenceChain, chain_find_seqno, chain_walk};
 pub use crate::context::{Timeline, TimelineNew, context_alloc, try_context_alloc};

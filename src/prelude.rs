@@ -22,7 +22,7 @@
 //! `Syncobj::<B>::new()` for every backend; unannotated `Timeline::new(..)` and
 //! `Syncobj::new()` keep meaning the default [`Rcu`].
 
-pub use crate::backend::{Backend, Locked, Rcu};
+pub use crate::backend::{Backend, Locked, LockedRcu, Rcu};
 pub use crate::context::{Timeline, TimelineNew};
 pub use crate::driver::DriverFence;
 pub use crate::error::{Errno, FenceError, Status};

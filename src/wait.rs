@@ -8,9 +8,10 @@
 //! under a running callback). Spurious unparks are harmless: every park is in a loop that
 //! re-checks.
 //!
-//! Waiting from inside a callback: on `Rcu` the thread's queued work (enabling the awaited
-//! fence, cascades that may signal it) is run before the waiter parks, so the wait returns
-//! once the fence signals. On `Locked` a callback or hook holds a fence lock, as in the
+//! Waiting from inside a callback: on `Rcu` the work this thread owes is run before the
+//! waiter parks (its queued work: enabling the awaited fence, cascades that may signal it;
+//! and the callbacks queued behind the blocked one in the lists it is running), so the wait
+//! returns once the fence signals. On `Locked` a callback or hook holds a fence lock, as in the
 //! kernel, which forbids sleeping there; a wait that would block is refused with
 //! `WouldDeadlock` (the irq_work that may complete the awaited fence only runs once that
 //! lock is released).

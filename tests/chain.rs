@@ -670,7 +670,25 @@ both_backends!(
     signal_random,
     signal_small_orders_exhaustive,
     drop_long_chain,
+    collected_error_reaches_a_later_link_that_arms,
 );
+
+/// The error rule on the third backend, `LockedRcu` (whose links release their inputs once
+/// complete): the same answers.
+mod locked_rcu {
+    #[test]
+    fn errors_reach_later_points() {
+        super::errors_reach_later_points::<rcu_fence::LockedRcu>();
+    }
+    #[test]
+    fn errors_earliest_failed_point_wins() {
+        super::errors_earliest_failed_point_wins::<rcu_fence::LockedRcu>();
+    }
+    #[test]
+    fn link_signalled_by_hand_keeps_its_own_error() {
+        super::link_signalled_by_hand_keeps_its_own_error::<rcu_fence::LockedRcu>();
+    }
+}
 
 /// Backward signalling is linear on `Rcu` by design: it must finish at a size where the
 /// classic re-arm would not (no timing is asserted).
@@ -678,4 +696,38 @@ both_backends!(
 fn rcu_signal_backward_65536() {
     let n = 65536;
     signal_in_order::<rcu_fence::Rcu>(n, &(0..n).rev().collect::<Vec<_>>());
+}
+
+/// Hooks whose `enable_signaling` finds the work already done (returns `false`).
+struct DoneOnEnable;
+
+impl<B: Backend> rcu_fence::FenceOps<B> for DoneOnEnable {
+    fn driver_name(&self) -> &str {
+        "done"
+    }
+    fn timeline_name(&self) -> &str {
+        "done"
+    }
+    fn enable_signaling(&self, _: &Fence<B>) -> bool {
+        false
+    }
+}
+
+/// Defect (`Locked`, found by the stress run): a link that arms its callback skipped a
+/// signalled older link's own fence but not the errors a walk had collected into that link
+/// from links before it, and completed without them.
+fn collected_error_reaches_a_later_link_that_arms<B: Backend>() {
+    let tl = timeline::<B>();
+    let f1 = tl.fence(1);
+    let f2 = tl.fence_with_ops(2, std::sync::Arc::new(DoneOnEnable));
+    let f3 = tl.fence(3);
+    let l1 = FenceChain::create(None, f1.clone(), 1);
+    let l2 = FenceChain::create(Some(l1), f2.clone(), 2);
+    let l3 = FenceChain::create(Some(l2.clone()), f3.clone(), 3);
+    f1.set_error(Errno::ETIME).unwrap();
+    f1.signal().unwrap();
+    let _ = chain_walk(&l2).count(); // collects point 1 into link 2
+    f3.signal().unwrap();
+    l3.enable_sw_signaling();
+    assert_eq!(settle(&l3), Status::Error(Errno::ETIME));
 }

@@ -62,4 +62,5 @@ fn pipeline<B: Backend>() -> Result<(), FenceError> {
 fn generic_code_runs_on_both_backends() {
     assert_eq!(pipeline::<Rcu>(), Ok(()));
     assert_eq!(pipeline::<Locked>(), Ok(()));
+    assert_eq!(pipeline::<LockedRcu>(), Ok(()));
 }

@@ -1,11 +1,14 @@
-//! Panicking callbacks and hooks, on both backends: a panic never leaves a fence
-//! half-signalled, never stops the other callbacks, never loses a callback, and does not
-//! poison later use. Where the panic goes: every callback's panic is caught, the rest still
-//! run, and the first panic is resumed by the outermost fence call on that thread (on
-//! `Locked` the `signal` that ran the callbacks unwinds with its lock released on the way).
-//! A container's own callbacks on `Locked` run on whichever thread signals it: the
-//! irq_work worker (which reports a panic through the panic hook and keeps going) or a
-//! waiter whose poll finds it complete.
+//! Panics in user code wherever it runs (callbacks, `FenceOps` hooks and their `Drop`, the
+//! drop of a callback's captured values, a released member's last drop), on every backend:
+//! a panic never leaves a fence half-signalled, never stops the other callbacks, never loses
+//! a callback, leaves no lock held and nothing counted as running, and does not poison later
+//! use (`synchronize_rcu` included).
+//!
+//! Where the panic goes: every callback's panic is caught, the rest still run, and the
+//! first panic is resumed by the outermost fence call on that thread (on `Locked`, by the
+//! thread's outermost lock release, once the irq_work queued meanwhile has run). A hook's
+//! panic reaches the call that ran the hook. A value released past RCU readers is dropped
+//! by whichever later `rcu` call runs the deferred release; its panic surfaces there, once.
 
 mod common;
 
@@ -32,6 +35,11 @@ both_backends!(
     panic_in_future_waker,
     repeated_use_after_panics,
     panic_while_removing_from_another_thread,
+    panic_in_signaled_hook,
+    panic_in_set_deadline_hook,
+    panic_in_drop_of_ops_at_final_put,
+    panic_in_drop_of_ops_of_a_released_member,
+    panic_in_drop_of_a_removed_callback,
 );
 
 fn message(payload: Box<dyn Any + Send>) -> String {
@@ -324,4 +332,160 @@ fn panic_while_removing_from_another_thread<B: Backend>() {
         let removed = remover.join().unwrap();
         assert_eq!(target.get(), usize::from(!removed));
     }
+}
+
+/// Hooks that panic where told to, counting what ran.
+struct Panicky {
+    in_signaled: bool,
+    in_set_deadline: bool,
+    in_drop: bool,
+}
+
+impl<B: Backend> FenceOps<B> for Panicky {
+    fn driver_name(&self) -> &str {
+        "panicky"
+    }
+    fn timeline_name(&self) -> &str {
+        "panicky"
+    }
+    fn signaled(&self, _: &Fence<B>) -> bool {
+        if self.in_signaled {
+            panic!("signaled");
+        }
+        false
+    }
+    fn set_deadline(&self, _: &Fence<B>, _: std::time::Instant) {
+        if self.in_set_deadline {
+            panic!("set_deadline");
+        }
+    }
+}
+
+impl Drop for Panicky {
+    fn drop(&mut self) {
+        if self.in_drop && !std::thread::panicking() {
+            panic!("ops drop");
+        }
+    }
+}
+
+fn panicky<B: Backend>(seqno: u64, signaled: bool, set_deadline: bool, drop: bool) -> Fence<B> {
+    let ops = Panicky {
+        in_signaled: signaled,
+        in_set_deadline: set_deadline,
+        in_drop: drop,
+    };
+    timeline::<B>().fence_with_ops(seqno, Arc::new(ops))
+}
+
+/// A panicking `signaled` hook reaches the poller; the fence stays pending and usable, and
+/// a container polling it (before it is enabled) passes the panic on the same way.
+fn panic_in_signaled_hook<B: Backend>() {
+    let f = panicky::<B>(1, true, false, false);
+    assert_eq!(panic_of(|| f.is_signaled()).as_deref(), Some("signaled"));
+    assert!(!f.test_signaled_flag());
+    let array = FenceArray::create(vec![f.clone()], context_alloc(1), 1, false).unwrap();
+    assert_eq!(
+        panic_of(|| array.is_signaled()).as_deref(),
+        Some("signaled")
+    );
+    let runs = counting(&array);
+    f.signal().unwrap();
+    assert_eq!(settle_catching(&array), Status::Signaled);
+    assert_eq!(runs.get(), 1);
+    assert_eq!(common::held_locks(), 0);
+}
+
+/// A panicking `set_deadline` hook reaches the caller, directly or through a container.
+fn panic_in_set_deadline_hook<B: Backend>() {
+    let f = panicky::<B>(1, false, true, false);
+    let deadline = std::time::Instant::now();
+    assert_eq!(
+        panic_of(|| f.set_deadline(deadline)).as_deref(),
+        Some("set_deadline")
+    );
+    let array = FenceArray::create(vec![f.clone()], context_alloc(1), 1, false).unwrap();
+    assert_eq!(
+        panic_of(|| array.set_deadline(deadline)).as_deref(),
+        Some("set_deadline")
+    );
+    f.signal().unwrap();
+    array.set_deadline(deadline); // signalled: not forwarded
+    assert_eq!(settle_catching(&array), Status::Signaled);
+}
+
+/// The ops' `Drop` panics at the final put: the dropping thread receives it; nothing else
+/// is lost, and the same thread goes on using fences.
+fn panic_in_drop_of_ops_at_final_put<B: Backend>() {
+    let f = panicky::<B>(1, false, false, true);
+    let runs = counting(&f);
+    f.signal().unwrap();
+    assert_eq!(runs.get(), 1);
+    assert_eq!(panic_of(|| drop(f)).as_deref(), Some("ops drop"));
+    let next = timeline::<B>().fence(2);
+    let r = counting(&next);
+    next.signal().unwrap();
+    assert_eq!(r.get(), 1);
+    assert_eq!(common::held_locks(), 0);
+    rcu_fence::synchronize_rcu();
+}
+
+/// The ops' `Drop` of an array member panics when the member is finally released: on
+/// `Rcu` past RCU readers (the panic surfaces from the call that ran the deferred release,
+/// `synchronize_rcu` here), on `Locked` at the array's own release. Afterwards every
+/// operation works, `synchronize_rcu` included, and nothing is left counted as pending.
+fn panic_in_drop_of_ops_of_a_released_member<B: Backend>() {
+    let member = panicky::<B>(1, false, false, true);
+    let array = FenceArray::create(vec![member.clone()], context_alloc(1), 1, false).unwrap();
+    let runs = counting(&array);
+    member.signal().unwrap();
+    assert_eq!(settle_catching(&array), Status::Signaled);
+    assert_eq!(runs.get(), 1);
+    drop(member);
+    let mut panics = 0;
+    if panic_of(|| drop(array)).is_some() {
+        panics += 1;
+    }
+    for _ in 0..4 {
+        if panic_of(rcu_fence::synchronize_rcu).is_some() {
+            panics += 1;
+        }
+    }
+    assert_eq!(panics, 1, "the drop's panic surfaces exactly once");
+    rcu_fence::synchronize_rcu();
+    // Still working: a fresh array completes and its member is released.
+    let m = timeline::<B>().fence(2);
+    let a = FenceArray::create(vec![m.clone()], context_alloc(1), 1, false).unwrap();
+    let r = counting(&a);
+    m.signal().unwrap();
+    assert_eq!(settle_catching(&a), Status::Signaled);
+    assert_eq!(r.get(), 1);
+    rcu_fence::synchronize_rcu();
+}
+
+/// A value captured by a removed callback panics when dropped: the remover receives it, and
+/// the fence and its other callbacks are untouched.
+fn panic_in_drop_of_a_removed_callback<B: Backend>() {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("captured drop");
+            }
+        }
+    }
+    let f = timeline::<B>().fence(1);
+    let bomb = Bomb;
+    let id = f
+        .add_callback(move |_| {
+            let _keep = &bomb;
+        })
+        .unwrap();
+    let other = counting(&f);
+    assert_eq!(
+        panic_of(|| f.remove_callback(id)).as_deref(),
+        Some("captured drop")
+    );
+    f.signal().unwrap();
+    assert_eq!(other.get(), 1);
 }

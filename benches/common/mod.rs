@@ -1,23 +1,83 @@
-//! What every benchmark target shares: the criterion configuration, where results go, and
-//! the two hand-written baselines (the floor fence and the `Mutex`+`Condvar` fence).
-#![allow(dead_code)]
+//! What every benchmark target shares: the one list of backends, the criterion
+//! configuration, where results go, the interleaved-rounds harness, and the hand-written
+//! baselines (the floor fence and the `Mutex`+`Condvar` fences).
+#![allow(dead_code, unused_imports, unused_macros)]
+
+pub(crate) mod condvar;
+mod floor;
+pub(crate) mod rounds;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use criterion::Criterion;
+
+pub(crate) use condvar::{CondvarFence, ParkingLot, StdSync};
+pub(crate) use floor::{Callback, FloorFence};
+
+/// Runs `$body` once per backend, in table order, with `$B` naming the backend's type:
+/// `for_each_backend!(|B| group_add::<B>(&mut group))`.
+///
+/// The list below is the only list of backends in the benchmarks: every target and the
+/// report take their variants from it, so adding a backend is one line here.
+macro_rules! for_each_backend {
+    (|$B:ident| $body:expr) => {
+        $crate::common::for_each_backend!(@list |$B| $body;
+            rcu_fence::Rcu,
+            rcu_fence::Locked,
+            rcu_fence::LockedRcu,
+        )
+    };
+    (@list |$B:ident| $body:expr; $($backend:ty),* $(,)?) => {{
+        $({
+            type $B = $backend;
+            $body;
+        })*
+    }};
+}
+pub(crate) use for_each_backend;
+
+/// The backend every ratio is taken against: the kernel's classic scheme.
+pub(crate) const BASELINE: &str = <rcu_fence::Locked as rcu_fence::Backend>::NAME;
+
+/// The backends' names, in table order.
+pub(crate) fn backend_names() -> Vec<&'static str> {
+    let mut names = Vec::new();
+    for_each_backend!(|B| names.push(<B as rcu_fence::Backend>::NAME));
+    names
+}
 
 /// True when `RCU_FENCE_BENCH_QUICK` is set: short runs to check that everything works.
 pub(crate) fn quick() -> bool {
     std::env::var_os("RCU_FENCE_BENCH_QUICK").is_some()
 }
 
-/// Turns the `Locked` backend's lock recorder off: the kernel's lockdep is a debug option,
-/// off in production builds, and the comparison is against the bare classic scheme.
+/// True when the target is only asked for its benchmark list (`cargo bench -- --list`).
+pub(crate) fn listing() -> bool {
+    std::env::args().any(|a| a == "--list")
+}
+
+/// True unless the command line names a filter (criterion's positional argument) that `id`
+/// does not contain: `cargo bench --bench array -- b6` runs only B6.
+pub(crate) fn selected(id: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| id.contains(f.as_str()))
+}
+
+/// Turns the `Locked` backend's lock recorder off (the kernel's lockdep is a debug option,
+/// off in production builds, and the comparison is against the bare classic scheme), and
+/// records which backends this run compares, for the report.
 pub(crate) fn setup() {
     rcu_fence::lockdep::set_enabled(false);
+    if !listing() {
+        write_json(
+            "backends",
+            &serde_json::json!({ "backends": backend_names(), "baseline": BASELINE }),
+        );
+    }
 }
 
 /// Short measurement and warm-up times and fewer resamples: on 2 cores criterion's
@@ -38,8 +98,9 @@ pub(crate) fn criterion() -> Criterion {
     c.configure_from_args()
 }
 
-/// The directory for results that criterion does not record (latency samples, bytes,
-/// probes): `$RCU_FENCE_BENCH_OUT`, else `target/bench-report` beside the bench binary.
+/// The directory for results that criterion does not record (rounds, latency samples,
+/// bytes, probes): `$RCU_FENCE_BENCH_OUT`, else `target/bench-report` beside the bench
+/// binary.
 pub(crate) fn out_dir() -> PathBuf {
     let dir = match std::env::var_os("RCU_FENCE_BENCH_OUT") {
         Some(dir) => PathBuf::from(dir),
@@ -63,118 +124,4 @@ pub(crate) fn write_json(name: &str, value: &serde_json::Value) {
     let path = out_dir().join(format!("{name}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(value).expect("json"))
         .expect("write results");
-}
-
-/// Waits for `flag`, set by a waiter's callback. A fence's `wait` may return as soon as the
-/// signalled bit is set, while the signalling thread is still running the callbacks.
-pub(crate) fn wait_flag(flag: &AtomicBool) {
-    while !flag.load(Ordering::Acquire) {
-        std::thread::yield_now();
-    }
-}
-
-/// A boxed one-shot callback, as every variant stores it.
-pub(crate) type Callback = Box<dyn FnOnce() + Send>;
-
-/// The floor of "a fence with callbacks": one heap object with a flag and the callbacks'
-/// boxes, one atomic store, direct calls. No lock, no ordering guarantees for adders racing
-/// the signal: the least work the operation could do with the same allocations.
-pub(crate) struct FloorFence {
-    signaled: AtomicBool,
-    callbacks: Vec<Callback>,
-}
-
-impl FloorFence {
-    /// A pending floor fence with room for `k` callbacks.
-    pub(crate) fn new(k: usize) -> Box<Self> {
-        Box::new(FloorFence {
-            signaled: AtomicBool::new(false),
-            callbacks: Vec::with_capacity(k),
-        })
-    }
-
-    /// Adds a callback (single owner: no synchronisation).
-    pub(crate) fn add(&mut self, f: Callback) {
-        self.callbacks.push(f);
-    }
-
-    /// Marks it signalled and calls every callback.
-    pub(crate) fn signal(&mut self) {
-        self.signaled.store(true, Ordering::Release);
-        for f in self.callbacks.drain(..) {
-            f();
-        }
-    }
-
-    /// The flag.
-    pub(crate) fn is_signaled(&self) -> bool {
-        self.signaled.load(Ordering::Acquire)
-    }
-}
-
-/// A fence written the obvious way with a `Mutex` and a `Condvar`: callbacks in a `Vec`
-/// under the lock, run after it is released; waiters block on the condvar.
-#[derive(Default)]
-pub(crate) struct CondvarFence {
-    state: Mutex<CondvarState>,
-    cond: Condvar,
-}
-
-#[derive(Default)]
-struct CondvarState {
-    signaled: bool,
-    next_id: u64,
-    callbacks: Vec<(u64, Callback)>,
-}
-
-impl CondvarFence {
-    /// A pending fence.
-    pub(crate) fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a callback; `None` if already signalled.
-    pub(crate) fn add_callback(&self, f: Callback) -> Option<u64> {
-        let mut s = self.state.lock().unwrap();
-        if s.signaled {
-            return None;
-        }
-        let id = s.next_id;
-        s.next_id += 1;
-        s.callbacks.push((id, f));
-        Some(id)
-    }
-
-    /// Removes a callback; true if it will not run.
-    pub(crate) fn remove_callback(&self, id: u64) -> bool {
-        let mut s = self.state.lock().unwrap();
-        match s.callbacks.iter().position(|(i, _)| *i == id) {
-            Some(pos) => {
-                drop(s.callbacks.remove(pos));
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Signals: marks it, wakes waiters, then runs the callbacks outside the lock.
-    pub(crate) fn signal(&self) {
-        let callbacks = {
-            let mut s = self.state.lock().unwrap();
-            s.signaled = true;
-            std::mem::take(&mut s.callbacks)
-        };
-        self.cond.notify_all();
-        for (_, f) in callbacks {
-            f();
-        }
-    }
-
-    /// Blocks until signalled.
-    pub(crate) fn wait(&self) {
-        let mut s = self.state.lock().unwrap();
-        while !s.signaled {
-            s = self.cond.wait(s).unwrap();
-        }
-    }
 }

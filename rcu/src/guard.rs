@@ -23,6 +23,13 @@ use crate::reclaimer::{DefaultReclaimer, Reclaimer};
 /// While a guard is alive on a thread, that thread must not call
 /// [`synchronize`](crate::synchronize) for the same reclaimer: it would wait for
 /// the guard itself (the reclaimers detect it and panic).
+///
+/// Forgetting a guard (`mem::forget`) is safe but leaves its thread inside the
+/// read-side section for good, like a reader that never leaves: nothing it
+/// could see is ever freed (with [`Epoch`](crate::Epoch) and
+/// [`Reference`](crate::Reference), nothing retired afterwards on any thread;
+/// with [`Hazard`](crate::Hazard), the value it protected last), that thread's
+/// `synchronize` panics, and other threads' `synchronize` waits forever.
 pub struct Guard<R: Reclaimer = DefaultReclaimer> {
     pub(crate) raw: R::Guard,
     /// Sections belong to the thread that entered them.

@@ -12,8 +12,11 @@
 //!   collector owned by this crate.
 //! - [`Hazard`]: hazard pointers on haphazard; a stalled reader holds back only
 //!   the value it protects.
-//! - [`Reference`]: a global reader-writer lock; slow but obviously correct, the
-//!   yardstick for the other two and the one the loom models check.
+//! - [`Reference`]: readers count themselves in and out of a shared
+//!   two-phase counter (the kernel's SRCU scheme) and never block; deferred
+//!   work runs once a collector has seen every earlier reader leave. Slow but
+//!   obviously correct, the yardstick for the other two and the one the loom
+//!   models check.
 //!
 //! ```
 //! use std::sync::Arc;

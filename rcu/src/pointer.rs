@@ -100,39 +100,6 @@ unsafe impl<T: Send + Sync + 'static> Pointer for loom::sync::Arc<T> {
     }
 }
 
-/// An owned value held as its raw pointer: the form in which retired values
-/// travel to a reclaimer. Dropping it drops the value.
-pub(crate) struct Retired<P: Pointer> {
-    raw: *mut (),
-    _owns: core::marker::PhantomData<P>,
-}
-
-impl<P: Pointer> Retired<P> {
-    /// Wraps a raw pointer whose ownership the caller gives up.
-    ///
-    /// # Safety
-    ///
-    /// 1. `raw` came from `P::into_raw` and ownership of that value moves into
-    ///    the result (nobody else will rebuild and drop it).
-    pub(crate) unsafe fn new(raw: *mut ()) -> Self {
-        Self {
-            raw,
-            _owns: core::marker::PhantomData,
-        }
-    }
-}
-
-// SAFETY: `Retired<P>` is an owned `P` in raw form, and `P: Send`.
-unsafe impl<P: Pointer> Send for Retired<P> {}
-
-impl<P: Pointer> Drop for Retired<P> {
-    fn drop(&mut self) {
-        // SAFETY: by `Retired::new`'s obligation 1 we own the value and `raw`
-        // came from `P::into_raw`; this is the one place it is rebuilt.
-        drop(unsafe { P::from_raw(self.raw) });
-    }
-}
-
 /// Rebuilds a shared view of the live value behind `raw`.
 ///
 /// # Safety

@@ -10,10 +10,18 @@ use crate::reclaimer::Reclaimer;
 /// Runs `f` once no reader that is now in a read-side critical section can
 /// still be in it (`call_rcu`).
 ///
-/// `f` may run on any thread, possibly inside another thread's pin or
-/// collection; it may itself pin, defer, or replace slots. It must not call
-/// [`synchronize`]. With [`Hazard`](crate::Hazard), which protects values rather
-/// than sections, `f` runs at the next reclamation pass whatever readers do.
+/// `f` runs on some thread that calls `defer`, [`flush`], [`synchronize`] or
+/// a slot's retiring operation, not necessarily the one that deferred it;
+/// never inside a [`pin`](crate::pin) or a load. It may itself pin, defer, or
+/// replace slots. It must not call [`synchronize`]. With
+/// [`Hazard`](crate::Hazard), which protects values rather than sections, `f`
+/// runs at the next reclamation pass whatever readers do.
+///
+/// If `f` panics (or a retired value's `Drop` does), the panic is caught, the
+/// rest of the work run alongside still runs and nothing is left counted,
+/// then the panic resumes on the thread that ran `f`, from the `rcu` call
+/// there that ran it (a `defer`, `flush`, `synchronize`, or a slot's
+/// retiring operation).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -26,7 +34,7 @@ use crate::reclaimer::Reclaimer;
 /// assert!(ran.load(Ordering::SeqCst));
 /// ```
 pub fn defer<R: Reclaimer>(f: impl FnOnce() + Send + 'static) {
-    R::defer(Box::new(f));
+    R::defer(crate::reclaimer::Job::closure(f));
 }
 
 /// Waits for readers and reclamation (`synchronize_rcu`).
@@ -41,13 +49,16 @@ pub fn defer<R: Reclaimer>(f: impl FnOnce() + Send + 'static) {
 /// is visible to the reclaimer: always for [`Reference`](crate::Reference) and
 /// [`Hazard`](crate::Hazard); for [`Epoch`](crate::Epoch), once the other
 /// thread has exited (so joined threads are always covered), called
-/// [`flush`] or `synchronize`, or filled its local bag.
+/// [`flush`] or `synchronize`, or filled its local batch (64 jobs).
 ///
 /// # Panics
 ///
 /// Calling it while the same thread holds a [`Guard`](crate::Guard) of the same
 /// reclaimer, or from a deferred closure, would wait for itself forever; all
 /// three reclaimers detect this and panic.
+///
+/// If a deferred closure or a retired value's drop that it ran panicked, it
+/// finishes waiting and then resumes the first such panic.
 ///
 /// ```
 /// use rcu::{Epoch, Slot};
@@ -67,7 +78,7 @@ pub fn synchronize<R: Reclaimer>() {
 /// Offers this thread's deferred work to the reclaimer without waiting, and
 /// reclaims what is already safe to reclaim.
 ///
-/// With [`Epoch`](crate::Epoch) this moves the thread's local bag to the global
+/// With [`Epoch`](crate::Epoch) this hands the thread's local batch to the global
 /// queue, so that other threads' [`synchronize`] see it; long-lived worker
 /// threads that defer and then idle should call it.
 ///

@@ -16,6 +16,9 @@
 //!   reclaimer drops it once no reader can still hold it.
 //! - **into_inner / get_mut / drop**: exclusive access (`self` or `&mut self`),
 //!   so no reader can be inside; the value is moved or dropped at once.
+//!   `get_mut` moves the value out of the slot (leaving it empty) into a
+//!   [`SlotMut`], whose drop writes it back: forgetting the handle leaks the
+//!   value and never leaves the slot pointing at one the handle replaced.
 //!
 //! # Races considered
 //!
@@ -225,6 +228,11 @@ impl<P: Pointer, R: Reclaimer> Slot<P, R> {
     /// Exclusive access to the value, through a handle that puts the (possibly
     /// replaced) value back when dropped.
     ///
+    /// The value is moved out of the slot for the handle's lifetime, so the
+    /// slot is empty until the handle is dropped. Forgetting the handle
+    /// (`mem::forget`) therefore leaks the value and leaves the slot empty; it
+    /// never leaves the slot pointing at a value the handle has replaced.
+    ///
     /// ```
     /// use rcu::Slot;
     ///
@@ -233,27 +241,15 @@ impl<P: Pointer, R: Reclaimer> Slot<P, R> {
     /// assert_eq!(slot.into_inner().map(|b| *b), Some(2));
     /// ```
     pub fn get_mut(&mut self) -> Option<SlotMut<'_, P>> {
-        let raw = self.raw_exclusive();
-        if raw.is_null() {
-            return None;
-        }
-        // SAFETY: `raw` came from `P::into_raw` and the slot owns it; the
-        // `SlotMut` borrows the slot mutably and writes the value back, so for
-        // its lifetime the value has exactly one owner: the handle.
-        let value = ManuallyDrop::new(unsafe { P::from_raw(raw) });
+        let value = self.take_exclusive()?;
         Some(SlotMut {
-            value,
+            value: ManuallyDrop::new(value),
             slot: &mut self.ptr,
         })
     }
 
-    fn raw_exclusive(&mut self) -> *mut () {
-        // Relaxed: `&mut self` already orders us after every other access.
-        self.ptr.load(Ordering::Relaxed)
-    }
-
     fn take_exclusive(&mut self) -> Option<P> {
-        // Relaxed: exclusive access, as in `raw_exclusive`.
+        // Relaxed: `&mut self` already orders us after every other access.
         let raw = self.ptr.swap(ptr::null_mut(), Ordering::Relaxed);
         // SAFETY: `raw` came from `P::into_raw` and the slot owned it; it is
         // no longer in the slot, so ownership passes to the caller once.
@@ -350,6 +346,9 @@ impl<P: Pointer + fmt::Debug> fmt::Debug for Shared<'_, P> {
 /// Exclusive access to a slot's value, from [`Slot::get_mut`]. The value
 /// (possibly replaced through `DerefMut`) goes back into the slot on drop.
 ///
+/// The handle owns the value while it lives and the slot is empty meanwhile:
+/// forgetting the handle leaks the value and leaves the slot empty.
+///
 /// ```
 /// use rcu::Slot;
 ///
@@ -361,7 +360,9 @@ impl<P: Pointer + fmt::Debug> fmt::Debug for Shared<'_, P> {
 /// assert_eq!(slot.load_clone().unwrap().as_str(), "c");
 /// ```
 pub struct SlotMut<'a, P: Pointer> {
+    /// Owned: moved out of the slot by `get_mut`, written back by `drop`.
     value: ManuallyDrop<P>,
+    /// The slot's pointer, null while this handle lives.
     slot: &'a mut AtomicPtr<()>,
 }
 
@@ -381,9 +382,11 @@ impl<P: Pointer> DerefMut for SlotMut<'_, P> {
 
 impl<P: Pointer> Drop for SlotMut<'_, P> {
     fn drop(&mut self) {
-        // SAFETY: `value` is not used again after this take.
+        // SAFETY: `value` was initialised by `get_mut` and is not used again
+        // after this take (this is the handle's last use of it).
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
-        // Relaxed: the slot is exclusively borrowed.
+        // Relaxed: the slot is exclusively borrowed, so no other thread can
+        // observe the store before the borrow ends (which orders it).
         self.slot.store(value.into_raw(), Ordering::Relaxed);
     }
 }

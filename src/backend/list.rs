@@ -170,10 +170,17 @@ const MAX_OFFSET: u64 = 1 << 62;
 /// A closed list word for a signal at `at`: the signed offset from [`base`] in nanoseconds,
 /// shifted left once, with the low bit set.
 fn encode(at: Instant) -> u64 {
+    /// Nanoseconds in `d`, saturating at `MAX_OFFSET` (64-bit arithmetic: no `u128`).
+    fn nanos(d: Duration) -> u64 {
+        d.as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(d.subsec_nanos()))
+            .min(MAX_OFFSET - 1)
+    }
     let base = base();
     let offset = match at.checked_duration_since(base) {
-        Some(after) => (after.as_nanos().min(MAX_OFFSET as u128 - 1)) as i64,
-        None => -((base.duration_since(at).as_nanos().min(MAX_OFFSET as u128)) as i64),
+        Some(after) => nanos(after) as i64,
+        None => -(nanos(base.duration_since(at)) as i64),
     };
     ((offset as u64) << 1) | 1
 }
@@ -217,6 +224,14 @@ impl List {
         List {
             head: AtomicU64::new(encode(at)),
         }
+    }
+
+    /// True if nodes are linked (neither empty nor closed). A racy snapshot unless the
+    /// caller excludes adders and removers.
+    pub(crate) fn has_linked(&self) -> bool {
+        // Acquire: a holder that excludes others sees their last change.
+        let word = self.head.load(Ordering::Acquire);
+        word != 0 && !is_closed(word)
     }
 
     /// The signal time, once the list has been closed.
@@ -367,6 +382,8 @@ unsafe fn reverse(top: *const Link) -> *const Link {
 /// may run further callbacks: a wait inside it runs queued work, a signal nests a run).
 struct Frame {
     link: *const Link,
+    /// Runs a node of this frame's list (`run_typed` for its subject type).
+    run: unsafe fn(NonNull<Link>, *const ()) -> (*const Link, Option<Panic>),
     /// The subject (`T`: the fence) of the list being run, for a node taken out of it and
     /// run elsewhere.
     subject: *const (),
@@ -425,6 +442,7 @@ unsafe fn run_node<T: 'static>(
         .fetch_add(RUNNING - QUEUED, Ordering::Relaxed);
     let frame = Frame {
         link: &this.link,
+        run: run_typed::<T>,
         subject: (subject as *const T).cast(),
         outer: FRAMES.try_with(Cell::get).unwrap_or(ptr::null()),
     };
@@ -491,6 +509,52 @@ fn locate(target: *const Link) -> Claimed {
         frame = f.outer;
     }
     Claimed::Elsewhere
+}
+
+/// Runs, now, the claimed callbacks this thread still owes: those waiting behind the
+/// running one in every list this thread is running (innermost first). For a callback about
+/// to block: what it waits for may be among them. Each runs exactly once (taken out of its
+/// list first, so the list's own loop does not see it again). Returns true if it ran any.
+pub(crate) fn run_owed_callbacks() -> bool {
+    let mut ran = false;
+    let mut frame = FRAMES.try_with(Cell::get).unwrap_or(ptr::null());
+    while !frame.is_null() {
+        // SAFETY: frames are live stack values of this thread's enclosing `run_node` calls.
+        let f = unsafe { &*frame };
+        // SAFETY: the frame's node is RUNNING on this thread, its claimer: its `next` is ours.
+        let mut rest = unsafe { (*f.link).next() };
+        // Detach the rest: the frame's loop reads `next` after its callback returns.
+        // SAFETY: as above.
+        unsafe { (*f.link).set_next(ptr::null()) };
+        while let Some(link) = NonNull::new(rest.cast_mut()) {
+            ran = true;
+            // SAFETY: a claimed node of this frame's list, taken out of it, run once here;
+            // the frame's subject is alive (its run is on this thread's stack) and of the
+            // node's subject type (a node is linked only on lists of its own subject type).
+            let (next, panic) = unsafe { (f.run)(link, f.subject) };
+            if let Some(panic) = panic {
+                std::panic::resume_unwind(panic);
+            }
+            rest = next;
+        }
+        frame = f.outer;
+    }
+    ran
+}
+
+/// Runs a claimed node of a list whose subject is a `T` (the frame records this function,
+/// instantiated for its subject type, so that nodes can be run from a frame whose type is
+/// erased).
+///
+/// # Safety
+/// 1. As `run_node`'s, with `subject` a pointer to a live `T`, the list's subject.
+unsafe fn run_typed<T: 'static>(
+    link: NonNull<Link>,
+    subject: *const (),
+) -> (*const Link, Option<Panic>) {
+    // SAFETY: obligation 1: the node is a `Node<T>` (a node is linked only on its own
+    // subject type's lists) and `subject` a `T`.
+    unsafe { run_node(link.cast::<Node<T>>(), &*subject.cast::<T>()) }
 }
 
 /// Waits until a claimed node is `DONE`, so that a remover's `false` means "it has run"

@@ -15,6 +15,7 @@
 //! | --- | --- | --- |
 //! | [`Rcu`] | `rcu::Fences`: no lock around callbacks; follow-on work on the thread's work list | `rcu::Members`: RCU slots released by the containers' callbacks; direct completion; chains count their two inputs |
 //! | [`Locked`] | `locked::Fences`: the kernel's fence lock, callbacks run under it | `locked::Members`: members held until the container's release; completion by irq_work; the chain's one re-armed callback |
+//! | [`LockedRcu`] | `locked::Fences` | `locked_rcu::Members`: RCU slots released by the containers' callbacks; container inputs enabled at build time; nested-annotated adds; completion by irq_work; the re-armed chain |
 //!
 //! Layers run one way: `fence.rs` (the handle and its state) and `ops.rs` know this module;
 //! containers (`array.rs`, `chain.rs`) know the fence and this module; the wings
@@ -31,6 +32,7 @@ use crate::fence::Fence;
 
 pub(crate) mod list;
 pub(crate) mod locked;
+pub(crate) mod locked_rcu;
 pub(crate) mod rcu;
 pub(crate) mod state;
 
@@ -98,6 +100,33 @@ pub struct Locked;
 
 impl Backend for Locked {
     const NAME: &'static str = "locked";
+}
+
+/// The discussion's second proposal on its own, as a third scheme for the ablation: the
+/// kernel's locking for fences (callbacks run under the fence's lock, container completion
+/// by irq_work, as [`Locked`]), with containers whose members sit in RCU slots, are read
+/// without the container's lock, and are released by the containers' own callbacks, so that
+/// the final put of a signalled container has nothing to walk. As the discussion's patch
+/// series did, a container enables its container inputs early, unlocked, when it is built,
+/// and adds its callbacks to members with the nested lock annotation (the reverse signal
+/// order rule). Nothing of [`Rcu`]'s work list.
+///
+/// ```
+/// use rcu_fence::{FenceArray, LockedRcu, Timeline, context_alloc};
+/// let tl = Timeline::new_in("gpu", LockedRcu);
+/// let (a, b) = (tl.fence(1), tl.fence(2));
+/// let all = FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
+/// all.enable_sw_signaling();
+/// a.signal().unwrap();
+/// b.signal().unwrap();
+/// assert!(all.test_signaled_flag());
+/// assert_eq!(all.as_array().unwrap().fences().count(), 0); // released by its callbacks
+/// ```
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Hash)]
+pub struct LockedRcu;
+
+impl Backend for LockedRcu {
+    const NAME: &'static str = "locked-rcu";
 }
 
 /// The kinds of container, as a scheme sees them (the kernel's per-container lock classes
@@ -194,13 +223,27 @@ pub(crate) trait MemberScheme<B: Backend>: 'static {
     /// recorded): releases it if the scheme does.
     fn signaled(member: &Self::Member);
 
+    /// Installs a container's callback `node` on its member `member` (the container's
+    /// `enable_signaling` hook calls this, possibly under the container's lock):
+    /// [`FenceScheme::add_node`], unless the scheme adds callbacks to members otherwise.
+    ///
+    /// # Safety
+    /// As [`FenceScheme::add_node`].
+    unsafe fn add_to_member(member: &Fence<B>, node: std::ptr::NonNull<Node<B>>) -> bool {
+        // SAFETY: the caller's obligations are `add_node`'s.
+        unsafe { FencesOf::<B>::add_node(member, node) }
+    }
+
     /// Signals `container` from inside a member's callback, once its last member completed
     /// (its first member error is recorded on it already): at once, or deferred as the
     /// kernel does.
     fn complete(container: Fence<B>);
 
-    /// Called for each member as a container is built (the kernel's nesting `WARN_ON`).
-    fn check_nesting(kind: ContainerKind, member: &Fence<B>);
+    /// Called for each member as a container is built, with no lock held: the kernel's
+    /// nesting `WARN_ON`, and whatever the scheme prepares there (`LockedRcu` enables a
+    /// member that is itself a container now, so that enabling the container later never
+    /// nests container locks).
+    fn admit(kind: ContainerKind, member: &Fence<B>);
 
     /// A fresh chain state for a link created with (`true`) or without a `prev`.
     fn new_chain_state(has_prev: bool) -> Self::ChainState;

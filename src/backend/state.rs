@@ -4,15 +4,17 @@
 //! # The state word
 //!
 //! ```text
-//!  63            32 31         6  5        4        3          2         1         0
-//! [ error (i32)    | unused     | PARKED | LOCKED | CONTAINER | SEQNO64 | ENABLED | SIGNALED ]
+//!  63            32 31      7   6       5        4        3          2         1         0
+//! [ error (i32)    | unused   | INERT | PARKED | LOCKED | CONTAINER | SEQNO64 | ENABLED | SIGNALED ]
 //! ```
 //!
 //! - `SIGNALED` is set once, by the signal winner's read-modify-write, which also freezes the
 //!   error: `set_error` is a CAS that fails once `SIGNALED` is set (no lock, as the kernel's
 //!   `dma_fence_set_error`), and "a reader who sees signalled sees the error" is one fact.
 //! - `ENABLED` is set by the first `enable_signaling` (the kernel's test-and-set, re-check).
-//! - `SEQNO64` and `CONTAINER` are fixed at birth.
+//! - `SEQNO64`, `CONTAINER` and `INERT` are fixed at birth. An inert fence (the library's
+//!   own plain ops: a timeline's, the stub's) is born `ENABLED` (there is no hook to call)
+//!   and its last drop cannot cascade unless callbacks are still linked.
 //! - `LOCKED` and `PARKED` belong to the scheme: `Rcu` uses `LOCKED` as its unlink lock,
 //!   `Locked` both as its fence lock (`backend::locked::lock`).
 //!
@@ -45,8 +47,10 @@ impl Word {
     pub(crate) const LOCKED: u64 = 1 << 4;
     /// The scheme's parked-waiters bit (see the module docs).
     pub(crate) const PARKED: u64 = 1 << 5;
+    /// Fixed at birth: see [`Birth::inert`].
+    pub(crate) const INERT: u64 = 1 << 6;
     /// The bits a fence is born with and keeps.
-    const FIXED: u64 = Self::SEQNO64 | Self::CONTAINER;
+    const FIXED: u64 = Self::SEQNO64 | Self::CONTAINER | Self::INERT;
 
     pub(crate) fn from_bits(bits: u64) -> Word {
         Word(bits)
@@ -70,6 +74,10 @@ impl Word {
 
     pub(crate) fn is_container(self) -> bool {
         self.0 & Self::CONTAINER != 0
+    }
+
+    pub(crate) fn is_inert(self) -> bool {
+        self.0 & Self::INERT != 0
     }
 
     pub(crate) fn is_locked(self) -> bool {
@@ -207,6 +215,10 @@ impl StateWord {
 pub(crate) struct Birth {
     pub(crate) seqno64: bool,
     pub(crate) container: bool,
+    /// The fence's ops are the library's own plain ones (a timeline's, the stub's): they
+    /// have no `enable_signaling` hook to call (the fence is born enabled) and own nothing
+    /// whose drop could cascade.
+    pub(crate) inert: bool,
     pub(crate) signaled_at: Option<Instant>,
 }
 
@@ -225,6 +237,9 @@ impl FenceState {
         if birth.container {
             bits |= Word::CONTAINER;
         }
+        if birth.inert {
+            bits |= Word::INERT | Word::ENABLED;
+        }
         let list = match birth.signaled_at {
             Some(at) => {
                 bits |= Word::SIGNALED | Word::ENABLED;
@@ -236,6 +251,12 @@ impl FenceState {
             word: StateWord::new(bits),
             list,
         }
+    }
+
+    /// True if callbacks are linked (a pending fence's list is not empty). Stable for the
+    /// holder of the last handle: nobody else can link or unlink without a handle.
+    pub(crate) fn has_linked(&self) -> bool {
+        self.list.has_linked()
     }
 
     /// The signalled flag alone.

@@ -298,3 +298,63 @@ fn loom_locked_array_completes_from_irq_work() {
         assert_eq!(array.status(), Status::Error(Errno::ETIME));
     });
 }
+
+/// `LockedRcu` (the discussion's second proposal): two members signalled on two threads
+/// while a third thread iterates the array's members under RCU, without the array's lock.
+/// Each member's callback (under the member's lock) releases it from its slot; the array
+/// completes once, by irq_work, with the error; the reader sees each member at most once
+/// and only live ones; the released members are freed exactly once.
+#[test]
+fn loom_locked_rcu_array_release_vs_reader() {
+    loom::model(|| {
+        let tl = Timeline::new_in("loom", crate::LockedRcu);
+        let freed = Arc::new(AtomicUsize::new(0));
+        let (a, b) = (
+            tl.fence_with_ops(
+                1,
+                std::sync::Arc::new(super::loom_support::Freed(freed.clone())),
+            ),
+            tl.fence_with_ops(
+                2,
+                std::sync::Arc::new(super::loom_support::Freed(freed.clone())),
+            ),
+        );
+        let array =
+            FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        array
+            .add_callback(move |_| {
+                r.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        let reader = {
+            let array = array.clone();
+            thread::spawn(move || {
+                let seen: Vec<u64> = array
+                    .as_array()
+                    .unwrap()
+                    .fences()
+                    .map(|f| f.seqno())
+                    .collect();
+                assert!(
+                    seen.len() <= 2 && seen.windows(2).all(|w| w[0] < w[1]),
+                    "{seen:?}"
+                );
+            })
+        };
+        let ta = thread::spawn(move || {
+            a.set_error(Errno::ETIME).unwrap();
+            a.signal().unwrap();
+        });
+        b.signal().unwrap();
+        drop(b);
+        ta.join().unwrap();
+        reader.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(array.status(), Status::Error(Errno::ETIME));
+        assert_eq!(array.as_array().unwrap().fences().count(), 0);
+        crate::synchronize_rcu();
+        assert_eq!(freed.load(Ordering::SeqCst), 2, "each member released once");
+    });
+}

@@ -16,7 +16,7 @@ impl Drop for Freed {
     }
 }
 
-impl FenceOps<Rcu> for Freed {
+impl<B: crate::Backend> FenceOps<B> for Freed {
     fn driver_name(&self) -> &str {
         "loom"
     }

@@ -1,18 +1,20 @@
-//! Contained runs: a shape the classic scheme may not survive runs in a child process (this
-//! very binary, started again with a hidden first argument), so that a stack overflow or a
-//! hang is observed from outside and reported as a result.
+//! Contained runs: work a scheme may not survive runs in a child process (this very binary,
+//! started again with the hidden first argument [`CHILD_ARG`]), so that a stack overflow or
+//! a hang is observed from outside and reported as a result, not suffered.
 //!
-//! `stress __contained <backend> <shape> <depth> <seed>` runs one `deep` shape and prints
-//! `phase <name>` as each phase starts, then one `ok ...` line. The parent tries increasing
-//! depths and reports the deepest that passed and how the first failing one ended.
+//! The protocol between the two sides is three kinds of line on the child's stdout:
+//! `phase <name>` as each phase starts ([`phase`]), so that a crash can be placed; then, on
+//! success, one `ok key=value ...` line with what the child measured ([`ok`]). Anything the
+//! child writes to stderr is kept for the failure's description (a Rust stack overflow says
+//! "overflowed its stack" there before the abort).
+//!
+//! This module knows nothing of what the child runs: the caller builds the arguments that
+//! follow [`CHILD_ARG`], and `main` routes them back to their owner. [`probe_depths`] runs
+//! one such child at increasing depths and narrows the first failing depth down.
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use rcu_fence::{Backend as _, Locked, Rcu};
-
-use crate::scenarios::deep::{self, Shape};
 
 /// The hidden first argument that selects the child side.
 pub(crate) const CHILD_ARG: &str = "__contained";
@@ -20,53 +22,79 @@ pub(crate) const CHILD_ARG: &str = "__contained";
 /// How long a child may run before it is killed as stuck.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The child side: parses the arguments after [`CHILD_ARG`] and runs the shape.
-pub(crate) fn child_main(args: &[String]) -> i32 {
-    let parsed = (|| {
-        let backend = args.first()?.clone();
-        let shape = Shape::parse(args.get(1)?)?;
-        let depth = args.get(2)?.parse().ok()?;
-        let seed = args.get(3)?.parse().ok()?;
-        Some((backend, shape, depth, seed))
-    })();
-    let Some((backend, shape, depth, seed)) = parsed else {
-        eprintln!("usage: stress {CHILD_ARG} <rcu|locked> <checked|enable|put> <depth> <seed>");
-        return 64;
-    };
-    if backend == Locked::NAME {
-        deep::child::<Locked>(shape, depth, seed)
-    } else {
-        deep::child::<Rcu>(shape, depth, seed)
+/// The child side: announces the phase that starts now.
+pub(crate) fn phase(name: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "phase {name}");
+    let _ = out.flush();
+}
+
+/// The child side: reports success with what it measured.
+pub(crate) fn ok(fields: &[(&str, String)]) {
+    let line: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "ok {}", line.join(" "));
+    let _ = out.flush();
+}
+
+/// The `key=value` fields of a child's `ok` line.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn parse(line: &str) -> Fields {
+        Fields(
+            line.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// The field called `name`, as text.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The field called `name`, as a number (0 if absent or not a number).
+    pub(crate) fn number(&self, name: &str) -> u64 {
+        self.get(name).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 }
 
 /// How one child run ended.
 #[derive(Debug)]
-enum Ending {
-    Passed { peak: u64, deps: u64, line: String },
-    Failed(String),
+pub(crate) enum Ending {
+    /// Exit status 0 and an `ok` line.
+    Passed(Fields),
+    /// Anything else: the phase it was in and how it ended.
+    Failed { phase: String, how: String },
 }
 
-fn run_child(backend: &str, shape: Shape, depth: usize, seed: u64) -> Ending {
+/// Runs this binary as a child with `args` after [`CHILD_ARG`] and waits (at most
+/// [`CHILD_TIMEOUT`]) for it to end.
+pub(crate) fn run_child(args: &[String]) -> Ending {
+    let failed = |how: String| Ending::Failed {
+        phase: "start".into(),
+        how,
+    };
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
-        Err(e) => return Ending::Failed(format!("cannot find the stress binary: {e}")),
+        Err(e) => return failed(format!("cannot find the stress binary: {e}")),
     };
     let child = Command::new(exe)
-        .args([
-            CHILD_ARG,
-            backend,
-            shape.name(),
-            &depth.to_string(),
-            &seed.to_string(),
-        ])
+        .arg(CHILD_ARG)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn();
     let mut child = match child {
         Ok(c) => c,
-        Err(e) => return Ending::Failed(format!("cannot start a child process: {e}")),
+        Err(e) => return failed(format!("cannot start a child process: {e}")),
     };
     // Read both pipes on helper threads so that a chatty child never blocks on a full pipe.
     let mut out = child.stdout.take().expect("piped");
@@ -90,7 +118,7 @@ fn run_child(backend: &str, shape: Shape, depth: usize, seed: u64) -> Ending {
                 let _ = child.wait();
                 break None;
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
             Err(_) => break None,
         }
     };
@@ -103,28 +131,17 @@ fn run_child(backend: &str, shape: Shape, depth: usize, seed: u64) -> Ending {
         .unwrap_or("start")
         .to_string();
     let Some(status) = status else {
-        return Ending::Failed(format!(
-            "no progress for {} s in {phase} (killed; deadlock?)",
-            CHILD_TIMEOUT.as_secs()
-        ));
+        return Ending::Failed {
+            phase,
+            how: format!(
+                "no progress for {} s (killed; deadlock?)",
+                CHILD_TIMEOUT.as_secs()
+            ),
+        };
     };
-    if status.success() {
-        let line = out
-            .lines()
-            .find(|l| l.starts_with("ok "))
-            .unwrap_or("")
-            .to_string();
-        let field = |name: &str| -> u64 {
-            line.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        return Ending::Passed {
-            peak: field("peak"),
-            deps: field("deps"),
-            line,
-        };
+    let ok_line = out.lines().find_map(|l| l.strip_prefix("ok "));
+    if let (true, Some(line)) = (status.success(), ok_line) {
+        return Ending::Passed(Fields::parse(line));
     }
     let overflow = err.contains("overflowed its stack");
     let how = {
@@ -141,99 +158,135 @@ fn run_child(backend: &str, shape: Shape, depth: usize, seed: u64) -> Ending {
         .find(|l| !l.trim().is_empty())
         .unwrap_or("")
         .to_string();
-    Ending::Failed(if overflow || first_err.is_empty() {
-        format!("{how} in {phase}")
-    } else {
-        format!("{how} in {phase}: {first_err}")
-    })
-}
-
-/// What probing a shape at increasing depths found.
-#[derive(Debug, Default)]
-pub(crate) struct DepthProbe {
-    pub(crate) shape: &'static str,
-    /// The deepest depth that passed.
-    pub(crate) survived: Option<usize>,
-    /// The first failing depth and how it failed.
-    pub(crate) failure: Option<String>,
-    /// Peak stack at the deepest passing depth.
-    pub(crate) peak: Option<u64>,
-    /// Lock dependencies the deepest passing child recorded.
-    pub(crate) lock_deps: Option<u64>,
-    /// The child's `ok` line at the deepest passing depth.
-    pub(crate) last_ok: String,
-}
-
-impl DepthProbe {
-    pub(crate) fn describe(&self) -> String {
-        let passed = match self.survived {
-            Some(d) => format!("passed at depth {d} (peak stack {})", deep::kib(self.peak)),
-            None => "passed at no depth".to_string(),
-        };
-        match &self.failure {
-            Some(f) => format!("{} in a child process: {passed}; {f}", self.shape),
-            None => format!("{} in a child process: {passed}", self.shape),
-        }
+    Ending::Failed {
+        phase,
+        how: if overflow || first_err.is_empty() {
+            how
+        } else {
+            format!("{how}: {first_err}")
+        },
     }
 }
 
-/// Runs `shape` in child processes at depths 10, 100, ... up to `max_depth`; after the first
-/// failure, narrows the breaking depth down by bisection (not with `quick`).
+/// The first failing depth of a probe and how it failed.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    /// The smallest depth seen failing.
+    pub(crate) depth: usize,
+    /// The phase the child was in.
+    pub(crate) phase: String,
+    /// How it ended (signal, exit status, first line of stderr).
+    pub(crate) how: String,
+}
+
+/// What running a child at increasing depths found.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DepthProbe {
+    /// The deepest depth that passed.
+    pub(crate) survived: Option<usize>,
+    /// The `ok` fields at the deepest passing depth.
+    pub(crate) deepest: Fields,
+    /// The `ok` fields at the shallowest depth tried, if it passed.
+    pub(crate) shallowest: Option<(usize, Fields)>,
+    /// The first failure, once narrowed down.
+    pub(crate) failure: Option<Failure>,
+    /// Children started.
+    pub(crate) runs: usize,
+}
+
+/// Runs `child(depth)` at depths 10, 100, ... below `max_depth`, then at `max_depth`; after
+/// the first failure, narrows the breaking depth down by up to `bisect` bisection steps
+/// (to within 2 %).
 pub(crate) fn probe_depths(
-    backend: &'static str,
-    shape: Shape,
     max_depth: usize,
-    seed: u64,
-    quick: bool,
+    bisect: usize,
+    mut child: impl FnMut(usize) -> Ending,
 ) -> DepthProbe {
-    let mut probe = DepthProbe {
-        shape: shape.name(),
-        ..DepthProbe::default()
-    };
+    let mut probe = DepthProbe::default();
     let mut depths: Vec<usize> = std::iter::successors(Some(10usize), |d| d.checked_mul(10))
         .take_while(|d| *d < max_depth)
         .collect();
     depths.push(max_depth);
-    let mut failed_at = None;
+    let mut failed = None;
     for depth in depths {
-        match run_child(backend, shape, depth, seed) {
-            Ending::Passed { peak, deps, line } => {
+        probe.runs += 1;
+        match child(depth) {
+            Ending::Passed(fields) => {
+                if probe.shallowest.is_none() {
+                    probe.shallowest = Some((depth, fields.clone()));
+                }
                 probe.survived = Some(depth);
-                probe.peak = Some(peak);
-                probe.lock_deps = Some(deps);
-                probe.last_ok = line;
+                probe.deepest = fields;
             }
-            Ending::Failed(how) => {
-                failed_at = Some((depth, how));
+            Ending::Failed { phase, how } => {
+                failed = Some(Failure { depth, phase, how });
                 break;
             }
         }
     }
-    let Some((mut bad, mut how)) = failed_at else {
+    let Some(mut failure) = failed else {
         return probe;
     };
-    // Bisection between the deepest pass and the first failure.
     let mut good = probe.survived.unwrap_or(0);
-    let steps = if quick { 0 } else { 8 };
-    for _ in 0..steps {
-        if bad - good <= (bad / 50).max(1) {
+    for _ in 0..bisect {
+        if failure.depth - good <= (failure.depth / 50).max(1) {
             break;
         }
-        let mid = good + (bad - good) / 2;
-        match run_child(backend, shape, mid, seed) {
-            Ending::Passed { peak, deps, line } => {
+        let mid = good + (failure.depth - good) / 2;
+        probe.runs += 1;
+        match child(mid) {
+            Ending::Passed(fields) => {
                 good = mid;
                 probe.survived = Some(mid);
-                probe.peak = Some(peak);
-                probe.lock_deps = Some(deps);
-                probe.last_ok = line;
+                probe.deepest = fields;
             }
-            Ending::Failed(h) => {
-                bad = mid;
-                how = h;
+            Ending::Failed { phase, how } => {
+                failure = Failure {
+                    depth: mid,
+                    phase,
+                    how,
+                };
             }
         }
     }
-    probe.failure = Some(format!("{how} at depth ~{bad}"));
+    probe.failure = Some(failure);
     probe
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake(limit: usize) -> impl FnMut(usize) -> Ending {
+        move |depth| {
+            if depth <= limit {
+                Ending::Passed(Fields::parse(&format!("peak={}", depth * 2)))
+            } else {
+                Ending::Failed {
+                    phase: "drop".into(),
+                    how: "stack overflow".into(),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn probe_finds_and_narrows_the_breaking_depth() {
+        let p = probe_depths(100_000, 16, fake(1_234));
+        let failure = p.failure.clone().expect("fails");
+        let survived = p.survived.expect("passes at 10");
+        assert!(survived <= 1_234 && failure.depth > 1_234, "{p:?}");
+        assert!(failure.depth - survived <= failure.depth / 50, "{p:?}");
+        assert_eq!(failure.phase, "drop");
+        assert_eq!(p.deepest.number("peak"), survived as u64 * 2);
+        assert_eq!(p.shallowest.as_ref().map(|s| s.0), Some(10));
+    }
+
+    #[test]
+    fn probe_without_failure_reaches_the_maximum() {
+        let p = probe_depths(5_000, 16, fake(usize::MAX));
+        assert_eq!(p.survived, Some(5_000));
+        assert!(p.failure.is_none());
+        assert_eq!(p.runs, 4); // 10, 100, 1000, 5000
+    }
 }

@@ -1,24 +1,33 @@
-//! Stress runs and the nesting evaluation of rcu-fence, on both backends.
+//! Stress runs and the nesting evaluation of rcu-fence, on every backend.
 //!
-//! `cargo run --release -p stress` runs every scenario on the `Rcu` and the `Locked`
-//! backend and prints one table row per scenario and backend: throughput, callbacks
-//! delivered, violations of the fence guarantees, leaked objects, peak stack, signal to
-//! callback latency and lock dependencies. The exit status is non-zero if any guarantee of
-//! the `Rcu` backend (or any guarantee the classic scheme is meant to keep) was broken.
+//! `cargo run --release -p stress` runs every scenario on every backend of
+//! [`backends::ALL`] and prints one table row per scenario and backend: throughput in the
+//! scenario's unit (the same work on every backend) and its ratio to the baseline
+//! (`locked`), callbacks delivered, violations of the fence guarantees, leaked objects,
+//! nesting depth, peak stack, signal to callback latency, errors lost and what the lock
+//! recorder saw; then the throughput with one column per backend, and `deep`'s depth per
+//! mechanism. `--json` and `--markdown` also write the results to files (see `report`).
+//! The exit status is 1 if a guarantee was broken (any on a strict backend; on the others,
+//! any but the kernel's own known limits), 2 if an operation got stuck.
 //!
-//! Every random choice comes from the seed printed at the start; `--seed` replays them.
+//! Every random choice comes from the seed printed at the start, through one seed per
+//! scenario that every backend shares; `--seed` replays them.
+//!
+//! Layout: [`backends`] (the list of backends), [`scenarios`] (one file per scenario),
+//! [`checks`] (what every scenario is checked against), [`stack`] (peak stack by painting),
+//! [`contained`] (child processes), [`report`] (the tables and the results files).
 
 use std::io::IsTerminal;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use rcu_fence::{Backend, Locked, Rcu};
 
+mod backends;
 mod checks;
 mod contained;
 mod report;
@@ -26,31 +35,10 @@ mod scenarios;
 mod stack;
 
 use checks::{Checks, Watchdog};
-use report::{Outcome, RunReport};
+use report::{BackendInfo, LockSummary, Machine, Outcome, RunReport};
 use scenarios::{Entry, RunConfig, mix, name_hash};
 
-/// Which fence backends to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum BackendChoice {
-    /// Lock-free callbacks, containers on RCU (the library's default).
-    Rcu,
-    /// The kernel's classic scheme: callbacks under the fence's lock.
-    Locked,
-    /// Both, `rcu` first.
-    Both,
-}
-
-impl BackendChoice {
-    fn names(self) -> Vec<&'static str> {
-        match self {
-            BackendChoice::Rcu => vec![Rcu::NAME],
-            BackendChoice::Locked => vec![Locked::NAME],
-            BackendChoice::Both => vec![Rcu::NAME, Locked::NAME],
-        }
-    }
-}
-
-/// Stress runs and the nesting evaluation of rcu-fence, on both fence backends.
+/// Stress runs and the nesting evaluation of rcu-fence, on every fence backend.
 ///
 /// Runs each scenario on each chosen backend for a time (or operation) budget, checks
 /// every fence guarantee as it goes, and prints a table at the end. Exits with 1 if a
@@ -58,9 +46,10 @@ impl BackendChoice {
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
-    /// Backend(s) to run on.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
-    backend: BackendChoice,
+    /// Backends to run on (see --list), several separated by commas, or `all`. Ratios are
+    /// taken against `locked`, the kernel's classic scheme, when it runs.
+    #[arg(long, default_value = "all", value_name = "NAME,...|all")]
+    backend: String,
 
     /// Scenario to run (see --list), several separated by commas, or `all`.
     #[arg(long, default_value = "all", value_name = "NAME|all")]
@@ -75,8 +64,8 @@ struct Cli {
     #[arg(long, value_name = "S")]
     seconds: Option<f64>,
 
-    /// Operation budget of each scenario on each backend (with --seconds too, whichever
-    /// runs out first).
+    /// Work budget of each scenario on each backend, in the scenario's unit (see --list;
+    /// with --seconds too, whichever runs out first).
     #[arg(long, value_name = "N")]
     ops: Option<u64>,
 
@@ -89,6 +78,11 @@ struct Cli {
     #[arg(long, value_name = "W")]
     width: Option<usize>,
 
+    /// Slices each scenario's budget is split into, run alternately on each backend; the
+    /// ratios are the median of the slices' ratios [default: 3; 1 with --quick].
+    #[arg(long, value_name = "N")]
+    slices: Option<usize>,
+
     /// Seed of every random choice [default: random, printed at the start].
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
@@ -96,6 +90,11 @@ struct Cli {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+
+    /// Also write the results as a markdown document to this file: the command, date,
+    /// seed, machine and duration, then the shape × scheme table and the others.
+    #[arg(long, value_name = "PATH")]
+    markdown: Option<PathBuf>,
 
     /// CI-sized run: small budgets, the whole run under a minute.
     #[arg(long)]
@@ -117,10 +116,19 @@ struct Settings {
     threads: usize,
     seconds: Option<Duration>,
     ops: Option<u64>,
+    slices: usize,
     depth: usize,
     width: usize,
     quick: bool,
     json: Option<PathBuf>,
+    markdown: Option<PathBuf>,
+    /// The backends to run on, in the order of `backends::ALL`.
+    backends: Vec<&'static backends::Spec>,
+    /// The command line, as the results files quote it.
+    command: String,
+    /// When the run started, UTC.
+    date: String,
+    started: Instant,
 }
 
 impl Settings {
@@ -143,11 +151,16 @@ impl Settings {
         if cli.ops == Some(0) {
             return Err("--ops must be at least 1".into());
         }
+        let slices = cli.slices.unwrap_or(if cli.quick { 1 } else { 3 });
+        if slices == 0 {
+            return Err("--slices must be at least 1".into());
+        }
         Ok(Settings {
             seed: cli.seed.unwrap_or_else(rand::random),
             threads,
             seconds,
             ops: cli.ops,
+            slices,
             depth: cli
                 .depth
                 .unwrap_or(if cli.quick { 10_000 } else { 100_000 })
@@ -155,45 +168,97 @@ impl Settings {
             width: cli.width.unwrap_or(if cli.quick { 4 } else { 8 }).max(1),
             quick: cli.quick,
             json: cli.json.clone(),
+            markdown: cli.markdown.clone(),
+            backends: backends::parse(&cli.backend)?,
+            command: command_line(),
+            date: report::utc(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            ),
+            started: Instant::now(),
         })
     }
 
-    fn run_config(&self, scenario: &str, backend: &str) -> RunConfig {
+    /// The configuration of one slice of `scenario` on any backend: its share of the
+    /// budget, and a seed from the run's seed, the scenario's name and the slice only, so
+    /// that every backend makes the same random draws in each slice.
+    fn run_config(&self, scenario: &str, slice: usize) -> RunConfig {
+        let n = self.slices as u32;
         RunConfig {
             threads: self.threads,
-            seconds: self.seconds,
-            ops: self.ops,
+            seconds: self.seconds.map(|s| s / n),
+            ops: self.ops.map(|o| o.div_ceil(u64::from(n))),
             depth: self.depth,
             width: self.width,
-            seed: mix(
-                self.seed,
-                name_hash(scenario) ^ name_hash(backend).rotate_left(17),
-            ),
+            seed: mix(mix(self.seed, name_hash(scenario)), slice as u64),
             quick: self.quick,
+            slice,
         }
     }
 
     fn report<'a>(&self, results: &'a [Outcome], stalled: Option<String>) -> RunReport<'a> {
         RunReport {
+            command: self.command.clone(),
+            date: self.date.clone(),
+            machine: Machine::this(),
+            duration_seconds: self.started.elapsed().as_secs_f64(),
             seed: self.seed,
             threads: self.threads,
             seconds_per_scenario: self.seconds.map(|s| s.as_secs_f64()),
             ops_per_scenario: self.ops,
+            slices: self.slices,
             depth: self.depth,
             width: self.width,
             quick: self.quick,
+            baseline: backends::BASELINE,
+            backends: self
+                .backends
+                .iter()
+                .map(|b| BackendInfo {
+                    name: b.name,
+                    about: b.about,
+                    strict: b.strict,
+                })
+                .collect(),
             passed: stalled.is_none() && !results.iter().any(Outcome::failed),
             stalled,
-            results,
+            results: report::rows(results),
         }
     }
 
-    fn write_json(&self, results: &[Outcome], stalled: Option<String>) {
+    /// Writes the results files asked for (`--json`, `--markdown`).
+    fn write_files(&self, results: &[Outcome], stalled: Option<String>) {
+        let report = self.report(results, stalled);
+        let said = |path: &Path, written: std::io::Result<()>| match written {
+            Ok(()) => eprintln!("stress: wrote {}", path.display()),
+            Err(e) => eprintln!("stress: cannot write {}: {e}", path.display()),
+        };
         if let Some(path) = &self.json {
-            if let Err(e) = self.report(results, stalled).write(path) {
-                eprintln!("stress: cannot write {}: {e}", path.display());
-            }
+            said(path, report.write_json(path));
         }
+        if let Some(path) = &self.markdown {
+            said(path, report.write_markdown(path));
+        }
+    }
+}
+
+/// This run's command line, as `cargo run` would take it.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'') {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                a
+            }
+        })
+        .collect();
+    if args.is_empty() {
+        "cargo run --release -p stress".into()
+    } else {
+        format!("cargo run --release -p stress -- {}", args.join(" "))
     }
 }
 
@@ -274,36 +339,57 @@ fn run_one(entry: &Entry, backend: &'static str, cfg: &RunConfig, checks: &Arc<C
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "(no message)".into());
             let mut outcome = Outcome::new(entry.name, backend, cfg.seed, cfg.threads);
+            outcome.unit = entry.unit;
             outcome.violations = checks.violations.count() + 1;
-            outcome.notes.push(format!("panicked: {why}"));
-            outcome.notes.extend(checks.violations.descriptions());
+            outcome.slice = cfg.slice;
+            outcome.problems.push(format!("panicked: {why}"));
+            outcome.problems.extend(checks.violations.descriptions());
             outcome
         }
     }
 }
 
+/// Fills the lock columns from the process-wide lock recorder (reset before the run) on a
+/// backend whose locks it records. (`report::combine` turns a cycle, a same-class nesting or
+/// a nesting warning into the kernel's known limit.)
+fn record_locks(spec: &backends::Spec, outcome: &mut Outcome) {
+    if !spec.recorded_locks || outcome.skipped.is_some() {
+        return;
+    }
+    let mut lock = LockSummary::from_report(&rcu_fence::lockdep::report());
+    if let Some(children) = &outcome.lockdep {
+        lock.merge(children);
+    }
+    outcome.lockdep = Some(lock);
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(contained::CHILD_ARG) {
-        let code = contained::child_main(&args[2..]);
+        let code = scenarios::deep::child_main(&args[2..]);
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let cli = Cli::parse();
     if cli.list {
+        println!("scenarios:");
         for e in scenarios::all() {
-            println!("{:<12} {}", e.name, e.about);
+            println!("  {:<16} {} (unit: {})", e.name, e.about, e.unit);
+        }
+        println!("backends:");
+        for b in backends::ALL {
+            println!("  {:<16} {}", b.name, b.about);
         }
         return ExitCode::SUCCESS;
     }
-    let (settings, entries) =
-        match Settings::from_cli(&cli).and_then(|s| Ok((s, select(&cli.scenario)?))) {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("stress: {e}");
-                return ExitCode::from(64);
-            }
-        };
-    let backends = cli.backend.names();
+    let parsed = Settings::from_cli(&cli).and_then(|s| Ok((s, select(&cli.scenario)?)));
+    let (settings, entries) = match parsed {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("stress: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let backends: Vec<&'static str> = settings.backends.iter().map(|b| b.name).collect();
     let budget = match (settings.seconds, settings.ops) {
         (Some(s), Some(n)) => format!("{:.1} s or {n} ops", s.as_secs_f64()),
         (Some(s), None) => format!("{:.1} s", s.as_secs_f64()),
@@ -311,11 +397,16 @@ fn main() -> ExitCode {
         (None, None) => unreachable!("one budget is always set"),
     };
     println!(
-        "stress: seed {} (replay with --seed {}), {} threads, {budget} per scenario and backend, backends {}, \
+        "stress: seed {} (replay with --seed {}), {} threads, {budget} per scenario and backend{}, backends {}, \
          scenarios {}{}",
         settings.seed,
         settings.seed,
         settings.threads,
+        if settings.slices > 1 {
+            format!(" in {} slices run alternately", settings.slices)
+        } else {
+            String::new()
+        },
         backends.join("+"),
         entries.iter().map(|e| e.name).collect::<Vec<_>>().join(","),
         if settings.quick { " (quick)" } else { "" },
@@ -327,33 +418,43 @@ fn main() -> ExitCode {
         let settings = settings.clone();
         Arc::new(move |why: String| {
             // A stuck operation cannot be recovered from: report what we have and leave.
-            let done = results.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let done = report::combine_all(&results.lock().unwrap_or_else(|e| e.into_inner()));
             eprintln!("\nstress: FAILED: watchdog: {why}");
-            print!("{}", report::table(&done));
+            print!("{}", report::text::table(&done));
             println!("stress: stuck; replay with --seed {}", settings.seed);
-            settings.write_json(&done, Some(why));
+            settings.write_files(&done, Some(why));
             std::process::exit(2);
         })
     };
 
-    let total = entries.len() * backends.len();
+    let slices = settings.slices;
+    let total = entries.len() * backends.len() * slices;
     let progress = Progress::new(total);
-    let started = Instant::now();
     let mut n = 0;
+    // Each scenario's slices run alternately on the backends (the baseline first in each
+    // slice), so that the ratios pair runs made close in time.
     for entry in &entries {
-        for &backend in &backends {
+        for (slice, &backend) in (0..slices).flat_map(|s| backends.iter().map(move |b| (s, b))) {
             n += 1;
-            let label = format!("{} on {backend}", entry.name);
+            let label = if slices > 1 {
+                format!("{} on {backend}, slice {}/{slices}", entry.name, slice + 1)
+            } else {
+                format!("{} on {backend}", entry.name)
+            };
             progress.start(n, &label);
-            let cfg = settings.run_config(entry.name, backend);
-            let checks = Arc::new(Checks::new(cfg.threads, entry.helpers));
+            let cfg = settings.run_config(entry.name, slice);
+            let spec = backends::spec(backend).expect("parsed from backends::ALL");
+            let checks = Arc::new(Checks::new(cfg.threads, entry.helpers, spec));
             let watchdog = Watchdog::start(
                 checks.watch.clone(),
                 label.clone(),
                 Duration::from_secs(cli.watchdog.max(1)),
                 on_stall.clone(),
             );
-            let outcome = run_one(entry, backend, &cfg, &checks);
+            rcu_fence::lockdep::reset();
+            let mut outcome = run_one(entry, backend, &cfg, &checks);
+            outcome.slice = slice;
+            record_locks(spec, &mut outcome);
             drop(watchdog);
             progress.end(n, &label, &outcome);
             results
@@ -364,16 +465,23 @@ fn main() -> ExitCode {
     }
     progress.finish();
 
-    let results = results.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let results = report::combine_all(&results.lock().unwrap_or_else(|e| e.into_inner()));
     println!();
-    print!("{}", report::table(&results));
-    settings.write_json(&results, None);
+    print!("{}", report::text::table(&results));
+    println!();
+    print!("{}", report::text::throughput(&results));
+    let depths = report::text::depths(&results);
+    if !depths.is_empty() {
+        println!();
+        print!("{depths}");
+    }
+    settings.write_files(&results, None);
     let failed: Vec<&Outcome> = results.iter().filter(|o| o.failed()).collect();
     let skipped = results.iter().filter(|o| o.skipped.is_some()).count();
     println!(
         "stress: {} runs in {:.1} s, seed {}",
         results.len(),
-        started.elapsed().as_secs_f64(),
+        settings.started.elapsed().as_secs_f64(),
         settings.seed
     );
     let passed = results.len() - failed.len() - skipped;

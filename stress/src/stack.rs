@@ -14,7 +14,7 @@ use std::thread::{self, Scope, ScopedJoinHandle};
 pub(crate) const SMALL_STACK: usize = 256 * 1024;
 
 /// How much of it is painted (the rest is the thread's own start-up frames and a margin).
-const PAINTED: usize = 224 * 1024;
+pub(crate) const PAINTED: usize = 224 * 1024;
 
 const PATTERN: u8 = 0xa5;
 

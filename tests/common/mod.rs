@@ -210,3 +210,8 @@ pub(crate) fn watchdog<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Se
         Err(_) => panic!("{what}: did not finish within {SETTLE:?} (a hang)"),
     }
 }
+
+/// Fence locks this thread holds (the classic schemes' lock recorder; 0 on `Rcu`).
+pub(crate) fn held_locks() -> usize {
+    rcu_fence::lockdep::held_locks()
+}

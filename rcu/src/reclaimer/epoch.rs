@@ -9,53 +9,56 @@
 //! - **pin**: `LocalHandle::pin`, re-entrant by crossbeam's own guard count.
 //! - **protect**: an `Acquire` load; the pin keeps the global epoch from moving
 //!   two steps past this thread, so nothing unlinked after the pin is freed.
-//! - **retire/defer**: `Guard::defer` into the thread's bag. A bag moves to the
-//!   collector's global queue when it fills, on `flush`, or when the thread
-//!   exits; it runs two epochs later, on whichever thread collects it.
-//! - **synchronize**: defer a marker, then pin-flush-unpin (yielding between
-//!   rounds) until the marker has run. The global queue is FIFO and a bag is
-//!   only run once every bag ahead of it has been taken, so the marker
-//!   running means everything queued ahead of it was taken too; the crate's
-//!   count of running jobs is then awaited to reach zero, so that a bag taken
-//!   by another thread has finished. A job that defers more (a cascade,
-//!   e.g. a value whose drop replaces another slot) flushes its thread's bag
-//!   and counts itself; `synchronize` repeats while that count moves (at most
-//!   64 rounds, so other threads' endless cascades cannot hold it).
+//! - **retire/defer/flush/synchronize**: the batch protocol of the `batches`
+//!   module, with crossbeam as its grace-period provider: a batch of jobs is
+//!   counted in flight, then handed to `Guard::defer` and the thread's bag is
+//!   flushed to crossbeam's global queue at once. Two epochs later, whichever
+//!   thread collects (a writer flushing, or a reader in every 128th `pin`)
+//!   runs the deferred function, which only moves the batch to the ready
+//!   queue; writers run ready batches when they hand one over, flush or
+//!   synchronize. So a reader never runs a writer's destructor: it pays for
+//!   crossbeam's collection and a queue push per expired batch, not for the
+//!   drops. `synchronize` waits on the in-flight count, pinning, flushing
+//!   (which collects) and draining while it waits.
 //!
 //! # Races considered
 //!
-//! - *Garbage in another live thread's bag*: it is not in the global queue,
-//!   so `synchronize` does not wait for it. It is covered once that thread
-//!   flushes (`rcu::flush`, `rcu::synchronize`, a full bag, or thread exit:
-//!   joined threads are therefore always covered).
+//! Those of the batch protocol (`batches`: a batch taken by another thread's
+//! collection and not yet run is still counted, cascades, panics), and:
+//!
 //! - *A deferred job that defers or pins*: crossbeam supports deferring from
 //!   inside a deferred function; the thread-local handle is re-entrant. During
 //!   thread teardown, when the thread-local is gone, a temporary handle is
 //!   registered instead.
-//! - *A bag taken but not yet started by another collector* when the marker
-//!   runs: that window (between crossbeam's pop and the first job) is not
-//!   observable to this crate; it spans no user code.
-//! - *synchronize inside a section*: the marker could never run; detected
-//!   through `LocalHandle::is_pinned` and turned into a panic.
+//! - *A job panics*: jobs never run inside crossbeam's collection (whose
+//!   unwinding would abandon the rest of that bag), and the batch catches the
+//!   panic; the payload is resumed on the writer that ran the batch by the
+//!   outermost `rcu` call there. A reader's `pin` never sees it.
+//! - *Writers stop*: batches that become ready afterwards wait in the ready
+//!   queue (counted by `pending`) until some thread defers, flushes or
+//!   synchronizes. Garbage left at exit is not freed, as crossbeam's own.
+//! - *synchronize inside a section*: the batches it waits for could never
+//!   run; detected through `LocalHandle::is_pinned` and turned into a panic.
+//! - *A forgotten guard*: the thread stays pinned for good, so crossbeam's
+//!   epoch never again advances two steps: nothing retired afterwards, on any
+//!   thread, is freed, and every later `synchronize` waits forever; the
+//!   forgetting thread's `synchronize` panics (it is pinned). Nothing is freed
+//!   early.
 //!
 //! # Orderings
 //!
 //! The hand-off of retired values to the thread that drops them is
-//! crossbeam's (its epoch protocol is SeqCst-fenced). The crate's own atomics
-//! are the marker flag (Release when the marker runs, Acquire in
-//! `synchronize`) and the running count (see `RUNNING`).
+//! crossbeam's (its epoch protocol is SeqCst-fenced); the in-flight count's
+//! are argued in `batches` and `phases`.
 
-use core::cell::Cell;
 use std::sync::OnceLock;
 
 use crossbeam_epoch::{Collector, LocalHandle};
 
-use super::{Job, Pending, Reclaimer, sealed::Ops, tally};
+use super::batches::{self, Grace};
+use super::{Job, Reclaimer, sealed::Ops};
 use crate::Pointer;
-use crate::pointer::Retired;
-use crate::sync::Arc;
-use crate::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-use crate::sync::thread::yield_now;
+use crate::sync::atomic::{AtomicPtr, Ordering};
 
 /// Epoch-based reclamation on crossbeam-epoch, with a collector owned by this
 /// crate. The default reclaimer.
@@ -74,14 +77,6 @@ use crate::sync::thread::yield_now;
 pub struct Epoch;
 
 static COLLECTOR: OnceLock<Collector> = OnceLock::new();
-static PENDING: Pending = Pending::new();
-/// Deferred jobs currently running, on any thread.
-static RUNNING: AtomicUsize = AtomicUsize::new(0);
-/// Deferred jobs so far that deferred more work when they ran.
-static CASCADES: AtomicUsize = AtomicUsize::new(0);
-/// Bound on `synchronize`'s rounds, so that other threads' endless cascades
-/// cannot keep it looping.
-const MAX_ROUNDS: usize = 64;
 
 fn collector() -> &'static Collector {
     COLLECTOR.get_or_init(Collector::new)
@@ -89,8 +84,6 @@ fn collector() -> &'static Collector {
 
 crate::sync::thread_local! {
     static HANDLE: LocalHandle = collector().register();
-    /// Set while this thread is in `synchronize`.
-    static SYNCHRONIZING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The read-side state of an [`Epoch`] guard: a crossbeam-epoch guard.
@@ -106,6 +99,23 @@ fn pin() -> crossbeam_epoch::Guard {
         .unwrap_or_else(|_| collector().register().pin())
 }
 
+/// crossbeam-epoch as the batch protocol's grace-period provider.
+struct Crossbeam;
+
+impl Grace for Crossbeam {
+    fn after_grace(f: impl FnOnce() + Send + 'static) {
+        let guard = pin();
+        guard.defer(f);
+        // Push the bag to the global queue now, so that other threads'
+        // collections (and `synchronize`) can reach the batch.
+        guard.flush();
+    }
+
+    fn poll() {
+        pin().flush();
+    }
+}
+
 impl Reclaimer for Epoch {
     type Guard = EpochGuard;
     const NAME: &'static str = "epoch";
@@ -113,6 +123,8 @@ impl Reclaimer for Epoch {
 
 impl Ops for Epoch {
     fn pin() -> EpochGuard {
+        // Every 128th pin collects, but collecting only moves batches to the
+        // ready queue: no job runs here.
         EpochGuard { _pinned: pin() }
     }
 
@@ -125,30 +137,11 @@ impl Ops for Epoch {
     unsafe fn retire<P: Pointer>(raw: *mut ()) {
         // SAFETY: the caller gives up ownership of `raw`, which came from
         // `P::into_raw` (obligation 1 of `retire`).
-        let value = unsafe { Retired::<P>::new(raw) };
-        Self::defer(Box::new(move || drop(value)));
+        Self::defer(unsafe { Job::retired::<P>(raw) });
     }
 
     fn defer(job: Job) {
-        PENDING.add();
-        pin().defer(move || {
-            // Relaxed: only `synchronize` reads it, after the marker's
-            // Acquire; the decrement below carries the Release.
-            RUNNING.fetch_add(1, Ordering::Relaxed);
-            let before = tally::now();
-            job();
-            if tally::now() != before {
-                // The job deferred more (a cascade) into this thread's bag,
-                // which may belong to a thread that then idles: publish it.
-                pin().flush();
-                // Relaxed: read by `synchronize` after the Acquire below.
-                CASCADES.fetch_add(1, Ordering::Relaxed);
-            }
-            PENDING.done();
-            // Release: the job's effects (and the cascade count) happen
-            // before a `synchronize` that sees the count at zero.
-            RUNNING.fetch_sub(1, Ordering::Release);
-        });
+        batches::defer::<Crossbeam>(job);
     }
 
     fn synchronize() {
@@ -157,49 +150,14 @@ impl Ops for Epoch {
             !pinned,
             "rcu::synchronize called inside a read-side critical section of the same thread: it would wait for itself"
         );
-        assert!(
-            !SYNCHRONIZING.with(Cell::get),
-            "rcu::synchronize called from a deferred closure: it would wait for itself"
-        );
-        SYNCHRONIZING.with(|s| s.set(true));
-        // Clears the flag on every exit, including a panic in a job run here.
-        struct Reset;
-        impl Drop for Reset {
-            fn drop(&mut self) {
-                let _ = SYNCHRONIZING.try_with(|s| s.set(false));
-            }
-        }
-        let _reset = Reset;
-        for _ in 0..MAX_ROUNDS {
-            // Relaxed: compared after the Acquire load of `RUNNING` below,
-            // which orders every increment made by a finished job.
-            let cascades = CASCADES.load(Ordering::Relaxed);
-            let ran = Arc::new(AtomicBool::new(false));
-            let marker = Arc::clone(&ran);
-            // Release: the jobs run before the marker (in its bag or earlier
-            // bags) happen before `synchronize` sees the flag.
-            Self::defer(Box::new(move || marker.store(true, Ordering::Release)));
-            // Acquire: pairs with the marker's Release.
-            while !ran.load(Ordering::Acquire) {
-                pin().flush();
-                yield_now();
-            }
-            // Acquire: pairs with the Release decrement after each job.
-            while RUNNING.load(Ordering::Acquire) != 0 {
-                yield_now();
-            }
-            // Relaxed: ordered by the Acquire load of `RUNNING` above.
-            if CASCADES.load(Ordering::Relaxed) == cascades {
-                break;
-            }
-        }
+        batches::synchronize::<Crossbeam>();
     }
 
     fn flush() {
-        pin().flush();
+        batches::flush::<Crossbeam>();
     }
 
     fn pending() -> usize {
-        PENDING.get()
+        batches::pending()
     }
 }

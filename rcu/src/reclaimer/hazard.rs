@@ -21,6 +21,10 @@
 //! - **synchronize**: run `eager_reclaim` and yield until the crate's pending
 //!   count is zero.
 //!
+//! Deleters (and so user code) run only inside haphazard's reclamation, which
+//! only `retire`, `defer`, `flush` and `synchronize` start: readers never run
+//! them.
+//!
 //! # Divergence from RCU
 //!
 //! Hazard pointers protect values, not sections. A reader holds back only the
@@ -47,6 +51,18 @@
 //!   retired value forever; the per-thread guard count detects it and panics.
 //!   Called from a deleter, it would wait for its own item; a per-thread flag
 //!   detects that too.
+//! - *A deleter panics* (a value's `Drop` or a deferred closure): the panic
+//!   is caught inside the deleter, so it never unwinds through haphazard
+//!   (whose reclamation pass would abandon the rest of its list and leave
+//!   its own counts raised); the reclaiming flag is restored by a drop guard
+//!   and the item is counted done. The payload is kept in a thread-local
+//!   until the outermost `rcu` call that started the pass (not one nested in
+//!   another deleter) has returned from haphazard, and resumed there.
+//! - *A forgotten guard*: its hazard pointer is never released, so it keeps
+//!   protecting the value it last protected; if that value is retired, it is
+//!   never freed and every later `synchronize` waits forever. The forgetting
+//!   thread's guard count stays raised, so its `synchronize` panics. Nothing
+//!   is freed early.
 //!
 //! # Orderings
 //!
@@ -61,7 +77,7 @@ use core::ops::Deref;
 
 use haphazard::{Domain, HazardPointer};
 
-use super::{Job, Pending, Reclaimer, sealed::Ops};
+use super::{FirstPanic, Job, Pending, Reclaimer, sealed::Ops};
 use crate::Pointer;
 use crate::sync::atomic::AtomicPtr;
 use crate::sync::thread::yield_now;
@@ -95,6 +111,54 @@ crate::sync::thread_local! {
     static LIVE: Cell<usize> = const { Cell::new(0) };
     /// Set while this thread runs a reclaim (a deleter or a deferred closure).
     static RECLAIMING: Cell<bool> = const { Cell::new(false) };
+    /// The first panic caught from a deleter on this thread, until the `rcu`
+    /// call that started the reclamation resumes it.
+    static CAUGHT: RefCell<FirstPanic> = const { RefCell::new(FirstPanic::new()) };
+}
+
+/// Sets this thread's `RECLAIMING` flag for its lifetime, restoring the
+/// previous value on drop.
+struct Reclaiming(bool);
+
+impl Reclaiming {
+    fn enter() -> Self {
+        Self(RECLAIMING.try_with(|r| r.replace(true)).unwrap_or(false))
+    }
+}
+
+impl Drop for Reclaiming {
+    fn drop(&mut self) {
+        let _ = RECLAIMING.try_with(|r| r.set(self.0));
+    }
+}
+
+fn is_reclaiming() -> bool {
+    RECLAIMING.try_with(Cell::get).unwrap_or(false)
+}
+
+/// Keeps a panic caught in a deleter for [`take_caught`].
+fn stash(panic: FirstPanic) {
+    let mut panic = Some(panic);
+    let _ = CAUGHT.try_with(|c| {
+        if let Some(panic) = panic.take() {
+            c.borrow_mut().merge(panic);
+        }
+    });
+    if let Some(unstored) = panic {
+        // The thread is being torn down: nobody is left to resume it.
+        unstored.discard();
+    }
+}
+
+/// The panic caught by deleters on this thread since the last call, unless
+/// this thread is itself inside a deleter (the outermost call resumes it).
+fn take_caught() -> FirstPanic {
+    if is_reclaiming() {
+        return FirstPanic::default();
+    }
+    CAUGHT
+        .try_with(|c| core::mem::take(&mut *c.borrow_mut()))
+        .unwrap_or_default()
 }
 
 /// The read-side state of a [`Hazard`] guard: one hazard pointer.
@@ -148,7 +212,7 @@ impl Reclaim for Deferred {
     unsafe fn reclaim(raw: *mut ()) {
         // SAFETY: obligation 1; `defer` retired `raw` from `Box::<Job>::into_raw`.
         let job = unsafe { Box::from_raw(raw.cast::<Job>()) };
-        job();
+        job.run();
     }
 }
 
@@ -177,12 +241,19 @@ impl<D: Reclaim> Deref for Owner<D> {
 
 impl<D: Reclaim> Drop for Owner<D> {
     fn drop(&mut self) {
-        let was = RECLAIMING.try_with(|r| r.replace(true)).unwrap_or(false);
-        // SAFETY: haphazard rebuilds an `Owner` only from a pointer passed to
-        // `retire_ptr` (by `retire_erased`), once, when no hazard protects it.
-        unsafe { D::reclaim(self.raw) };
-        let _ = RECLAIMING.try_with(|r| r.set(was));
+        let mut panic = FirstPanic::default();
+        {
+            let _reclaiming = Reclaiming::enter();
+            let raw = self.raw;
+            panic.catch(|| {
+                // SAFETY: haphazard rebuilds an `Owner` only from a pointer
+                // passed to `retire_ptr` (by `retire_erased`), once, when no
+                // hazard protects it; this drop is that one reclaim.
+                unsafe { D::reclaim(raw) }
+            });
+        }
         PENDING.done();
+        stash(panic);
     }
 }
 
@@ -220,6 +291,8 @@ unsafe fn retire_erased<D: Reclaim>(raw: *mut ()) {
     unsafe {
         Domain::global().retire_ptr::<Erased<D>, Owner<D>>(raw.cast());
     }
+    // haphazard may have run a reclamation pass.
+    take_caught().resume();
 }
 
 impl Reclaimer for Hazard {
@@ -269,20 +342,24 @@ impl Ops for Hazard {
             "rcu::synchronize called while this thread holds a guard: its hazard pointer could hold back a retired value forever"
         );
         assert!(
-            !RECLAIMING.try_with(Cell::get).unwrap_or(false),
+            !is_reclaiming(),
             "rcu::synchronize called from a deferred closure: it would wait for itself"
         );
+        let mut panic = FirstPanic::default();
         loop {
             Domain::global().eager_reclaim();
+            panic.merge(take_caught());
             if PENDING.get() == 0 {
                 break;
             }
             yield_now();
         }
+        panic.resume();
     }
 
     fn flush() {
         Domain::global().eager_reclaim();
+        take_caught().resume();
     }
 
     fn pending() -> usize {

@@ -14,9 +14,9 @@
 //!
 //! | reclaimer | readers | writers | garbage held back by a stalled reader |
 //! |---|---|---|---|
-//! | [`Epoch`] | pin a crossbeam-epoch participant | defer into a thread-local bag | everything retired since it pinned |
+//! | [`Epoch`] | pin a crossbeam-epoch participant; never run deferred work | batch jobs per thread, hand batches to crossbeam, run them once ready | everything retired since it pinned |
 //! | [`Hazard`] | publish the one pointer they read | retire into haphazard's domain | only the value it protects |
-//! | [`Reference`] | hold a global `RwLock` for reading | queue; run once the lock can be taken for writing | everything queued since it entered |
+//! | [`Reference`] | count themselves into one of two shared counters; never block | queue; run once every earlier reader has been seen to leave | everything queued since it entered |
 //!
 //! The trait is sealed: the crate relies on each strategy's exact guarantees.
 //!
@@ -28,16 +28,37 @@
 //! to notice that a deferred closure it ran deferred more work (a value whose
 //! drop replaces or takes another slot), and repeats until such cascades have
 //! been drained as well.
+//!
+//! # Panics in deferred work
+//!
+//! A retired value's `Drop` and a deferred closure are user code, and may
+//! panic. Every reclaimer runs each job inside [`FirstPanic::catch`], so a
+//! panic never unwinds through the reclaimer's own bookkeeping (no count or
+//! flag is left raised) nor through a batch (the jobs after it still run).
+//! Each job is counted done whether it returned or panicked. The first panic
+//! of a batch is then resumed on the thread that ran the batch, from the
+//! `rcu` call that ran it (`replace`, `take`, `compare_exchange`, `defer`,
+//! `flush` or `synchronize`; never `pin` or `load`, as readers never run
+//! deferred work), after that call has
+//! finished its own work; later panics of the same batch are reported by the
+//! panic hook and dropped. A job that runs inside another job (a cascade)
+//! leaves its panic to the outermost call.
 
 use core::fmt::Debug;
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use crate::Pointer;
 use crate::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
+// Under loom only the models use it (Epoch, its user, is not built there).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) mod batches;
 #[cfg(not(loom))]
 mod epoch;
 #[cfg(not(loom))]
 mod hazard;
+mod phases;
 mod reference;
 
 #[cfg(not(loom))]
@@ -46,8 +67,78 @@ pub use epoch::Epoch;
 pub use hazard::Hazard;
 pub use reference::Reference;
 
-/// A closure handed to [`defer`](crate::defer).
-pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
+/// What a reclaimer runs once readers are gone: a closure handed to
+/// [`defer`](crate::defer), or a retired value with the function that drops it (no
+/// allocation: retiring a value is the common case). A job dropped without being run drops
+/// what it owns, as a dropped closure drops its captures.
+#[allow(unreachable_pub)] // named by the sealed `Ops` trait; not reachable by users
+pub struct Job(JobKind);
+
+enum JobKind {
+    Closure(Box<dyn FnOnce() + Send + 'static>),
+    Value {
+        raw: *mut (),
+        drop: unsafe fn(*mut ()),
+    },
+    Done,
+}
+
+// SAFETY: a closure job is `Send`; a value job owns a `P: Pointer`, which is `Send`, in raw
+// form, and only the job's owner touches it.
+unsafe impl Send for Job {}
+
+impl Job {
+    /// A deferred closure.
+    pub(crate) fn closure(f: impl FnOnce() + Send + 'static) -> Job {
+        Job(JobKind::Closure(Box::new(f)))
+    }
+
+    /// A retired value, dropped when the job runs.
+    ///
+    /// # Safety
+    /// 1. `raw` came from `P::into_raw`, and ownership of that value moves into the job.
+    pub(crate) unsafe fn retired<P: Pointer>(raw: *mut ()) -> Job {
+        /// # Safety
+        /// 1. `raw` came from `P::into_raw` and is dropped once.
+        unsafe fn drop_value<P: Pointer>(raw: *mut ()) {
+            // SAFETY: obligation 1.
+            drop(unsafe { P::from_raw(raw) });
+        }
+        Job(JobKind::Value {
+            raw,
+            drop: drop_value::<P>,
+        })
+    }
+
+    /// Runs the closure, or drops the value.
+    pub(crate) fn run(mut self) {
+        match core::mem::replace(&mut self.0, JobKind::Done) {
+            JobKind::Closure(f) => f(),
+            // SAFETY: the job owned the value (`retired`'s obligation) and gives it up once.
+            JobKind::Value { raw, drop } => unsafe { drop(raw) },
+            JobKind::Done => {}
+        }
+    }
+}
+
+impl core::fmt::Debug for Job {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self.0 {
+            JobKind::Closure(_) => "Job(closure)",
+            JobKind::Value { .. } => "Job(value)",
+            JobKind::Done => "Job(done)",
+        })
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if let JobKind::Value { raw, drop } = core::mem::replace(&mut self.0, JobKind::Done) {
+            // SAFETY: as in `run`: owned, given up once.
+            unsafe { drop(raw) };
+        }
+    }
+}
 
 /// The strategy that decides when a retired value may be freed.
 ///
@@ -191,5 +282,68 @@ pub(crate) mod tally {
     /// The number of items this thread has handed over so far.
     pub(crate) fn now() -> usize {
         HANDED_OVER.try_with(Cell::get).unwrap_or(0)
+    }
+}
+
+/// The first panic caught from a batch of jobs, held until the batch's
+/// bookkeeping is done and it can be resumed.
+#[derive(Debug, Default)]
+#[must_use = "a caught panic is lost unless resumed"]
+pub(crate) struct FirstPanic(Option<Box<dyn Any + Send + 'static>>);
+
+impl FirstPanic {
+    /// No panic caught yet.
+    pub(crate) const fn new() -> Self {
+        Self(None)
+    }
+
+    /// Runs `job`, catching a panic. The first one caught is kept; later ones
+    /// (already reported by the panic hook) are dropped.
+    pub(crate) fn catch(&mut self, job: impl FnOnce()) {
+        // AssertUnwindSafe: after a panic the job's own state is gone (it is
+        // consumed), and the caller touches only its counts, which the job
+        // cannot have left half-updated.
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
+            self.keep(payload);
+        }
+    }
+
+    /// Keeps the first of `self` and `other`.
+    pub(crate) fn merge(&mut self, other: FirstPanic) {
+        if let Some(payload) = other.0 {
+            self.keep(payload);
+        }
+    }
+
+    fn keep(&mut self, payload: Box<dyn Any + Send + 'static>) {
+        if self.0.is_none() {
+            self.0 = Some(payload);
+        } else {
+            discard(payload);
+        }
+    }
+
+    /// Drops the caught panic, if any, without resuming it (when nobody is
+    /// left to resume it, as during thread teardown).
+    pub(crate) fn discard(self) {
+        if let Some(payload) = self.0 {
+            discard(payload);
+        }
+    }
+
+    /// Resumes the caught panic, if any, on this thread.
+    pub(crate) fn resume(self) {
+        if let Some(payload) = self.0 {
+            resume_unwind(payload);
+        }
+    }
+}
+
+/// Drops a panic payload. Its own drop may panic (`panic_any` of such a
+/// type): that is contained too, leaking the second payload rather than
+/// unwinding.
+fn discard(payload: Box<dyn Any + Send + 'static>) {
+    if let Err(nested) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        core::mem::forget(nested);
     }
 }

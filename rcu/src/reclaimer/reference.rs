@@ -1,70 +1,87 @@
-//! The lock-based reference reclaimer.
+//! The reference reclaimer: counted read-side sections and a lock-protected
+//! queue.
 //!
 //! The simplest scheme that gives RCU's guarantees, kept as the yardstick the
-//! faster reclaimers are tested against and as the one loom models.
+//! faster reclaimers are tested against and as the one loom models. Its read
+//! side never blocks, as an RCU read side must not.
 //!
 //! # Protocol
 //!
-//! State: a global `RwLock<()>` (the *section lock*), a global queue of
-//! deferred jobs, a global *drain* mutex, and per thread a nesting depth plus
-//! the read guard held while the depth is non-zero.
+//! State: a [`Phases`] count of open read-side sections (the SRCU scheme; its
+//! module docs carry the proof), a global queue of deferred jobs in the order
+//! they were deferred, a *drain* mutex, the pending count; per thread, the
+//! number of guards alive and whether the thread is running a batch.
 //!
-//! - **pin**: depth 0 → 1 takes the section lock for reading and parks the read
-//!   guard in the thread-local; deeper pins only count. (Taking the read lock
-//!   again while holding it could deadlock behind a waiting writer, and guards
-//!   may be dropped out of order, so one read guard per thread is shared.)
-//! - **unpin**: depth 1 → 0 releases the read guard, then tries a collection
-//!   if anything is queued.
-//! - **retire/defer**: push the job on the queue; if this thread is not in a
-//!   section, try a collection.
-//! - **collect** (opportunistic): `try_lock` the drain mutex, then
-//!   `try_write` the section lock. Holding the write lock proves that no reader
-//!   is inside a section, so every reader that could have reached a queued job's
-//!   value (one that entered before the value was unlinked) has left. Swap the
-//!   queue out *while holding the write lock*, release the lock, run the batch,
-//!   release the drain mutex.
-//! - **synchronize**: the same with blocking `lock`/`write`, repeated while the
-//!   batch it ran deferred more work on this thread (a cascade).
+//! - **pin**: enter a section (an increment and a fence: no lock, no wait);
+//!   the guard keeps the section's phase. Every guard is its own section, so
+//!   nesting needs no bookkeeping and guards may end in any order.
+//! - **unpin**: exit the section. Readers never run deferred work.
+//! - **retire/defer**: push the job on the queue; if this thread is neither
+//!   in a section nor running a batch, try a collection.
+//! - **collect** (opportunistic, never waits): `try_lock` the drain mutex,
+//!   note the queue's length `n`, and check that no section is open
+//!   ([`Phases::is_quiescent`]); if none is, take the first `n` jobs and run
+//!   them, still holding the drain mutex.
+//! - **synchronize**: lock the drain mutex, note `n`, run a grace period
+//!   ([`Phases::wait`]: it waits for the sections open now, while new ones
+//!   enter freely), then take and run the first `n` jobs; repeat while the
+//!   batch deferred more work on this thread (a cascade).
 //!
 //! # Races considered
 //!
-//! - *A job queued while a collector holds the write lock*: no reader is in a
-//!   section at that moment, so the job is already safe; taking it in this
-//!   batch is fine, leaving it for the next is fine too.
-//! - *A job run while a reader enters*: readers entering after the job's
-//!   value was unlinked cannot reach it; readers that entered before had left
-//!   when the write lock was granted.
-//! - *A job that pins, defers or replaces*: jobs run with no lock held except
-//!   the drain mutex; pin takes only the section lock, and defer's own
-//!   collection uses `try_lock` on the drain mutex, so it backs off instead of
-//!   deadlocking. Its job stays queued for the next collection (synchronize
-//!   loops for it).
-//! - *Two collectors*: the drain mutex admits one; `synchronize` waits for a
-//!   running batch to finish before taking its own, so when it returns every
-//!   job queued before the call has *finished* running, wherever it ran.
+//! - *A reader enters while a collector checks*: the jobs counted in `n` were
+//!   queued (so unlinked) before the check's fence; a reader the check does
+//!   not see has its fence after it and cannot reach what they free.
+//! - *A reader pins while a synchronize waits*: it joins a counter and goes
+//!   on; the wait drains the other counter first, then flips and drains the
+//!   old one, so readers arriving meanwhile do not hold it up forever. (With
+//!   a reader-writer lock, a reader could queue behind the waiting writer
+//!   while the writer waited for another reader that waited for it.)
+//! - *Jobs queued after `n` was noted*: left for the next collection; only
+//!   the drain mutex's holder removes jobs, so the first `n` are the ones
+//!   counted.
+//! - *A job that pins, defers, replaces or flushes*: the thread is marked as
+//!   running a batch, so its defers only queue; a collection attempt from it
+//!   would fail `try_lock` anyway. The queued work runs in the next
+//!   collection (synchronize loops for it).
+//! - *Two collectors*: the drain mutex admits one, and a batch runs entirely
+//!   under it, so when `synchronize` holds the mutex no batch is half-run:
+//!   when it returns, every job queued before the call has *finished*,
+//!   wherever it ran.
+//! - *A job panics*: caught; the rest of the batch runs; every flag and count
+//!   is restored; the first panic resumes from the `rcu` call that ran the
+//!   batch once its work is done (see the module docs of `reclaimer`).
 //! - *synchronize inside a section or a job*: it would wait for itself. Both
 //!   are detected through the thread-locals and panic with a message.
+//! - *A forgotten guard*: its section stays open; every later grace period
+//!   waits forever and opportunistic collections never succeed, and the
+//!   forgetting thread's `synchronize` panics (it is still in a section).
+//!   Nothing is freed early.
 //!
 //! # Orderings
 //!
-//! All cross-thread hand-offs go through the locks (acquire on lock, release on
-//! unlock); the only atomic is the pending count, whose orderings are argued
-//! in `Pending`.
+//! The section counts are argued in [`Phases`]. The queue hands jobs over
+//! through its mutex (acquire on lock, release on unlock), and a job is
+//! queued after its value was unlinked, so the unlink happens before the
+//! collector's fence. The pending count's orderings are argued in `Pending`.
 
-use core::cell::{Cell, RefCell};
+use core::cell::Cell;
 use std::sync::{PoisonError, TryLockError};
 
-use super::{Job, Pending, Reclaimer, sealed::Ops, tally};
+use super::phases::{Phase, Phases};
+use super::{FirstPanic, Job, Pending, Reclaimer, sealed::Ops, tally};
 use crate::Pointer;
-use crate::pointer::Retired;
 use crate::sync::atomic::{AtomicPtr, Ordering};
-use crate::sync::{Mutex, RwLock, RwLockReadGuard};
+use crate::sync::thread::yield_now;
+use crate::sync::{Mutex, MutexGuard};
 
-/// The lock-based reference reclaimer: readers hold a global `RwLock` for
-/// reading; deferred work runs once the lock can be taken for writing.
+/// The reference reclaimer: readers count themselves in and out of a
+/// two-phase section count and never wait; deferred work runs once a
+/// collector has seen every earlier reader leave.
 ///
-/// Slow under contention and writer-starvable, but obviously correct; the
-/// faster reclaimers are tested against it and loom models it.
+/// Slow under contention (every reader touches one shared counter), but
+/// obviously correct; the faster reclaimers are tested against it and loom
+/// models it.
 ///
 /// ```
 /// use rcu::{Reference, Slot};
@@ -72,7 +89,6 @@ use crate::sync::{Mutex, RwLock, RwLockReadGuard};
 /// let slot: Slot<Box<&str>, Reference> = Slot::new(Some(Box::new("old")));
 /// slot.replace(Some(Box::new("new")));
 /// rcu::synchronize::<Reference>(); // the old value is dropped by now
-/// assert_eq!(rcu::pending::<Reference>(), 0);
 /// assert_eq!(*slot.load_clone().unwrap(), "new");
 /// ```
 #[derive(Default, Debug, Clone, Copy)]
@@ -80,10 +96,9 @@ pub struct Reference;
 
 /// The global state of the reference reclaimer.
 struct State {
-    /// Readers hold it shared; a collector holds it exclusively while it
-    /// takes the queue.
-    section: RwLock<()>,
-    /// Jobs waiting for their readers to leave.
+    /// Open read-side sections.
+    readers: Phases,
+    /// Jobs waiting for their readers to leave, oldest first.
     queue: Mutex<Vec<Job>>,
     /// Held while a batch is taken and run: one collector at a time.
     drain: Mutex<()>,
@@ -94,7 +109,7 @@ struct State {
 impl State {
     const fn new() -> Self {
         Self {
-            section: RwLock::new(()),
+            readers: Phases::new(),
             queue: Mutex::new(Vec::new()),
             drain: Mutex::new(()),
             pending: Pending::new(),
@@ -106,7 +121,7 @@ impl State {
 impl State {
     fn new() -> Self {
         Self {
-            section: RwLock::new(()),
+            readers: Phases::new(),
             queue: Mutex::new(Vec::new()),
             drain: Mutex::new(()),
             pending: Pending::new(),
@@ -118,105 +133,105 @@ crate::sync::global! {
     fn state() -> &'static State = State::new();
 }
 
-/// This thread's read-side state.
-struct Reader {
-    depth: Cell<usize>,
-    guard: RefCell<Option<RwLockReadGuard<'static, ()>>>,
+/// This thread's side of the protocol.
+struct Local {
+    /// Guards alive on this thread.
+    guards: Cell<usize>,
     /// Set while this thread runs a batch of jobs.
     draining: Cell<bool>,
 }
 
 crate::sync::thread_local! {
-    static READER: Reader = const {
-        Reader {
-            depth: Cell::new(0),
-            guard: RefCell::new(None),
+    static LOCAL: Local = const {
+        Local {
+            guards: Cell::new(0),
             draining: Cell::new(false),
         }
     };
 }
 
-/// The read-side state of a [`Reference`] guard: one level of this thread's
-/// section nesting.
+/// The read-side state of a [`Reference`] guard: one open section.
 #[derive(Debug)]
 pub struct ReferenceGuard {
+    /// `None` only once dropped.
+    phase: Option<Phase>,
     _not_send: core::marker::PhantomData<*mut ()>,
 }
 
 impl Drop for ReferenceGuard {
     fn drop(&mut self) {
-        let released = READER.try_with(|r| {
-            let depth = r.depth.get() - 1;
-            r.depth.set(depth);
-            if depth == 0 {
-                // Taken out before dropping so the `RefCell` is not borrowed
-                // while the lock is released.
-                let guard = r.guard.borrow_mut().take();
-                drop(guard);
-                !r.draining.get()
-            } else {
-                false
-            }
-        });
-        if released.unwrap_or(false) && state().pending.get() > 0 {
-            try_collect();
+        if let Some(phase) = self.phase.take() {
+            state().readers.exit(phase);
         }
+        // During thread teardown the count is gone; nothing reads it then.
+        let _ = LOCAL.try_with(|l| l.guards.set(l.guards.get() - 1));
     }
 }
 
 fn in_section() -> bool {
-    READER.try_with(|r| r.depth.get() > 0).unwrap_or(false)
+    LOCAL.try_with(|l| l.guards.get() > 0).unwrap_or(false)
 }
 
-fn lock<T>(m: &Mutex<T>) -> crate::sync::MutexGuard<'_, T> {
-    // A job that panicked poisons nothing we rely on: the queue is a plain
-    // vector, and the drain mutex guards no data.
+fn is_draining() -> bool {
+    LOCAL.try_with(|l| l.draining.get()).unwrap_or(false)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Jobs run with their panics caught, so no panic crosses these locks; and
+    // neither the queue (a plain vector) nor the drain mutex (no data) could
+    // be left inconsistent by one anyway.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Takes the queued jobs. The caller holds the section lock for writing.
-fn take_queue(s: &State) -> Vec<Job> {
-    core::mem::take(&mut *lock(&s.queue))
+/// Sets this thread's `draining` flag for its lifetime, restoring the
+/// previous value on drop.
+struct Draining(bool);
+
+impl Draining {
+    fn enter() -> Self {
+        Self(
+            LOCAL
+                .try_with(|l| l.draining.replace(true))
+                .unwrap_or(false),
+        )
+    }
 }
 
-/// Runs a batch with `draining` set, returning whether the batch deferred
-/// more work on this thread.
-fn run(s: &State, batch: Vec<Job>) -> bool {
+impl Drop for Draining {
+    fn drop(&mut self) {
+        let _ = LOCAL.try_with(|l| l.draining.set(self.0));
+    }
+}
+
+/// Runs a batch, each job with its panic caught and counted done either way.
+/// Returns whether the batch deferred more work on this thread, and its first
+/// panic.
+fn run(s: &State, batch: Vec<Job>) -> (bool, FirstPanic) {
     let before = tally::now();
-    let was = READER
-        .try_with(|r| r.draining.replace(true))
-        .unwrap_or(false);
+    let _draining = Draining::enter();
+    let mut panic = FirstPanic::default();
     for job in batch {
-        job();
+        panic.catch(|| job.run());
         s.pending.done();
     }
-    let _ = READER.try_with(|r| r.draining.set(was));
-    tally::now() != before
+    (tally::now() != before, panic)
 }
 
 /// Collects if no reader is in a section and no other collector runs.
-fn try_collect() {
+/// Never waits.
+fn try_collect() -> FirstPanic {
     let s = state();
-    let drain = match s.drain.try_lock() {
+    let _drain = match s.drain.try_lock() {
         Ok(d) => d,
         Err(TryLockError::Poisoned(p)) => p.into_inner(),
-        Err(TryLockError::WouldBlock) => return,
+        Err(TryLockError::WouldBlock) => return FirstPanic::default(),
     };
-    let batch = match s.section.try_write() {
-        Ok(w) => {
-            let batch = take_queue(s);
-            drop(w);
-            batch
-        }
-        Err(TryLockError::Poisoned(p)) => {
-            let batch = take_queue(s);
-            drop(p.into_inner());
-            batch
-        }
-        Err(TryLockError::WouldBlock) => return,
-    };
-    run(s, batch);
-    drop(drain);
+    let queued = lock(&s.queue).len();
+    if queued == 0 || !s.readers.is_quiescent() {
+        return FirstPanic::default();
+    }
+    let batch: Vec<Job> = lock(&s.queue).drain(..queued).collect();
+    run(s, batch).1
 }
 
 impl Reclaimer for Reference {
@@ -226,18 +241,10 @@ impl Reclaimer for Reference {
 
 impl Ops for Reference {
     fn pin() -> ReferenceGuard {
-        READER.with(|r| {
-            let depth = r.depth.get();
-            if depth == 0 {
-                let guard = state()
-                    .section
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner);
-                *r.guard.borrow_mut() = Some(guard);
-            }
-            r.depth.set(depth + 1);
-        });
+        let phase = state().readers.enter();
+        let _ = LOCAL.try_with(|l| l.guards.set(l.guards.get() + 1));
         ReferenceGuard {
+            phase: Some(phase),
             _not_send: core::marker::PhantomData,
         }
     }
@@ -251,19 +258,15 @@ impl Ops for Reference {
     unsafe fn retire<P: Pointer>(raw: *mut ()) {
         // SAFETY: the caller gives up ownership of `raw`, which came from
         // `P::into_raw` (obligation 1 of `retire`).
-        let value = unsafe { Retired::<P>::new(raw) };
-        Self::defer(Box::new(move || drop(value)));
+        Self::defer(unsafe { Job::retired::<P>(raw) });
     }
 
     fn defer(job: Job) {
         let s = state();
         s.pending.add();
         lock(&s.queue).push(job);
-        let idle = READER
-            .try_with(|r| r.depth.get() == 0 && !r.draining.get())
-            .unwrap_or(false);
-        if idle {
-            try_collect();
+        if !in_section() && !is_draining() {
+            try_collect().resume();
         }
     }
 
@@ -273,26 +276,29 @@ impl Ops for Reference {
             "rcu::synchronize called inside a read-side critical section of the same thread: it would wait for itself"
         );
         assert!(
-            !READER.try_with(|r| r.draining.get()).unwrap_or(false),
+            !is_draining(),
             "rcu::synchronize called from a deferred closure: it would wait for itself"
         );
         let s = state();
+        let mut panic = FirstPanic::default();
         loop {
             let drain = lock(&s.drain);
-            let write = s.section.write().unwrap_or_else(PoisonError::into_inner);
-            let batch = take_queue(s);
-            drop(write);
-            let cascaded = run(s, batch);
+            let queued = lock(&s.queue).len();
+            s.readers.wait(yield_now);
+            let batch: Vec<Job> = lock(&s.queue).drain(..queued).collect();
+            let (cascaded, caught) = run(s, batch);
+            panic.merge(caught);
             drop(drain);
             if !cascaded {
                 break;
             }
         }
+        panic.resume();
     }
 
     fn flush() {
-        if !in_section() {
-            try_collect();
+        if !in_section() && !is_draining() {
+            try_collect().resume();
         }
     }
 

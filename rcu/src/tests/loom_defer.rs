@@ -10,20 +10,13 @@
 //!     cargo test -p rcu --release --target-dir target-loom --lib loom
 //! ```
 
+use super::loom_support::model;
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use crate::sync::thread;
 use crate::{Reference, Slot, defer, pending, pin, synchronize};
 
 type R = Reference;
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.check(f);
-}
 
 /// A value unlinked and then freed by a deferred closure: a reader that found it still
 /// linked never sees it freed while pinned; `synchronize` runs the closure exactly once.

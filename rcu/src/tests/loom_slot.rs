@@ -13,6 +13,7 @@
 //! "not yet dropped" without touching the value's memory, and the drop checks
 //! "not dropped before" (exactly once).
 
+use super::loom_support::model;
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use crate::sync::thread;
@@ -38,14 +39,6 @@ fn tracked() -> (Box<Tracked>, *const (), Arc<AtomicBool>) {
     });
     let raw = (&*value as *const Tracked).cast::<()>();
     (value, raw, flag)
-}
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.check(f);
 }
 
 /// A reader sees the old or the new value, and whichever it sees is not

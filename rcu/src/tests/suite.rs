@@ -7,48 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
+use super::support::{Counted, counter};
 use crate::{Guard, Reclaimer, Slot, Slots, defer, flush, pin, synchronize};
-
-const ALIVE: u64 = 0x5eed_f00d_cafe_d00d;
-
-/// A value that counts its drops and can tell whether it is still alive.
-#[derive(Debug)]
-struct Counted {
-    id: usize,
-    alive: u64,
-    drops: Arc<AtomicUsize>,
-}
-
-impl Counted {
-    fn new(id: usize, drops: &Arc<AtomicUsize>) -> Box<Self> {
-        Box::new(Self {
-            id,
-            alive: ALIVE,
-            drops: Arc::clone(drops),
-        })
-    }
-
-    fn check(&self) -> usize {
-        assert_eq!(
-            self.alive, ALIVE,
-            "value {} read after it was dropped",
-            self.id
-        );
-        self.id
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        assert_eq!(self.alive, ALIVE, "value {} dropped twice", self.id);
-        self.alive = 0;
-        self.drops.fetch_add(1, SeqCst);
-    }
-}
-
-fn counter() -> Arc<AtomicUsize> {
-    Arc::new(AtomicUsize::new(0))
-}
 
 fn replace_drops_after_synchronize<R: Reclaimer>() {
     let drops = counter();
@@ -257,6 +217,32 @@ fn defer_waits_for_readers<R: Reclaimer>() {
     assert!(ran.load(SeqCst));
 }
 
+/// `synchronize` is a grace period even when nothing was retired: it returns
+/// only after a reader that was inside when it was called has left. (Not for
+/// `Hazard`, which protects values, not sections.) A reader that is still
+/// inside when `synchronize` returns fails the test; a `synchronize` slow to
+/// start can only make it pass vacuously, never fail.
+fn synchronize_waits_for_readers<R: Reclaimer>() {
+    let left = Arc::new(AtomicBool::new(false));
+    let (inside, is_inside) = std::sync::mpsc::channel();
+    let reader = {
+        let left = left.clone();
+        thread::spawn(move || {
+            let guard = pin::<R>();
+            inside.send(()).unwrap();
+            for _ in 0..1_000 {
+                thread::yield_now();
+            }
+            left.store(true, SeqCst);
+            drop(guard);
+        })
+    };
+    is_inside.recv().unwrap();
+    synchronize::<R>();
+    assert!(left.load(SeqCst), "synchronize returned under a reader");
+    reader.join().unwrap();
+}
+
 /// Hazard pointers protect values, not sections: a deferred closure runs at
 /// the next reclamation pass even while a reader is inside.
 fn defer_ignores_readers<R: Reclaimer>() {
@@ -362,6 +348,75 @@ fn concurrent_replace_and_load<R: Reclaimer>() {
     assert_eq!(drops.load(SeqCst), 1 + WRITERS * REPLACES);
 }
 
+/// Records whether it was dropped on the reader's thread.
+struct Spy {
+    reader: Arc<std::sync::OnceLock<thread::ThreadId>>,
+    on_reader: Arc<AtomicUsize>,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Spy {
+    fn drop(&mut self) {
+        if self.reader.get() == Some(&thread::current().id()) {
+            self.on_reader.fetch_add(1, SeqCst);
+        }
+        self.drops.fetch_add(1, SeqCst);
+    }
+}
+
+/// Readers never run deferred work: a reader pinning and loading over and
+/// over while a writer retires values, and after it stops (crossbeam
+/// collects inside every 128th pin), never drops one of them; the writer's
+/// own calls do.
+fn readers_never_run_deferred_work<R: Reclaimer>() {
+    const WRITES: usize = 5_000;
+    let reader_id = Arc::new(std::sync::OnceLock::new());
+    let (on_reader, drops) = (counter(), counter());
+    let spy = || {
+        Box::new(Spy {
+            reader: reader_id.clone(),
+            on_reader: on_reader.clone(),
+            drops: drops.clone(),
+        })
+    };
+    let slot: Arc<Slot<Box<Spy>, R>> = Arc::new(Slot::new(Some(spy())));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (slot, stop, reader_id) = (slot.clone(), stop.clone(), reader_id.clone());
+        thread::spawn(move || {
+            reader_id.set(thread::current().id()).unwrap();
+            while !stop.load(SeqCst) {
+                let mut guard = pin::<R>();
+                assert!(slot.load(&mut guard).is_some());
+            }
+            // The writer is done: the last batches expire during these
+            // pins, and crossbeam collects in every 128th of them.
+            for _ in 0..20_000 {
+                let mut guard = pin::<R>();
+                assert!(slot.load(&mut guard).is_some());
+            }
+        })
+    };
+    while reader_id.get().is_none() {
+        thread::yield_now();
+    }
+    for i in 0..WRITES {
+        slot.replace(Some(spy()));
+        if i % 500 == 0 {
+            flush::<R>();
+        }
+    }
+    stop.store(true, SeqCst);
+    reader.join().unwrap();
+    synchronize::<R>();
+    assert_eq!(drops.load(SeqCst), WRITES, "every replaced value dropped");
+    assert_eq!(
+        on_reader.load(SeqCst),
+        0,
+        "deferred drops ran on the reader's thread"
+    );
+}
+
 fn synchronize_inside_a_section_panics<R: Reclaimer>() {
     let guard = pin::<R>();
     let result = std::panic::catch_unwind(|| synchronize::<R>());
@@ -388,6 +443,47 @@ fn nested_guards<R: Reclaimer>() {
     assert!(format!("{:?}", pin::<R>()).contains(R::NAME));
 }
 
+/// Reader A waits, inside its section, for reader C; B is in `synchronize`,
+/// waiting for A. C's `pin` must not wait for B (an RCU read side never
+/// blocks), or the three deadlock. C pins and unpins repeatedly from before B
+/// starts until well after, so that some of its pins overlap B's wait.
+fn pin_does_not_wait_for_synchronize<R: Reclaimer>() {
+    const ROUNDS: usize = 2_000;
+    super::support::within(60, "pin_does_not_wait_for_synchronize", || {
+        let (a_inside, a_is_inside) = std::sync::mpsc::channel();
+        let (c_done, c_is_done) = std::sync::mpsc::channel::<()>();
+        let b_started = Arc::new(AtomicBool::new(false));
+        let a = thread::spawn(move || {
+            let guard = pin::<R>();
+            a_inside.send(()).unwrap();
+            c_is_done.recv().unwrap();
+            drop(guard);
+        });
+        a_is_inside.recv().unwrap();
+        let b = {
+            let b_started = b_started.clone();
+            thread::spawn(move || {
+                b_started.store(true, SeqCst);
+                synchronize::<R>();
+            })
+        };
+        let c = thread::spawn(move || {
+            let mut after = 0;
+            while after < ROUNDS {
+                drop(pin::<R>());
+                if b_started.load(SeqCst) {
+                    after += 1;
+                }
+                thread::yield_now();
+            }
+            c_done.send(()).unwrap();
+        });
+        for t in [c, a, b] {
+            t.join().unwrap();
+        }
+    });
+}
+
 macro_rules! suite {
     ($module:ident, $reclaimer:ty, sections: $sections:literal) => {
         mod $module {
@@ -395,62 +491,87 @@ macro_rules! suite {
 
             #[test]
             fn replace_drops_after_synchronize() {
+                let _serial = crate::tests::support::shared();
                 super::replace_drops_after_synchronize::<R>();
             }
             #[test]
             fn reader_keeps_replaced_value() {
+                let _serial = crate::tests::support::shared();
                 super::reader_keeps_replaced_value::<R>();
             }
             #[test]
             fn reader_on_another_thread_holds_back_reclaim() {
+                let _serial = crate::tests::support::shared();
                 super::reader_on_another_thread_holds_back_reclaim::<R>();
             }
             #[test]
             fn take_retires_once() {
+                let _serial = crate::tests::support::shared();
                 super::take_retires_once::<R>();
             }
             #[test]
             fn compare_exchange_success_and_failure() {
+                let _serial = crate::tests::support::shared();
                 super::compare_exchange_success_and_failure::<R>();
             }
             #[test]
             fn exclusive_access_does_not_defer() {
+                let _serial = crate::tests::support::shared();
                 super::exclusive_access_does_not_defer::<R>();
             }
             #[test]
             fn slots_array() {
+                let _serial = crate::tests::support::shared();
                 super::slots_array::<R>();
             }
             #[test]
             fn arc_values() {
+                let _serial = crate::tests::support::shared();
                 super::arc_values::<R>();
             }
             #[test]
             fn deferred_closures_run_by_synchronize() {
+                let _serial = crate::tests::support::shared();
                 super::deferred_closures_run_by_synchronize::<R>();
             }
             #[test]
             fn deferred_closures_and_readers() {
+                let _serial = crate::tests::support::shared();
                 if $sections {
                     super::defer_waits_for_readers::<R>();
+                    super::synchronize_waits_for_readers::<R>();
                 } else {
                     super::defer_ignores_readers::<R>();
                 }
             }
             #[test]
             fn cascading_drops() {
+                let _serial = crate::tests::support::shared();
                 super::cascading_drops::<R>();
             }
             #[test]
             fn concurrent_replace_and_load() {
+                let _serial = crate::tests::support::shared();
                 super::concurrent_replace_and_load::<R>();
             }
             #[test]
             fn synchronize_inside_a_section_panics() {
+                let _serial = crate::tests::support::shared();
                 super::synchronize_inside_a_section_panics::<R>();
             }
             #[test]
+            fn pin_does_not_wait_for_synchronize() {
+                let _serial = crate::tests::support::shared();
+                super::pin_does_not_wait_for_synchronize::<R>();
+            }
+            #[test]
+            fn readers_never_run_deferred_work() {
+                let _serial = crate::tests::support::shared();
+                super::readers_never_run_deferred_work::<R>();
+            }
+            #[test]
             fn nested_guards() {
+                let _serial = crate::tests::support::shared();
                 super::nested_guards::<R>();
             }
         }

@@ -7,22 +7,32 @@
 //!
 //! While armed, the node holds a reference to its link (the kernel's `dma_fence_get(head)`
 //! in enable_signaling); the irq_work that re-arms or signals takes it over.
+//!
+//! Generic over the backends that complete chains this way ([`Rearmed`]): `Locked`, and
+//! `LockedRcu`, whose links also release their inputs once complete.
 
 use std::ptr::NonNull;
 
-use crate::backend::{FenceScheme, Locked};
-use crate::backend::{Node, NodeVtable};
-use crate::chain::{FenceChain, chain_walk};
+use crate::backend::{Backend, FenceScheme, FencesOf, MemberScheme, MembersOf, Node, NodeVtable};
+use crate::chain::chain_walk;
 use crate::fence::Fence;
 use crate::sync::UnsafeCell;
 
-use super::{Fences, irq_work::queue_work};
+use super::irq_work::queue_work;
+
+/// The backends whose chain links re-arm one callback, with what differs between them.
+pub(crate) trait Rearmed: Backend {
+    /// The link's re-armed callback.
+    fn rearm(link: &Fence<Self>) -> &ChainState<Self>;
+    /// Called once the link has found every input signalled, just before it is signalled.
+    fn completed(_link: &Fence<Self>) {}
+}
 
 /// The link's one callback.
 #[repr(C)]
-struct Rearm {
+struct Rearm<B: Backend> {
     /// First: a node pointer is a pointer to the whole.
-    node: Node<Locked>,
+    node: Node<B>,
     /// The link, as a `Fence::into_raw` reference taken when the node is armed and handed
     /// to the irq_work when it fires (or given back if arming fails).
     link: UnsafeCell<*const ()>,
@@ -31,84 +41,79 @@ struct Rearm {
 // SAFETY: `link` is written by the arming thread before the node is published and read by
 // the node's run after the list's Acquire (and by the next arming, after that run); the node
 // itself is `Send + Sync`.
-unsafe impl Send for Rearm {}
+unsafe impl<B: Backend> Send for Rearm<B> {}
 // SAFETY: as above.
-unsafe impl Sync for Rearm {}
+unsafe impl<B: Backend> Sync for Rearm<B> {}
 
-/// The classic scheme's per-link state.
-pub(crate) struct ChainState {
-    rearm: Rearm,
+/// The per-link state of the re-arming schemes.
+pub(crate) struct ChainState<B: Backend> {
+    rearm: Rearm<B>,
 }
 
-impl ChainState {
-    pub(super) fn new() -> ChainState {
+impl<B: Rearmed> ChainState<B> {
+    const VTABLE: NodeVtable<B> = NodeVtable {
+        run: run::<B>,
+        release: keep::<B>,
+    };
+
+    pub(crate) fn new() -> ChainState<B> {
         ChainState {
             rearm: Rearm {
-                node: Node::new(&VTABLE),
+                node: Node::new(&Self::VTABLE),
                 link: UnsafeCell::new(std::ptr::null()),
             },
         }
     }
 }
 
-static VTABLE: NodeVtable<Locked> = NodeVtable { run, release: keep };
-
-fn chain_of(link: &Fence<Locked>) -> &FenceChain<Locked> {
-    link.as_chain()
-        .expect("a chain callback completes a chain link")
-}
-
 /// The link's `enable_signaling` hook (runs under the link's lock, as in the kernel).
-pub(super) fn enable(link: &Fence<Locked>) -> bool {
+pub(crate) fn enable<B: Rearmed>(link: &Fence<B>) -> bool {
     arm(link)
 }
 
 /// Installs the link's one callback on the first unsignalled own fence from the link back;
 /// false if there is none (everything has signalled).
 ///
-/// Failures (our divergence: the kernel's chain records none) reach the link through the
-/// walk from it, which records each collected link's failure on the link above it: on
-/// this link for everything the walk from it collects. A node found signalled only when
-/// arming on it (it signalled after the walk looked) restarts the walk, so that it and
-/// what lies below it are collected into this link too, not only into that node.
-fn arm(link: &Fence<Locked>) -> bool {
-    let rearm = &chain_of(link).scheme().rearm;
-    'walk: loop {
-        for node in chain_walk(link) {
-            let contained = match node.as_chain() {
-                Some(chain) => chain.fence(),
-                None => Some(node.clone()),
-            };
-            let Some(fence) = contained else { continue };
-            // SAFETY: the node is not armed (first enable, or its callback has run and
-            // handed the reference to this irq_work): the node and its cell are ours until
-            // the push.
-            unsafe {
-                rearm.node.reset();
-                rearm.link.with_mut(|l| *l = Fence::clone(link).into_raw());
-            }
-            // SAFETY: the node lives in the link, which the reference just taken keeps
-            // alive until the callback has run; it is linked once.
-            if unsafe {
-                <Fences as FenceScheme<Locked>>::add_node(&fence, NonNull::from(&rearm.node))
-            } {
-                return true;
-            }
-            // Already signalled: it will not call back; take the reference back.
-            // SAFETY: never linked, so the reference written above is still ours.
-            drop(unsafe { Fence::<Locked>::from_raw(rearm.link.with(|l| *l)) });
-            if node.ptr_eq(link) {
-                // The link's own fence: record its failure; the walk below it goes on.
-                crate::chain::record_input(link, &fence, true);
-            } else {
-                continue 'walk;
-            }
+/// Failures (our divergence: the kernel's chain records none) reach the link with their
+/// points (`chain::record_item`): those of the links the walk collects below it, recorded
+/// on the link above each; and, for every node it finds signalled when arming (or released),
+/// that node's own failure and those recorded on it. The link keeps the earliest point's.
+fn arm<B: Rearmed>(link: &Fence<B>) -> bool {
+    let rearm = &B::rearm(link).rearm;
+    for node in chain_walk(link) {
+        let contained = match node.as_chain() {
+            Some(chain) => chain.fence(),
+            None => Some(node.clone()),
+        };
+        let Some(fence) = contained else {
+            // Released (complete): the failures it recorded, of its own fence and of the
+            // links a walk collected behind it, are kept on it.
+            crate::chain::record_item(link, &node);
+            continue;
+        };
+        // SAFETY: the node is not armed (first enable, or its callback has run and handed the
+        // reference to this irq_work): the node and its cell are ours until the push.
+        unsafe {
+            rearm.node.reset();
+            rearm.link.with_mut(|l| *l = Fence::clone(link).into_raw());
         }
-        // Everything has signalled, and its failures are recorded on the link: the link
-        // signals now (the caller), with the earliest one.
-        crate::chain::apply_failure(link);
-        return false;
+        // SAFETY: the node lives in the link, which the reference just taken keeps alive
+        // until the callback has run; it is linked once.
+        if unsafe { MembersOf::<B>::add_to_member(&fence, NonNull::from(&rearm.node)) } {
+            return true;
+        }
+        // Already signalled: it will not call back; take the reference back.
+        // SAFETY: never linked, so the reference written above is still ours.
+        drop(unsafe { Fence::<B>::from_raw(rearm.link.with(|l| *l)) });
+        // Record its failure now, and the failures a walk collected into it from older
+        // links (read after its own fence, which its callbacks release after recording).
+        crate::chain::record_item(link, &node);
     }
+    // Everything has signalled, and its failures are recorded on the link: the link signals
+    // now (the caller), with the earliest one.
+    crate::chain::apply_failure(link);
+    B::completed(link);
+    false
 }
 
 /// The callback, under the signalled fence's lock: bounces the re-arm to irq_work (the
@@ -119,14 +124,14 @@ fn arm(link: &Fence<Locked>) -> bool {
 /// # Safety
 /// 1. `node` is the armed `Rearm` node of a link, running: its `link` holds a reference.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] // `signaled`: traced only
-unsafe fn run(node: NonNull<Node<Locked>>, signaled: &Fence<Locked>) {
-    let rearm = node.cast::<Rearm>();
+unsafe fn run<B: Rearmed>(node: NonNull<Node<B>>, signaled: &Fence<B>) {
+    let rearm = node.cast::<Rearm<B>>();
     // SAFETY: obligation 1: the reference taken when armed, handed to the irq_work here.
-    let link = unsafe { Fence::<Locked>::from_raw(rearm.as_ref().link.with(|l| *l)) };
+    let link = unsafe { Fence::<B>::from_raw(rearm.as_ref().link.with(|l| *l)) };
     crate::trace::member!(&link, signaled);
     queue_work(move || {
         if !arm(&link) {
-            let _ = <Fences as FenceScheme<Locked>>::signal(&link, None, None);
+            let _ = FencesOf::<B>::signal(&link, None, None);
         }
     });
 }
@@ -135,4 +140,4 @@ unsafe fn run(node: NonNull<Node<Locked>>, signaled: &Fence<Locked>) {
 ///
 /// # Safety
 /// 1. None: the node is not touched.
-unsafe fn keep(_node: NonNull<Node<Locked>>) {}
+unsafe fn keep<B: Backend>(_node: NonNull<Node<B>>) {}

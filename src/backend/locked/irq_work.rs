@@ -4,9 +4,9 @@
 //! In the kernel, a container's member callback runs under the member's spinlock with
 //! interrupts off; the irq_work it queues (signal the array, re-arm the chain) runs on the
 //! same CPU the moment interrupts are restored, before the signaller's next statement.
-//! Here every lock of the classic scheme ([`Lock`](super::lockdep::Lock)) counts itself in
-//! a per-thread depth while held; work queued meanwhile waits in a per-thread FIFO and is
-//! run when the depth returns to 0. Work queued with no lock held runs at once.
+//! Here every fence lock of the classic scheme (`lock.rs`) is recorded in the thread's held
+//! stack while held; work queued meanwhile waits in a per-thread FIFO and is run when the
+//! stack becomes empty. Work queued with no lock held runs at once.
 //!
 //! The queue is drained iteratively: work that takes and releases locks while the queue is
 //! being drained (signalling the array takes the array's lock) queues more work, which runs
@@ -27,8 +27,6 @@ use std::panic::{self, AssertUnwindSafe};
 type Work = Box<dyn FnOnce() + Send>;
 
 struct IrqWork {
-    /// Locks of the classic scheme this thread holds.
-    depth: Cell<usize>,
     /// Set while the queue is drained.
     draining: Cell<bool>,
     queue: RefCell<VecDeque<Work>>,
@@ -38,7 +36,6 @@ struct IrqWork {
 crate::sync::thread_local! {
     static IRQ_WORK: IrqWork = const {
         IrqWork {
-            depth: Cell::new(0),
             draining: Cell::new(false),
             queue: RefCell::new(VecDeque::new()),
             panic: RefCell::new(None),
@@ -54,7 +51,7 @@ pub(crate) fn queue_work(work: impl FnOnce() + Send + 'static) {
         if let Some(work) = work.take() {
             w.queue.borrow_mut().push_back(Box::new(work));
         }
-        w.depth.get() == 0 && !w.draining.get()
+        held() == 0 && !w.draining.get()
     });
     match queued {
         Ok(true) => drain(),
@@ -69,40 +66,18 @@ pub(crate) fn queue_work(work: impl FnOnce() + Send + 'static) {
 }
 
 /// The number of classic-scheme locks this thread holds (the kernel's "interrupts off").
-#[allow(dead_code)] // used by the wait refusal (see `wait`)
 pub(crate) fn held() -> usize {
-    IRQ_WORK.try_with(|w| w.depth.get()).unwrap_or(0)
+    super::lockdep::held_count()
 }
 
-/// Marks one lock of the classic scheme held by this thread, from `enter` until drop;
-/// dropping the outermost one runs the queued work.
-#[derive(Debug)]
-pub(crate) struct Section {
-    counted: bool,
-}
-
-impl Section {
-    pub(crate) fn enter() -> Section {
-        let counted = IRQ_WORK
-            .try_with(|w| w.depth.set(w.depth.get() + 1))
-            .is_ok();
-        Section { counted }
-    }
-}
-
-impl Drop for Section {
-    fn drop(&mut self) {
-        if !self.counted {
-            return;
-        }
-        let outermost = IRQ_WORK.try_with(|w| {
-            let depth = w.depth.get() - 1;
-            w.depth.set(depth);
-            depth == 0 && !w.draining.get()
-        });
-        if matches!(outermost, Ok(true)) {
-            drain();
-        }
+/// Called when this thread has released its outermost fence lock: runs the queued work
+/// (unless a drain is already running further up the stack) and resumes a kept panic.
+pub(crate) fn run_queued() {
+    let run = IRQ_WORK.try_with(|w| {
+        !w.draining.get() && (!w.queue.borrow().is_empty() || w.panic.borrow().is_some())
+    });
+    if matches!(run, Ok(true)) {
+        drain();
     }
 }
 

@@ -32,15 +32,14 @@ use crate::backend::state::{FenceState, StateWord, Word};
 use crate::fence::Fence;
 use crate::sync::Ordering;
 
-use super::irq_work::Section;
 use super::lockdep::{self, LockClass};
 
 /// The guard of a fence lock: unlocks (unless it re-entered a lock the thread held), then
 /// records the release, then, for the thread's outermost lock, runs its queued irq_work.
 pub(crate) struct FenceLock<'a> {
     state: &'a FenceState,
-    /// `Some` if this guard took the lock (not a re-entry).
-    taken: Option<(lockdep::Held, Section)>,
+    /// True if this guard took the lock (not a re-entry).
+    taken: bool,
 }
 
 /// The lock class of `fence` for the recorder.
@@ -56,28 +55,42 @@ fn class_of<B: Backend>(fence: &Fence<B>) -> LockClass {
 
 /// Takes `fence`'s lock for `op` (or re-enters it if this thread holds it already).
 pub(crate) fn lock<'a, B: Backend>(fence: &'a Fence<B>, op: &'static str) -> FenceLock<'a> {
+    lock_annotated(fence, op, false)
+}
+
+/// As [`lock`], with the nested annotation (the kernel's `spin_lock_nested`): for taking the
+/// lock of a fence that signals before one whose lock is held (the reverse-signal-order rule).
+pub(crate) fn lock_nested<'a, B: Backend>(fence: &'a Fence<B>, op: &'static str) -> FenceLock<'a> {
+    lock_annotated(fence, op, true)
+}
+
+fn lock_annotated<'a, B: Backend>(
+    fence: &'a Fence<B>,
+    op: &'static str,
+    nested: bool,
+) -> FenceLock<'a> {
     let state = fence.state();
     let addr = state as *const FenceState as usize;
-    if lockdep::holds(addr) {
-        lockdep::reentered(class_of(fence), addr, op);
-        return FenceLock { state, taken: None };
-    }
-    // Counted first, so that nothing is left counted if recording panics.
-    let section = Section::enter();
-    let held = lockdep::acquire(class_of(fence), addr, op);
-    raw_lock(&state.word);
-    FenceLock {
-        state,
-        taken: Some((held, section)),
+    match lockdep::enter(addr, || class_of(fence), op, nested) {
+        lockdep::Entered::Reentered => FenceLock {
+            state,
+            taken: false,
+        },
+        lockdep::Entered::Taken => {
+            raw_lock(&state.word);
+            FenceLock { state, taken: true }
+        }
     }
 }
 
 impl Drop for FenceLock<'_> {
     fn drop(&mut self) {
-        if let Some((held, section)) = self.taken.take() {
+        if self.taken {
             raw_unlock(&self.state.word);
-            drop(held);
-            drop(section); // may run the queued irq_work, with no lock held
+            if lockdep::leave(self.state as *const FenceState as usize) {
+                // The thread's outermost fence lock: its irq_work runs now, no lock held.
+                super::irq_work::run_queued();
+            }
         }
     }
 }

@@ -37,7 +37,7 @@
 //! The state word's own (`backend::state`) and the lock's (`lock.rs`); every list step
 //! happens under the lock.
 
-mod chain;
+pub(crate) mod chain;
 pub(crate) mod irq_work;
 pub(crate) mod lock;
 pub mod lockdep;
@@ -113,17 +113,8 @@ impl<B: Backend> FenceScheme<B> for Fences {
     }
 
     unsafe fn add_node(fence: &Fence<B>, node: NonNull<Node<B>>) -> bool {
-        if fence.state().is_signaled() {
-            return false;
-        }
-        let guard = lock(fence, "add_callback");
-        let (signaled, panic) = enable_locked(fence);
-        // SAFETY: the caller's obligation 1 is `push`'s; under the lock and not signalled,
-        // the list is open.
-        let linked = !signaled && unsafe { fence.state().list.push(node) };
-        keep(panic);
-        drop(guard);
-        linked
+        // SAFETY: the caller's obligations.
+        unsafe { add_node_annotated(fence, node, false) }
     }
 
     unsafe fn remove_node(fence: &Fence<B>, node: NonNull<Node<B>>) -> bool {
@@ -157,6 +148,33 @@ impl<B: Backend> FenceScheme<B> for Fences {
             Ok(())
         }
     }
+}
+
+/// `dma_fence_add_callback`, with the nested annotation on the lock if `nested` (the
+/// reverse-signal-order rule's nested add).
+///
+/// # Safety
+/// As [`FenceScheme::add_node`].
+pub(crate) unsafe fn add_node_annotated<B: Backend>(
+    fence: &Fence<B>,
+    node: NonNull<Node<B>>,
+    nested: bool,
+) -> bool {
+    if fence.state().is_signaled() {
+        return false;
+    }
+    let guard = if nested {
+        lock::lock_nested(fence, "add_callback_nested")
+    } else {
+        lock(fence, "add_callback")
+    };
+    let (signaled, panic) = enable_locked(fence);
+    // SAFETY: the caller's obligation 1 is `push`'s; under the lock and not signalled, the
+    // list is open.
+    let linked = !signaled && unsafe { fence.state().list.push(node) };
+    keep(panic);
+    drop(guard);
+    linked
 }
 
 /// `dma_fence_signal_timestamp_locked`: the caller holds the fence's lock. Callbacks run here,
@@ -200,12 +218,40 @@ fn enable_locked<B: Backend>(fence: &Fence<B>) -> (bool, Option<Panic>) {
     (false, None)
 }
 
+/// The kernel's nesting `WARN_ON`s, counted by [`lockdep`] (the object is still built): an
+/// array over an array or a chain, a chain whose `fence` is a chain. A chain over an array is
+/// the legal worst case (chain → array → fence) and is not counted.
+pub(crate) fn nesting_warning<B: Backend>(kind: ContainerKind, member: &Fence<B>) {
+    let outer = match kind {
+        ContainerKind::Array => LockClass::Array,
+        ContainerKind::Chain => LockClass::Chain,
+    };
+    let inner = if member.as_array().is_some() {
+        LockClass::Array
+    } else if member.as_chain().is_some() {
+        LockClass::Chain
+    } else {
+        return;
+    };
+    if outer == LockClass::Array || inner == LockClass::Chain {
+        lockdep::nesting_warning(outer, inner);
+    }
+}
+
 /// A classic container's hold on a member: the reference, until the container's release.
 pub(crate) struct Held(Fence<Locked>);
 
+impl chain::Rearmed for Locked {
+    fn rearm(link: &Fence<Locked>) -> &chain::ChainState<Locked> {
+        link.as_chain()
+            .expect("a chain's hook is called on a chain")
+            .scheme()
+    }
+}
+
 impl MemberScheme<Locked> for Members {
     type Member = Held;
-    type ChainState = chain::ChainState;
+    type ChainState = chain::ChainState<Locked>;
 
     fn hold(fence: Fence<Locked>) -> Held {
         Held(fence)
@@ -231,24 +277,8 @@ impl MemberScheme<Locked> for Members {
         });
     }
 
-    /// The kernel's nesting `WARN_ON`s, counted by [`lockdep`] (the object is still built):
-    /// an array over an array or a chain, a chain whose `fence` is a chain. A chain over an
-    /// array is the legal worst case (chain → array → fence) and is not counted.
-    fn check_nesting(kind: ContainerKind, member: &Fence<Locked>) {
-        let outer = match kind {
-            ContainerKind::Array => LockClass::Array,
-            ContainerKind::Chain => LockClass::Chain,
-        };
-        let inner = if member.as_array().is_some() {
-            LockClass::Array
-        } else if member.as_chain().is_some() {
-            LockClass::Chain
-        } else {
-            return;
-        };
-        if outer == LockClass::Array || inner == LockClass::Chain {
-            lockdep::nesting_warning(outer, inner);
-        }
+    fn admit(kind: ContainerKind, member: &Fence<Locked>) {
+        nesting_warning(kind, member);
     }
 
     fn new_chain_state(_has_prev: bool) -> Self::ChainState {

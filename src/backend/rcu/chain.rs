@@ -29,13 +29,13 @@
 
 use std::ptr::NonNull;
 
-use crate::backend::{FenceScheme, MemberScheme, Rcu};
+use crate::backend::{MemberScheme, Rcu};
 use crate::backend::{Node, NodeVtable};
 use crate::chain::FenceChain;
 use crate::fence::Fence;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
 
-use super::{Fences, Members};
+use super::Members;
 
 /// Which input of a link a callback is for.
 #[derive(Clone, Copy)]
@@ -203,7 +203,7 @@ pub(super) fn enable(link: &Fence<Rcu>) -> bool {
             .with_mut(|l| unsafe { *l = Fence::clone(link).into_raw() });
         // SAFETY: the node lives in the link, which its `link` reference keeps alive until
         // the node has run and been released; it is pushed once.
-        let installed = unsafe { Fences::add_node(&fence, NonNull::from(&callback.node)) };
+        let installed = unsafe { Members::add_to_member(&fence, NonNull::from(&callback.node)) };
         if !installed {
             // Already signalled: it will not call back; take the reference back.
             // SAFETY: never linked, so the reference written above is still ours.

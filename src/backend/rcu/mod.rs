@@ -143,8 +143,14 @@ impl FenceScheme<Rcu> for Fences {
 
     unsafe fn add_node(fence: &Fence<Rcu>, node: NonNull<Node<Rcu>>) -> bool {
         let state = fence.state();
-        if state.is_signaled() {
+        let word = state.word.load();
+        if word.is_signaled() {
             return false;
+        }
+        if word.is_enabled() {
+            // Nothing to enable (an inert fence is born enabled): no follow-on work.
+            // SAFETY: the caller's obligation 1 is `push`'s.
+            return unsafe { state.list.push(node) };
         }
         work::scope(|nested| {
             // The kernel enables first, then appends; if enabling finds the work complete,
@@ -180,7 +186,15 @@ impl FenceScheme<Rcu> for Fences {
     }
 
     fn before_park() {
-        work::run_queued();
+        // Everything this thread owes before it sleeps: its queued work, and the callbacks
+        // waiting behind a running one (a callback that blocks would otherwise hold them
+        // back, and what it waits for may depend on them). Each may queue more.
+        loop {
+            work::run_queued();
+            if !list::run_owed_callbacks() {
+                break;
+            }
+        }
     }
 }
 
@@ -282,7 +296,7 @@ impl MemberScheme<Rcu> for Members {
         let _ = Fences::signal(&container, None, None);
     }
 
-    fn check_nesting(_kind: ContainerKind, _member: &Fence<Rcu>) {
+    fn admit(_kind: ContainerKind, _member: &Fence<Rcu>) {
         // Any nesting is allowed on this backend.
     }
 

@@ -1,4 +1,4 @@
-//! `flat`: plain fences, no containers, hammered from every thread.
+//! `flat` and `reentrant`: plain fences, no containers, hammered from every thread.
 //!
 //! A shared pool holds `width × threads` pending fences. Each worker picks a random fence
 //! and a random operation: add a callback, take one back, signal (sometimes after setting an
@@ -6,18 +6,23 @@
 //! is replaced by a fresh one. A ticker thread signals every fence that has been pending
 //! for a little while, so that every blocking wait ends.
 //!
+//! The unit is an **action**: one of those operations by a worker, or one signal by the
+//! ticker (a `set_error` and the `signal` after it count as one).
+//!
 //! Checked: every callback whose `add_callback` returned `Ok` runs exactly once unless a
 //! `remove_callback` returned `true` (then never); `remove_callback` returning `false` means
 //! the callback has completed; a refused callback never runs; a callback sees its fence
 //! signalled; an error set before signalling is reported; waits return only once signalled;
 //! every fence and closure is freed at the end.
 //!
-//! On `Rcu` some callbacks also use the fence API from inside the callback, which that
-//! backend allows: signal and add to their own (signalled) fence, take back a sibling
-//! callback of the same fence, and signal another fence of the pool (a cascade run from
-//! the work list). On `Locked` callbacks run under the fence's lock, so they only record:
-//! touching their own fence would deadlock by design, and signalling another fence would
-//! nest two fence locks in either order (the kernel's problem 1).
+//! In `flat` every callback only records (latency, its run): the same work on every backend.
+//! `reentrant` is the same run where three callbacks in ten also use the fence API from
+//! inside the callback: signal and add to their own (signalled) fence, take back a sibling
+//! callback of the same fence, and signal another fence of the pool (a cascade). It runs on
+//! backends whose callbacks run with no lock held, and is skipped elsewhere: where callbacks
+//! run under the fence's lock, touching their own fence deadlocks by design, and signalling
+//! another fence nests two fence locks in either order (the kernel's problem 1). Its
+//! throughput has no counterpart on the classic scheme, so it has no ratio.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -25,15 +30,20 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use rcu_fence::{Backend, CallbackId, Errno, Fence, FenceError, Rcu, Status, Timeline};
+use rcu_fence::{Backend, CallbackId, Errno, Fence, FenceError, Status, Timeline};
 
 use super::{RunConfig, Scenario, Stop, block_on, tracked_fence};
+use crate::backends;
 use crate::checks::{CALLBACKS, Checks, Op, Ticket, Violations, latency};
 use crate::report::Outcome;
 
-/// Plain fences under every operation at once.
+/// Plain fences under every operation at once; callbacks only record.
 #[derive(Debug)]
 pub(crate) struct Flat;
+
+/// `flat` with callbacks that use the fence API from inside the callback.
+#[derive(Debug)]
+pub(crate) struct Reentrant;
 
 /// Callback ids a worker keeps for a later `remove_callback`.
 const HELD: usize = 64;
@@ -44,60 +54,88 @@ const MAX_AGE: Duration = Duration::from_micros(500);
 /// How long the ticker sleeps between passes.
 const TICK: Duration = Duration::from_micros(250);
 
+/// The unit of `flat` and `reentrant`.
+const ACTIONS: &str = "actions";
+
 impl Scenario for Flat {
     const NAME: &'static str = "flat";
     const ABOUT: &'static str = "plain fences: add/remove_callback, signal, set_error, wait, wait_timeout and .await from every thread";
+    const UNIT: &'static str = ACTIONS;
     const HELPERS: &'static [&'static str] = &["ticker"];
 
     fn run<B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
-        let mut outcome = Outcome::new(Self::NAME, B::NAME, cfg.seed, cfg.threads);
-        let main = checks.watch.helper("main");
-        main.at(Op::Setup);
-        let pool = Arc::new(Pool::<B>::new(
-            cfg.width.max(1) * cfg.threads,
-            checks.violations.clone(),
-        ));
-        let stop = Stop::new(cfg);
-        let done = AtomicUsize::new(0);
-        let waiting = Waiting::default();
-        main.idle();
-
-        thread::scope(|s| {
-            for t in 0..cfg.threads {
-                let (pool, stop, done, waiting) = (&pool, &stop, &done, &waiting);
-                thread::Builder::new()
-                    .name(format!("flat-{t}"))
-                    .spawn_scoped(s, move || {
-                        worker(t, cfg, checks, pool, stop, waiting);
-                        done.fetch_add(1, Ordering::Release);
-                    })
-                    .expect("spawn a worker");
-            }
-            let (pool, stop, done) = (&pool, &stop, &done);
-            thread::Builder::new()
-                .name("flat-ticker".into())
-                .spawn_scoped(s, move || ticker(cfg.threads, checks, pool, stop, done))
-                .expect("spawn the ticker");
-        });
-        outcome.set_elapsed(stop.elapsed());
-        outcome.ops = stop.ops();
-
-        // Signal whatever is still pending, so that every installed callback runs, then let
-        // go of the pool: every fence and closure must now be gone.
-        main.at(Op::Cleanup);
-        for i in 0..pool.slots.len() {
-            let _ = pool.get(i).signal();
-        }
-        drop(pool);
-        main.idle();
-        checks.finish(&mut outcome);
-        outcome
+        run_pool::<B>(Self::NAME, false, cfg, checks)
     }
 }
 
-/// True where callbacks run with no lock held and may use the fence API freely.
-fn lock_free<B: Backend>() -> bool {
-    B::NAME == Rcu::NAME
+impl Scenario for Reentrant {
+    const NAME: &'static str = "reentrant";
+    const ABOUT: &'static str = "flat, with callbacks that signal other fences and add to or remove from their own (backends whose callbacks hold no lock)";
+    const UNIT: &'static str = ACTIONS;
+    const HELPERS: &'static [&'static str] = &["ticker"];
+
+    fn run<B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
+        if !backends::of::<B>().unlocked_callbacks {
+            let mut outcome = Outcome::new(Self::NAME, B::NAME, cfg.seed, cfg.threads);
+            outcome.skipped = Some(
+                "callbacks run under the fence's lock: using the fence API from one deadlocks or nests fence locks by design"
+                    .into(),
+            );
+            return outcome;
+        }
+        run_pool::<B>(Self::NAME, true, cfg, checks)
+    }
+}
+
+/// Runs the pool; `reentrant` lets callbacks use the fence API.
+fn run_pool<B: Backend>(
+    name: &'static str,
+    reentrant: bool,
+    cfg: &RunConfig,
+    checks: &Arc<Checks>,
+) -> Outcome {
+    let mut outcome = Outcome::new(name, B::NAME, cfg.seed, cfg.threads);
+    let main = checks.watch.helper("main");
+    main.at(Op::Setup);
+    let pool = Arc::new(Pool::<B>::new(
+        cfg.width.max(1) * cfg.threads,
+        checks.violations.clone(),
+    ));
+    let stop = Stop::new(cfg);
+    let done = AtomicUsize::new(0);
+    let waiting = Waiting::default();
+    main.idle();
+
+    thread::scope(|s| {
+        for t in 0..cfg.threads {
+            let (pool, stop, done, waiting) = (&pool, &stop, &done, &waiting);
+            thread::Builder::new()
+                .name(format!("flat-{t}"))
+                .spawn_scoped(s, move || {
+                    worker(t, reentrant, cfg, checks, pool, stop, waiting);
+                    done.fetch_add(1, Ordering::Release);
+                })
+                .expect("spawn a worker");
+        }
+        let (pool, stop, done) = (&pool, &stop, &done);
+        thread::Builder::new()
+            .name("flat-ticker".into())
+            .spawn_scoped(s, move || ticker(cfg.threads, checks, pool, stop, done))
+            .expect("spawn the ticker");
+    });
+    outcome.set_elapsed(stop.elapsed());
+    outcome.ops = stop.ops();
+
+    // Signal whatever is still pending, so that every installed callback runs, then let
+    // go of the pool: every fence and closure must now be gone.
+    main.at(Op::Cleanup);
+    for i in 0..pool.slots.len() {
+        let _ = pool.get(i).signal();
+    }
+    drop(pool);
+    main.idle();
+    checks.finish(&mut outcome);
+    outcome
 }
 
 struct Slot<B: Backend> {
@@ -198,7 +236,7 @@ struct Held<B: Backend> {
 /// What a callback does besides recording its run.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
-    /// Record latency and the run: the only kind on `Locked`.
+    /// Record latency and the run: the only kind in `flat`.
     Plain,
     /// Signal and add a callback to its own fence: both must be refused.
     OwnFence,
@@ -288,6 +326,7 @@ impl Waiting {
 
 fn worker<B: Backend>(
     t: usize,
+    reentrant: bool,
     cfg: &RunConfig,
     checks: &Arc<Checks>,
     pool: &Arc<Pool<B>>,
@@ -319,7 +358,7 @@ fn worker<B: Backend>(
             // add_callback
             0..40 => {
                 let fence = pool.get(i);
-                let kind = if !lock_free::<B>() {
+                let kind = if !reentrant {
                     Kind::Plain
                 } else {
                     match rng.random_range(0..10u32) {
@@ -356,7 +395,6 @@ fn worker<B: Backend>(
                     let ticket = writer.ticket();
                     let theirs = ticket.share();
                     heart.at(Op::AddCallback);
-                    meter.add(1);
                     match fence.add_callback(callback(Kind::Plain, ticket, Weak::new(), None)) {
                         Ok(id) => {
                             theirs.installed();
@@ -386,7 +424,6 @@ fn worker<B: Backend>(
                 let mut error_set = false;
                 if rng.random_range(0..16u32) == 0 {
                     heart.at(Op::SetError);
-                    meter.add(1);
                     error_set = fence.set_error(Errno::ETIME).is_ok();
                 }
                 heart.at(Op::Signal);

@@ -2,8 +2,9 @@
 //! that count themselves, a tiny `block_on`.
 //!
 //! Each scenario is a type implementing [`Scenario`]; its `run` is generic over the fence
-//! backend, so the same code runs on `Rcu` and on `Locked`. [`all`] lists them in the order
-//! they run.
+//! backend, so the same code runs on every backend of [`backends::ALL`]. [`all`] lists them
+//! in the order they run. Each scenario names its unit of work ([`Scenario::UNIT`]), counted
+//! the same way on every backend, so that throughputs compare across backends.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rcu_fence::{Backend, Fence, FenceOps, Locked, Rcu, Timeline};
+use rcu_fence::{Backend, Fence, FenceOps, Timeline};
 
+use crate::backends::{self, Generic};
 use crate::checks::{Checks, FENCES, LiveToken};
 use crate::report::Outcome;
 
@@ -34,18 +36,22 @@ pub(crate) struct RunConfig {
     pub(crate) threads: usize,
     /// Time budget, if any.
     pub(crate) seconds: Option<Duration>,
-    /// Operation budget, if any (whichever budget runs out first ends the run).
+    /// Work budget in the scenario's unit, if any (whichever budget runs out first ends the
+    /// run).
     pub(crate) ops: Option<u64>,
     /// Nesting depth for the container scenarios.
-    #[allow(dead_code)] // read by the container scenarios
     pub(crate) depth: usize,
     /// Fan-out for the container scenarios; fences per worker in `flat`.
     pub(crate) width: usize,
-    /// This run's seed (derived from the run-wide seed, the scenario and the backend).
+    /// This scenario's seed, derived from the run-wide seed and the scenario's name only:
+    /// the same on every backend, so that each makes the same random draws.
     pub(crate) seed: u64,
     /// CI-sized run.
-    #[allow(dead_code)] // read by the container scenarios
     pub(crate) quick: bool,
+    /// Which slice of the scenario's budget this run is (from 0): the budget is split into
+    /// slices run alternately on each backend. Work done once per scenario (`deep`'s depth
+    /// probes) is done in slice 0.
+    pub(crate) slice: usize,
 }
 
 impl RunConfig {
@@ -61,6 +67,8 @@ pub(crate) trait Scenario {
     const NAME: &'static str;
     /// What it exercises, for `--help` and `--list`.
     const ABOUT: &'static str;
+    /// What one op of its throughput is: the same unit of work on every backend.
+    const UNIT: &'static str;
     /// Helper threads (besides the workers) that report heartbeats to the watchdog.
     const HELPERS: &'static [&'static str] = &[];
 
@@ -74,9 +82,9 @@ pub(crate) trait Scenario {
 pub(crate) struct Entry {
     pub(crate) name: &'static str,
     pub(crate) about: &'static str,
+    pub(crate) unit: &'static str,
     pub(crate) helpers: &'static [&'static str],
-    rcu: fn(&RunConfig, &Arc<Checks>) -> Outcome,
-    locked: fn(&RunConfig, &Arc<Checks>) -> Outcome,
+    run: fn(&str, &RunConfig, &Arc<Checks>) -> Option<Outcome>,
 }
 
 impl std::fmt::Debug for Entry {
@@ -92,26 +100,51 @@ impl Entry {
         Entry {
             name: S::NAME,
             about: S::ABOUT,
+            unit: S::UNIT,
             helpers: S::HELPERS,
-            rcu: S::run::<Rcu>,
-            locked: S::run::<Locked>,
+            run: run_on::<S>,
         }
     }
 
-    /// Runs on the backend called `backend` (`Rcu::NAME` or `Locked::NAME`).
+    /// Runs on the backend called `backend` (a name from [`backends::ALL`]).
     pub(crate) fn run(&self, backend: &str, cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
-        if backend == Rcu::NAME {
-            (self.rcu)(cfg, checks)
-        } else {
-            (self.locked)(cfg, checks)
-        }
+        (self.run)(backend, cfg, checks)
+            .unwrap_or_else(|| panic!("no backend called {backend} (see backends::ALL)"))
     }
+}
+
+/// Scenario `S`'s run, for [`backends::dispatch`].
+struct Run<'a, S> {
+    cfg: &'a RunConfig,
+    checks: &'a Arc<Checks>,
+    scenario: std::marker::PhantomData<S>,
+}
+
+impl<S: Scenario> Generic for Run<'_, S> {
+    type Output = Outcome;
+    fn call<B: Backend>(self) -> Outcome {
+        let mut outcome = S::run::<B>(self.cfg, self.checks);
+        outcome.unit = S::UNIT;
+        outcome
+    }
+}
+
+fn run_on<S: Scenario>(backend: &str, cfg: &RunConfig, checks: &Arc<Checks>) -> Option<Outcome> {
+    backends::dispatch(
+        backend,
+        Run::<S> {
+            cfg,
+            checks,
+            scenario: std::marker::PhantomData,
+        },
+    )
 }
 
 /// Every scenario, in the order they run.
 pub(crate) fn all() -> Vec<Entry> {
     vec![
         Entry::of::<flat::Flat>(),
+        Entry::of::<flat::Reentrant>(),
         Entry::of::<shapes::Wide>(),
         Entry::of::<deep::Deep>(),
         Entry::of::<shapes::ChainOfArrays>(),
@@ -150,7 +183,7 @@ impl Stop {
         }
     }
 
-    /// A per-thread operation counter drawing on this budget.
+    /// A per-thread counter of units of work drawing on this budget.
     pub(crate) fn meter(&self) -> Meter<'_> {
         Meter {
             stop: self,
@@ -159,7 +192,7 @@ impl Stop {
         }
     }
 
-    /// Operations counted so far (flushed meters only).
+    /// Units of work counted so far (flushed meters only).
     pub(crate) fn ops(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
     }
@@ -168,7 +201,7 @@ impl Stop {
         self.start.elapsed()
     }
 
-    /// Counts `n` operations done by a round-based scenario; true while the budget lasts.
+    /// Counts `n` units done by a round-based scenario; true while the budget lasts.
     pub(crate) fn round_done(&self, n: u64) -> bool {
         self.total.fetch_add(n, Ordering::Relaxed);
         self.check()
@@ -194,8 +227,8 @@ impl Stop {
     }
 }
 
-/// One thread's operation count; flushed to the shared total every few iterations so that
-/// counting costs no shared write per operation.
+/// One thread's count of units of work; flushed to the shared total every few iterations so
+/// that counting costs no shared write per unit.
 #[derive(Debug)]
 pub(crate) struct Meter<'a> {
     stop: &'a Stop,
@@ -204,7 +237,7 @@ pub(crate) struct Meter<'a> {
 }
 
 impl Meter<'_> {
-    /// Counts `n` operations.
+    /// Counts `n` units.
     #[inline]
     pub(crate) fn add(&mut self, n: u64) {
         self.unflushed += n;

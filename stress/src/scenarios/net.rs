@@ -1,38 +1,51 @@
 //! Checked fence networks: leaves and containers, each watched by one callback that checks
 //! the container's rule when it signals.
 //!
-//! Every node (leaf, array, chain link) gets a [`Probe`] and one watching callback,
-//! installed as the node is built, before any container over it exists. So a member's
-//! watcher always runs before the container's own callback on that member, and when a
-//! container's watcher runs, the probes of its members say exactly which members had
-//! signalled, with which error, and when. The watcher checks:
+//! Every node (leaf, array, chain link) gets one watching callback, installed as the node is
+//! built, and a [`Rule`] holding handles on the node's inputs: an array's members, a chain
+//! link's own fence and its `prev` (and, through `prev`'s rule, the older links). When a
+//! container's watcher runs, it reads each input's flag and error directly: a fence counts
+//! as signalled from the moment its flag is set, and its error is final then. The watcher
+//! checks:
 //!
 //! - all-mode array: every member had signalled; the array's error is one of the members'
 //!   errors, and there is one if any member failed (the first member error by the array's
 //!   rule; which one is first depends on the interleaving);
 //! - any-mode array: some member had signalled; an error is a signalled member's error, and
-//!   no error means some signalled member had none;
-//! - chain link: its own fence and its `prev` had signalled (on `Locked`, an older link
-//!   still waiting for its irq_work re-arm is looked through to its own fence and its
-//!   `prev`, as the kernel's chain allows); it carries an error if and only if one of
-//!   those inputs did, and that error is one of those injected in the run;
+//!   there is one if every signalled member failed;
+//! - chain link: its own fence and its `prev` had signalled. Where a link waits only for
+//!   the own fences behind it (the kernel's chain: an older link whose own completion is
+//!   still queued on another thread's irq_work may be pending), a pending older link is
+//!   looked through to its own fence and its `prev`. The link carries an error if one of
+//!   those inputs did, and any error it carries is one of those injected in the run;
 //! - every node: its flag is set when its callbacks run; each callback runs exactly once
 //!   (the ledger).
 //!
+//! "Carries an error if an input failed" is the error rule, counted in
+//! [`Errors`]: a violation on a strict backend, the classic scheme's
+//! known limit (with a count) elsewhere. [`check_unwrap`] and [`check_merge`] check it for
+//! `unwrap` and `merge` of a container, as other threads do them while it signals.
+//!
+//! The handles keep the inputs alive until the watcher has run: the scenarios signal every
+//! leaf, so every watcher runs and every handle goes.
+//!
 //! The watcher of a container also records the signal-to-completion latency: from the
 //! signal of the member that completed it (the last one, or the first in any-mode) to the
-//! container's callback. On `Locked` it includes the irq_work hop.
+//! container's callback.
 
 use std::sync::Arc;
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use rand::Rng;
-use rcu_fence::{Backend, Errno, Fence, FenceArray, FenceChain, Rcu, Timeline, context_alloc};
+use rcu_fence::{
+    Backend, Errno, Fence, FenceArray, FenceChain, Timeline, context_alloc, merge, unwrap,
+};
 
 use super::tracked_fence;
-use crate::checks::{CALLBACKS, Checks, LedgerWriter, Ticket, latency};
+use crate::backends;
+use crate::checks::{CALLBACKS, Checks, Errors, LedgerWriter, Ticket, latency};
 
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
@@ -61,139 +74,76 @@ fn is_injected(e: Errno) -> bool {
     (ERR_BASE..ERR_BASE + 3000).contains(&-e.get())
 }
 
-/// What a node's watcher saw when the node signalled.
-#[derive(Debug, Default)]
-pub(crate) struct Probe {
-    done: AtomicBool,
-    error: AtomicI32,
-    at: AtomicU64,
-}
-
-impl Probe {
-    pub(crate) fn done(&self) -> bool {
-        // Acquire: pairs with the Release in `set`.
-        self.done.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn error(&self) -> Option<Errno> {
-        Errno::new(self.error.load(Ordering::Relaxed))
-    }
-
-    pub(crate) fn at(&self) -> u64 {
-        self.at.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn set(&self, f: &Fence<impl Backend>) {
-        self.error
-            .store(f.error().map_or(0, Errno::get), Ordering::Relaxed);
-        self.at.store(now_ns(), Ordering::Relaxed);
-        self.done.store(true, Ordering::Release);
-    }
-}
-
-/// A fence of a network and its probe.
+/// A fence of a network and its rule.
 #[derive(Clone, Debug)]
 pub(crate) struct Node<B: Backend> {
     pub(crate) fence: Fence<B>,
-    pub(crate) probe: Arc<Probe>,
-    rule: Arc<Rule>,
+    rule: Arc<Rule<B>>,
 }
 
-/// The rule a watcher checks.
+/// The rule a watcher checks, with handles on the inputs it reads.
 #[derive(Debug)]
-enum Rule {
+enum Rule<B: Backend> {
     Leaf,
-    All(Vec<Arc<Probe>>),
-    Any(Vec<Arc<Probe>>),
-    /// The own fence's probe, and `prev`'s probe with its rule.
-    Chain(Arc<Probe>, Option<(Arc<Probe>, Arc<Rule>)>),
+    All(Vec<Fence<B>>),
+    Any(Vec<Fence<B>>),
+    /// The link's own fence, and `prev` with its rule.
+    Chain(Fence<B>, Option<(Fence<B>, Arc<Rule<B>>)>),
 }
 
-/// What a container's watcher knows of one input.
+/// What a watcher sees of one input.
 #[derive(Clone, Copy, Debug)]
 struct View {
     done: bool,
     error: Option<Errno>,
-    /// Done, but its error cannot be known (a released input whose watcher is still to run).
-    unknown: bool,
     at: u64,
 }
 
-/// An input seen through its probe or, if its watcher has not run yet, through its flag:
-/// a fence counts as signalled from the moment its flag is set, before its callbacks run (a
-/// concurrent `is_signaled` poll may complete the container in between). `held` is the
-/// container's current reference to the input (`None` once released, which happens only
-/// after the input has signalled).
-fn view<B: Backend>(probe: &Probe, held: Option<Option<Fence<B>>>) -> View {
-    if probe.done() {
-        return View {
-            done: true,
-            error: probe.error(),
-            unknown: false,
-            at: probe.at(),
-        };
-    }
-    match held {
-        Some(Some(f)) if f.test_signaled_flag() => View {
+/// An input as its flag shows it: signalled from the moment the flag is set (before its
+/// callbacks run: a concurrent poll may complete a container in between), with the error
+/// it signalled with.
+fn view<B: Backend>(f: &Fence<B>) -> View {
+    // `test_signaled_flag` loads the flag with `Acquire`: the error and the timestamp,
+    // stored before the flag, are final once it is seen set.
+    if f.test_signaled_flag() {
+        View {
             done: true,
             error: f.error(),
-            unknown: false,
-            at: signal_ns(&f),
-        },
-        Some(None) => View {
-            done: true,
-            error: None,
-            unknown: true,
-            at: now_ns(),
-        },
-        _ => View {
+            at: signal_ns(f),
+        }
+    } else {
+        View {
             done: false,
             error: None,
-            unknown: false,
             at: 0,
-        },
+        }
     }
 }
 
-/// What a chain link's inputs show: all complete, any failed (or unknown), the last signal time.
+/// What a chain link's inputs show: all complete, any failed, the last signal time.
 ///
-/// `prev` counts as complete once it has signalled. When `strict` is false (the classic
-/// scheme, where a link may signal before an older link *object* whose irq_work re-arm is
-/// still queued, as in the kernel), a pending older link is looked through: its own fence
-/// must have signalled, and so on back to a signalled link or the start of the chain.
+/// `prev` counts as complete once it has signalled. When `strict` is false (a link that
+/// waits only for the own fences behind it, as the kernel's does), a pending older link is
+/// looked through: its own fence must have signalled, and so on back to a signalled link or
+/// the start of the chain.
 fn chain_inputs<B: Backend>(
-    link: &Fence<B>,
-    own: &Probe,
-    prev: &Option<(Arc<Probe>, Arc<Rule>)>,
+    own: &Fence<B>,
+    prev: &Option<(Fence<B>, Arc<Rule<B>>)>,
     strict: bool,
-) -> (bool, bool, bool, u64) {
-    let chain = link.as_chain();
-    let own = view(own, chain.map(|c| c.fence()));
-    let (mut done, mut failed, mut unknown, mut at) =
-        (own.done, own.error.is_some(), own.unknown, own.at);
+) -> (bool, bool, u64) {
+    let own = view(own);
+    let (mut done, mut failed, mut at) = (own.done, own.error.is_some(), own.at);
     let mut cur = prev.clone();
-    let mut first = true;
-    while let Some((probe, rule)) = cur {
-        let held = if first { chain.map(|c| c.prev()) } else { None };
-        first = false;
-        let v = view(&probe, held);
+    while let Some((fence, rule)) = cur {
+        let v = view(&fence);
         if v.done {
             failed |= v.error.is_some();
-            unknown |= v.unknown;
             at = at.max(v.at);
             break;
         }
         match &*rule {
-            Rule::Chain(o, older) if !strict => {
-                // Only the probe shows this older fence. Its flag is set before its
-                // callbacks run (the probe's among them, on the signalling thread), while
-                // the classic link signals from the irq_work thread: the probe can lag the
-                // link's completion. Give it a bounded moment before judging.
-                let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
-                while !o.done() && std::time::Instant::now() < deadline {
-                    std::thread::yield_now();
-                }
-                let o = view::<B>(o, None);
+            Rule::Chain(older_own, older) if !strict => {
+                let o = view(older_own);
                 done &= o.done;
                 failed |= o.error.is_some();
                 at = at.max(o.at);
@@ -205,30 +155,25 @@ fn chain_inputs<B: Backend>(
             }
         }
     }
-    (done, failed, unknown, at)
+    (done, failed, at)
 }
 
+/// Checks `rule` for `f`, which has signalled; returns the signal time of the input that
+/// completed it (for containers).
 fn check_rule<B: Backend>(
-    rule: &Rule,
+    rule: &Rule<B>,
     f: &Fence<B>,
     ticket: &Ticket,
+    errors: &Errors,
     what: &str,
     strict: bool,
 ) -> Option<u64> {
     let fail = |why: String| ticket.report(format!("{what}: {why}"));
     let error = f.error();
-    let members = |probes: &[Arc<Probe>]| -> Vec<View> {
-        let array = f.as_array();
-        probes
-            .iter()
-            .enumerate()
-            .map(|(i, p)| view(p, array.map(|a| a.fence(i))))
-            .collect()
-    };
     match rule {
         Rule::Leaf => None,
-        Rule::All(probes) => {
-            let views = members(probes);
+        Rule::All(members) => {
+            let views: Vec<View> = members.iter().map(view).collect();
             let pending = views.iter().filter(|m| !m.done).count();
             if pending > 0 {
                 fail(format!(
@@ -236,40 +181,41 @@ fn check_rule<B: Backend>(
                     views.len()
                 ));
             }
-            let errors: Vec<Errno> = views.iter().filter_map(|m| m.error).collect();
-            let unknown = views.iter().any(|m| m.unknown);
-            match error {
-                Some(e) if !errors.contains(&e) && !unknown => {
-                    fail(format!("array error {e} is no member's error"))
+            let failed: Vec<Errno> = views.iter().filter_map(|m| m.error).collect();
+            if let Some(e) = error {
+                if !failed.contains(&e) {
+                    fail(format!("array error {e} is no member's error"));
                 }
-                None if !errors.is_empty() => fail(format!(
-                    "array has no error, but {} members failed",
-                    errors.len()
-                )),
-                _ => {}
+            }
+            if !failed.is_empty() {
+                errors.check(error.is_some(), || {
+                    format!("{what} with {} failed members", failed.len())
+                });
             }
             views.iter().map(|m| m.at).max()
         }
-        Rule::Any(probes) => {
-            let views = members(probes);
+        Rule::Any(members) => {
+            let views: Vec<View> = members.iter().map(view).collect();
             let done: Vec<&View> = views.iter().filter(|m| m.done).collect();
             if done.is_empty() {
                 fail("any-mode array signalled before any member".into());
             }
-            let unknown = done.iter().any(|m| m.unknown);
-            match error {
-                Some(e) if !unknown && !done.iter().any(|m| m.error == Some(e)) => fail(format!(
-                    "any-mode array error {e} is no signalled member's error"
-                )),
-                None if !unknown && !done.is_empty() && done.iter().all(|m| m.error.is_some()) => {
-                    fail("any-mode array has no error, but every signalled member failed".into())
+            if let Some(e) = error {
+                if !done.iter().any(|m| m.error == Some(e)) {
+                    fail(format!(
+                        "any-mode array error {e} is no signalled member's error"
+                    ));
                 }
-                _ => {}
+            }
+            if !done.is_empty() && done.iter().all(|m| m.error.is_some()) {
+                errors.check(error.is_some(), || {
+                    format!("{what} whose {} signalled members all failed", done.len())
+                });
             }
             done.iter().map(|m| m.at).min()
         }
         Rule::Chain(own, prev) => {
-            let (done, failed, unknown, at) = chain_inputs(f, own, prev, strict);
+            let (done, failed, at) = chain_inputs(own, prev, strict);
             if !done {
                 fail("chain link signalled before its own fence and every earlier point".into());
             }
@@ -277,35 +223,38 @@ fn check_rule<B: Backend>(
                 Some(e) if !is_injected(e) => {
                     fail(format!("chain link error {e} was never injected"))
                 }
-                // The kernel's chain reports no error at all. The classic backend records the
-                // error of the fence its one re-armed callback sat on, and its links signal
-                // from irq_work out of order with older links, so which input errors a link
-                // has seen is not defined there: only `Rcu` promises chain errors.
-                _ if !strict => {}
-                Some(_) if !failed && !unknown => {
+                Some(_) if !failed => {
                     fail("chain link has an error, but its inputs have none".into())
                 }
-                None if failed => fail("chain link has no error, but an input failed".into()),
                 _ => {}
+            }
+            if failed {
+                errors.check(error.is_some(), || {
+                    format!(
+                        "{what} (seqno {}) over a failed own fence or earlier point",
+                        f.seqno()
+                    )
+                });
             }
             Some(at)
         }
     }
 }
 
-/// Builds checked networks on one thread; counts the operations it performs.
+/// Builds checked networks on one thread; counts the nodes it builds.
 pub(crate) struct Builder<'a, B: Backend> {
     writer: LedgerWriter<'a>,
+    errors: Arc<Errors>,
     timeline: Timeline<B>,
     seqno: u64,
-    /// Fence operations performed (creations and `add_callback`s).
-    pub(crate) ops: u64,
+    /// Nodes built (leaves and containers).
+    pub(crate) nodes: u64,
 }
 
 impl<B: Backend> std::fmt::Debug for Builder<'_, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Builder")
-            .field("ops", &self.ops)
+            .field("nodes", &self.nodes)
             .finish_non_exhaustive()
     }
 }
@@ -314,9 +263,10 @@ impl<'a, B: Backend> Builder<'a, B> {
     pub(crate) fn new(checks: &'a Checks, name: &str) -> Self {
         Builder {
             writer: checks.ledger.writer(),
+            errors: checks.errors.clone(),
             timeline: Timeline::new_in(name, B::default()),
             seqno: 0,
-            ops: 0,
+            nodes: 0,
         }
     }
 
@@ -335,84 +285,186 @@ impl<'a, B: Backend> Builder<'a, B> {
 
     /// An array over `members` (all-mode, or any-mode if `any`).
     pub(crate) fn array(&mut self, members: &[&Node<B>], any: bool) -> Node<B> {
-        let fences = members.iter().map(|m| m.fence.clone()).collect();
-        let probes = members.iter().map(|m| m.probe.clone()).collect();
-        let fence = FenceArray::create(fences, context_alloc(1), 1, any).expect("members");
-        self.ops += 1;
+        let fences: Vec<Fence<B>> = members.iter().map(|m| m.fence.clone()).collect();
         let rule = if any {
-            Rule::Any(probes)
+            Rule::Any(fences.clone())
         } else {
-            Rule::All(probes)
+            Rule::All(fences.clone())
         };
+        let fence = FenceArray::create(fences, context_alloc(1), 1, any).expect("members");
         self.watch(fence, rule, if any { "any-array" } else { "array" })
     }
 
     /// A chain link for point `seqno` over `fence`, after `prev`.
     pub(crate) fn chain(&mut self, prev: Option<&Node<B>>, fence: &Node<B>, seqno: u64) -> Node<B> {
         let link = FenceChain::create(prev.map(|p| p.fence.clone()), fence.fence.clone(), seqno);
-        self.ops += 1;
         let rule = Rule::Chain(
-            fence.probe.clone(),
-            prev.map(|p| (p.probe.clone(), p.rule.clone())),
+            fence.fence.clone(),
+            prev.map(|p| (p.fence.clone(), p.rule.clone())),
         );
         self.watch(link, rule, "chain link")
     }
 
     /// Installs the node's watcher (this enables signalling on it).
-    fn watch(&mut self, fence: Fence<B>, rule: Rule, what: &'static str) -> Node<B> {
-        let probe = Arc::new(Probe::default());
+    fn watch(&mut self, fence: Fence<B>, rule: Rule<B>, what: &'static str) -> Node<B> {
         let ticket = self.writer.ticket();
         let mine = ticket.share();
-        let p = probe.clone();
         let live = CALLBACKS.token();
         let rule = Arc::new(rule);
         let r = rule.clone();
-        let strict = B::NAME == Rcu::NAME;
-        self.ops += 1;
+        let errors = self.errors.clone();
+        let strict = backends::of::<B>().chain_waits_for_prev_link;
+        self.nodes += 1;
         let installed = fence.add_callback(move |f| {
             if !f.test_signaled_flag() {
                 ticket.report(format!("{what}: callback ran before the flag was set"));
             }
-            if let Some(from) = check_rule(&r, f, &ticket, what, strict) {
+            if let Some(from) = check_rule(&r, f, &ticket, &errors, what, strict) {
                 latency::record(now_ns().saturating_sub(from));
             }
-            p.set(f);
             ticket.ran();
+            // The rule's handles go with the closure, now.
+            drop(r);
             drop(live);
         });
         match installed {
             Ok(_) => mine.installed(),
             Err(_) => {
                 // Only a container whose members had all signalled may be complete at once;
-                // its watcher did not run, so check and record here.
+                // its watcher did not run, so check here.
                 mine.refused();
-                check_rule(&rule, &fence, &mine, what, strict);
-                probe.set(&fence);
+                check_rule(&rule, &fence, &mine, &self.errors, what, strict);
             }
         }
-        Node { fence, probe, rule }
+        Node { fence, rule }
     }
 }
 
 /// Signals `leaf`, first setting an injected error with probability `1/error_one_in`.
-/// Returns the number of operations performed.
+/// Returns true if it failed the leaf.
 pub(crate) fn signal_leaf<B: Backend>(
     leaf: &Fence<B>,
     rng: &mut impl Rng,
     error_one_in: u32,
     checks: &Checks,
-) -> u64 {
-    let mut ops = 1;
-    if error_one_in > 0 && rng.random_range(0..error_one_in) == 0 {
-        ops += 1;
-        let _ = leaf.set_error(injected_error(rng));
-    }
+) -> bool {
+    let failed = inject_error(leaf, rng, error_one_in);
     if let Err(e) = leaf.signal() {
         checks
             .violations
             .report(format!("signal of a pending leaf returned {e:?}"));
     }
-    ops
+    failed
+}
+
+/// Sets an injected error on `leaf` with probability `1/error_one_in`; true if it did.
+pub(crate) fn inject_error<B: Backend>(
+    leaf: &Fence<B>,
+    rng: &mut impl Rng,
+    error_one_in: u32,
+) -> bool {
+    error_one_in > 0
+        && rng.random_range(0..error_one_in) == 0
+        && leaf.set_error(injected_error(rng)).is_ok()
+}
+
+/// Unwraps `root` (which may be signalling on other threads) and checks what comes out:
+/// leaves only, and the first error seen if `root` had signalled with one before the walk.
+/// Returns the number of leaves, or `None` if `give_up(leaves so far)` ended the walk
+/// early (then the error is not checked: the walk did not see everything).
+pub(crate) fn check_unwrap<B: Backend>(
+    root: &Fence<B>,
+    checks: &Checks,
+    give_up: &dyn Fn(u64) -> bool,
+) -> Option<u64> {
+    // Read before the walk: `error` is `None` until the flag is set, and final then.
+    let failed = root.error().is_some();
+    let mut leaves = unwrap(root);
+    let mut n = 0;
+    for leaf in &mut leaves {
+        checks
+            .violations
+            .check(!leaf.is_container(), || "unwrap yielded a container".into());
+        n += 1;
+        if give_up(n) {
+            return None;
+        }
+    }
+    if failed {
+        checks.errors.check(leaves.error().is_some(), || {
+            "unwrap of a container signalled with an error reported none".into()
+        });
+    }
+    Some(n)
+}
+
+/// Merges `root` (which may be signalling on other threads) and checks the result: not
+/// nested (a leaf, a stub, or an array of leaves on distinct contexts), signalled if every
+/// leaf under `root` had signalled before, and carrying an error when it signals if `root`
+/// had signalled with one before the merge (checked by a callback if it is still pending).
+pub(crate) fn check_merge<B: Backend>(
+    root: &Fence<B>,
+    checks: &Checks,
+    writer: &mut LedgerWriter<'_>,
+) {
+    let v = &checks.violations;
+    let failed = root.error().is_some();
+    let all_done = unwrap(root).all(|l| l.is_signaled());
+    let merged = match merge(std::slice::from_ref(root)) {
+        Ok(m) => m,
+        Err(e) => {
+            v.report(format!("merge returned {e:?}"));
+            return;
+        }
+    };
+    if all_done {
+        v.check(merged.test_signaled_flag(), || {
+            "merge of fully signalled leaves is pending".into()
+        });
+    }
+    if let Some(array) = merged.as_array() {
+        let members: Vec<Fence<B>> = array.fences().collect();
+        v.check(members.iter().all(|m| !m.is_container()), || {
+            "merge returned a nested array".into()
+        });
+        let mut contexts: Vec<u64> = members.iter().map(|m| m.context()).collect();
+        contexts.sort_unstable();
+        contexts.dedup();
+        v.check(contexts.len() == members.len(), || {
+            "merge kept two fences of one context".into()
+        });
+    } else {
+        v.check(merged.as_chain().is_none(), || {
+            "merge returned a chain".into()
+        });
+    }
+    if !failed {
+        return;
+    }
+    let ticket = writer.ticket();
+    let mine = ticket.share();
+    let errors = checks.errors.clone();
+    let live = CALLBACKS.token();
+    let check = move |m: &Fence<B>| {
+        errors.check(m.error().is_some(), || {
+            "merge of a container signalled with an error signalled without one".into()
+        });
+    };
+    let installed = merged.add_callback({
+        let check = check.clone();
+        move |m| {
+            check(m);
+            ticket.ran();
+            drop(live);
+        }
+    });
+    match installed {
+        Ok(_) => mine.installed(),
+        Err(_) => {
+            mine.refused();
+            check(&merged);
+        }
+    }
 }
 
 /// A known-answer check run before the `dag` rounds: an enabled all-mode array polled from a
@@ -444,11 +496,13 @@ pub(crate) fn array_poll_keeps_error<B: Backend>(checks: &Checks) {
     let _ = member.signal();
     let _ = array.wait();
     let error = array.error();
-    checks.violations.check(error == Some(Errno::ETIME), || {
+    checks.errors.check(error.is_some(), || {
         format!(
-            "array polled from its member's callback (polled signalled: {}) reports error {error:?}, the member failed with {}",
+            "an array polled from its failed member's callback (polled signalled: {}) signalled with error {error:?}",
             polled.load(Ordering::Relaxed),
-            Errno::ETIME
         )
+    });
+    checks.violations.check(error.is_none_or(|e| e == Errno::ETIME), || {
+        format!("array polled from its member's callback reports error {error:?}, the member failed with {}", Errno::ETIME)
     });
 }

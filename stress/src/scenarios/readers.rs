@@ -2,24 +2,29 @@
 //!
 //! A pool of slots, each holding a nested structure: a chain whose points are arrays over a
 //! leaf and an inner array (chain → array → array), or an array over chain heads. Every
-//! thread picks at random: read a structure (`FenceArray::fences`, `unwrap`, `chain_walk`
-//! or `merge`), signal one of its pending leaves, or replace it by a fresh one (its last
+//! thread picks at random: read a structure (`FenceArray::fences`, `unwrap`, `chain_walk`,
+//! `merge`, or a poll of `is_signaled`), signal one of its pending leaves, or replace it by a fresh one (its last
 //! leaves are signalled and the old one dropped while others may still be reading it).
 //!
 //! Checked, besides the network rules and exactly-once: `unwrap` yields no container;
 //! `chain_walk` yields seqnos strictly decreasing along the head's context; `merge` returns
 //! a fence that is not nested (a leaf, a stub, or an array of leaves on distinct contexts);
-//! a merge of a structure whose leaves have all signalled is signalled.
+//! a merge of a structure whose leaves have all signalled is signalled; the unwrap and the
+//! merge of a structure that signalled with an error carry an error (the error rule).
+//!
+//! The unit is an **action**: one read (a single traversal, however many items it visits:
+//! `Locked` keeps signalled members in its containers where `Rcu` releases them, so the same
+//! read visits more there), one leaf signalled, or one structure replaced.
 
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use rand::Rng;
-use rcu_fence::{Backend, Fence, Locked, chain_walk, lockdep, merge, unwrap};
+use rcu_fence::{Backend, Fence, chain_walk};
 
-use super::net::{Builder, Node, signal_leaf};
+use super::net::{Builder, Node, check_merge, check_unwrap, signal_leaf};
 use super::{RunConfig, Scenario, Stop};
-use crate::checks::{Checks, Op, Violations};
+use crate::checks::{Checks, LedgerWriter, Op};
 use crate::report::Outcome;
 use crate::stack::{Peak, spawn_small};
 
@@ -33,7 +38,6 @@ const POINTS: u64 = 8;
 struct Structure<B: Backend> {
     root: Fence<B>,
     pending: Vec<Fence<B>>,
-    leaves: usize,
 }
 
 fn build<B: Backend>(b: &mut Builder<'_, B>, rng: &mut impl Rng) -> Structure<B> {
@@ -66,40 +70,27 @@ fn build<B: Backend>(b: &mut Builder<'_, B>, rng: &mut impl Rng) -> Structure<B>
         let refs: Vec<&Node<B>> = heads.iter().collect();
         b.array(&refs, false).fence
     };
-    let leaves = pending.len();
-    Structure {
-        root,
-        pending,
-        leaves,
-    }
+    Structure { root, pending }
 }
 
-/// Reads `root` one way; returns the number of items visited.
-fn read<B: Backend>(root: &Fence<B>, how: u32, v: &Violations) -> u64 {
+/// Reads `root` one way: one traversal, whatever it visits.
+fn read<B: Backend>(root: &Fence<B>, how: u32, checks: &Checks, writer: &mut LedgerWriter<'_>) {
+    let v = &checks.violations;
     match how {
-        0 => match root.as_array() {
-            Some(array) => array
-                .fences()
-                .map(|m| {
+        0 => {
+            if let Some(array) = root.as_array() {
+                for m in array.fences() {
                     v.check(m.context() != root.context(), || {
                         "an array member on the array's own context".into()
                     });
-                    1
-                })
-                .sum(),
-            None => 0,
-        },
-        1 => {
-            let mut n = 0;
-            for leaf in unwrap(root) {
-                v.check(!leaf.is_container(), || "unwrap yielded a container".into());
-                n += 1;
+                }
             }
-            n
+        }
+        1 => {
+            check_unwrap(root, checks, &|_| false);
         }
         2 => {
             let mut last: Option<u64> = None;
-            let mut n = 0;
             for link in chain_walk(root) {
                 if link.context() == root.context() {
                     if let Some(prev) = last {
@@ -112,54 +103,22 @@ fn read<B: Backend>(root: &Fence<B>, how: u32, v: &Violations) -> u64 {
                     }
                     last = Some(link.seqno());
                 }
-                n += 1;
             }
-            n
         }
+        3 => check_merge(root, checks, writer),
         _ => {
-            let all_done = unwrap(root).all(|l| l.is_signaled());
-            let merged = match merge(std::slice::from_ref(root)) {
-                Ok(m) => m,
-                Err(e) => {
-                    v.report(format!("merge returned {e:?}"));
-                    return 1;
-                }
-            };
-            if all_done {
-                v.check(merged.test_signaled_flag(), || {
-                    "merge of fully signalled leaves is pending".into()
-                });
-            }
-            if let Some(array) = merged.as_array() {
-                let members: Vec<Fence<B>> = array.fences().collect();
-                v.check(members.iter().all(|m| !m.is_container()), || {
-                    "merge returned a nested array".into()
-                });
-                let mut contexts: Vec<u64> = members.iter().map(|m| m.context()).collect();
-                contexts.sort_unstable();
-                contexts.dedup();
-                v.check(contexts.len() == members.len(), || {
-                    "merge kept two fences of one context".into()
-                });
-            } else {
-                v.check(merged.as_chain().is_none(), || {
-                    "merge returned a chain".into()
-                });
-            }
-            1
+            let _ = root.is_signaled();
         }
     }
 }
 
 impl Scenario for Readers {
     const NAME: &'static str = "readers";
-    const ABOUT: &'static str = "fences(), unwrap, chain_walk and merge on nested containers while others signal and drop them";
+    const ABOUT: &'static str = "fences(), unwrap, chain_walk, merge and polls on nested containers while others signal and drop them";
+    const UNIT: &'static str = "actions";
 
     fn run<B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
         let mut outcome = Outcome::new(Self::NAME, B::NAME, cfg.seed, cfg.threads);
-        if B::NAME == Locked::NAME {
-            lockdep::reset();
-        }
         let main = checks.watch.helper("main");
         main.at(Op::Setup);
         let mut rng = cfg.rng(0);
@@ -198,9 +157,6 @@ impl Scenario for Readers {
         rcu_fence::synchronize_rcu();
         main.idle();
         outcome.peak_stack_bytes = peak.get();
-        if B::NAME == Locked::NAME {
-            super::shapes::lockdep_notes(&mut outcome);
-        }
         checks.finish(&mut outcome);
         outcome
     }
@@ -214,10 +170,10 @@ fn worker<B: Backend>(
     stop: &Stop,
 ) {
     let heart = checks.watch.worker(t);
-    let v = &*checks.violations;
     let mut rng = cfg.rng(1 + t as u64);
     let mut meter = stop.meter();
     let mut b = Builder::<B>::new(checks, "readers");
+    let mut writer = checks.ledger.writer();
     let lock = |i: usize| slots[i].lock().unwrap_or_else(|e| e.into_inner());
     while meter.keep_going() {
         let i = rng.random_range(0..slots.len());
@@ -225,7 +181,8 @@ fn worker<B: Backend>(
         if dice < 60 {
             let root = lock(i).root.clone();
             heart.at(Op::Walk);
-            meter.add(read(&root, rng.random_range(0..4), v));
+            read(&root, rng.random_range(0..5), checks, &mut writer);
+            meter.add(1);
         } else if dice < 92 {
             let leaf = {
                 let mut st = lock(i);
@@ -238,21 +195,20 @@ fn worker<B: Backend>(
             };
             if let Some(leaf) = leaf {
                 heart.at(Op::Signal);
-                meter.add(signal_leaf(&leaf, &mut rng, 64, checks));
+                signal_leaf(&leaf, &mut rng, 64, checks);
+                meter.add(1);
             }
         } else {
             heart.at(Op::Build);
-            let before = b.ops;
             let fresh = build(&mut b, &mut rng);
-            meter.add(b.ops - before);
             let old = std::mem::replace(&mut *lock(i), fresh);
             heart.at(Op::Signal);
             for f in &old.pending {
-                meter.add(signal_leaf(f, &mut rng, 64, checks));
+                signal_leaf(f, &mut rng, 64, checks);
             }
             heart.at(Op::Drop);
-            meter.add(old.leaves as u64);
             drop(old);
+            meter.add(1);
         }
         heart.idle();
     }

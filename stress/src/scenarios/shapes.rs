@@ -1,10 +1,18 @@
-//! Round-based container shapes: `wide`, `chain-of-arrays`, `array-of-chains` and `dag`.
+//! Round-based container shapes: `wide`, `chain-of-arrays`, `array-of-chains` and `dag`
+//! (and the measured part of `deep`).
 //!
 //! Each round builds a checked network (see `net`: every node watched as it is built, its
-//! container rule checked when it signals), signals every leaf from all threads in a random
-//! order (one leaf in 64 fails with an injected error first), waits for every container to
-//! signal and drops everything. Rounds repeat until the budget runs out. The signalling
-//! threads have 256 KiB stacks whose peak use is measured.
+//! container rule and the error rule checked when it signals), signals every leaf from all
+//! threads in a random order (one leaf in 64 fails with an injected error first) while a
+//! meddling thread polls, unwraps and merges random containers of the round (checking that
+//! none of them loses an error), checks that every container has signalled once every
+//! leaf's signal has returned, and drops everything. Rounds repeat until the budget runs
+//! out. The signalling threads have 256 KiB stacks whose peak use is measured.
+//!
+//! Every random draw comes from the scenario's seed, so every backend builds the same
+//! networks and signals them in the same per-thread order: the unit of work, a **node**
+//! (one leaf or container built, watched, signalled or completed, and dropped), is the same
+//! on every backend.
 //!
 //! - `wide`: thousands of leaves under one all-mode and one any-mode array, plus all-mode
 //!   arrays over random quarters of them.
@@ -13,68 +21,68 @@
 //!   chain heads and over random middle points (array → chain → array: on `Locked` the lock
 //!   classes nest both ways, and the kernel's nesting warnings fire).
 //! - `dag`: random mixtures; each new container takes random earlier nodes, so one fence
-//!   sits in several containers at different depths. On `Locked` the depth is capped (its
-//!   final put recurses); on `Rcu` it is whatever the mixture gives.
+//!   sits in several containers at different depths.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use rand::Rng;
 use rand::rngs::SmallRng;
 use rand::seq::{IndexedRandom, SliceRandom};
-use rcu_fence::{Backend, Fence, Locked, Timeline, lockdep};
+use rcu_fence::{Backend, Fence, Timeline};
 
-use super::net::{Builder, Node, array_poll_keeps_error, signal_leaf};
+use super::net::{Builder, Node, array_poll_keeps_error, check_merge, check_unwrap, signal_leaf};
 use super::{RunConfig, Scenario, Stop};
 use crate::checks::{Checks, Op};
 use crate::report::Outcome;
 use crate::stack::{Peak, spawn_small};
 
-/// One round's network: the leaves to signal and the containers to wait for.
-struct Round<B: Backend> {
-    leaves: Vec<Fence<B>>,
-    containers: Vec<Fence<B>>,
+/// The unit of the round-based shapes.
+pub(crate) const NODES: &str = "nodes";
+
+/// One round's network: the leaves to signal and the containers to check.
+pub(crate) struct Round<B: Backend> {
+    pub(crate) leaves: Vec<Fence<B>>,
+    pub(crate) containers: Vec<Fence<B>>,
     /// Largest nesting depth built (leaves are depth 0).
-    depth: usize,
+    pub(crate) depth: usize,
 }
 
 /// A network shape.
-trait Shape {
+pub(crate) trait Shape {
     const NAME: &'static str;
     const ABOUT: &'static str;
     fn build<B: Backend>(b: &mut Builder<'_, B>, rng: &mut SmallRng, cfg: &RunConfig) -> Round<B>;
 }
 
-/// Runs rounds of `S` until the budget runs out.
-fn run_rounds<S: Shape, B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
-    let mut outcome = Outcome::new(S::NAME, B::NAME, cfg.seed, cfg.threads);
-    if B::NAME == Locked::NAME {
-        lockdep::reset();
-    }
+/// Runs rounds of `S` until the budget runs out and fills `outcome`'s throughput (in
+/// nodes), peak stack and depth. The standard columns are left to [`Checks::finish`].
+pub(crate) fn rounds<S: Shape, B: Backend>(
+    cfg: &RunConfig,
+    checks: &Arc<Checks>,
+    outcome: &mut Outcome,
+) {
     let main = checks.watch.helper("main");
     let stop = Stop::new(cfg);
     let peak = Peak::default();
     let mut rng = cfg.rng(0);
-    let mut rounds = 0u64;
     let mut depth = 0;
     let mut builder = Builder::<B>::new(checks, S::NAME);
-    if S::NAME == <Dag as Shape>::NAME {
-        array_poll_keeps_error::<B>(checks);
-    }
     loop {
         main.at(Op::Build);
-        let before = builder.ops;
+        let before = builder.nodes;
         let mut round = S::build(&mut builder, &mut rng, cfg);
         depth = depth.max(round.depth);
         round.leaves.shuffle(&mut rng);
-        let signals = AtomicU64::new(0);
         let chunk = round.leaves.len().div_ceil(cfg.threads).max(1);
+        let meddler_seed = rng.random::<u64>();
+        let signalled = AtomicBool::new(false);
         main.at(Op::Signal);
         thread::scope(|s| {
             let mut handles = Vec::new();
             for (t, part) in round.leaves.chunks(chunk).enumerate() {
-                let (signals, peak) = (&signals, &peak);
+                let peak = &peak;
                 let seed = rng.random::<u64>();
                 handles.push(spawn_small(
                     s,
@@ -83,32 +91,47 @@ fn run_rounds<S: Shape, B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Ou
                     move || {
                         let heart = checks.watch.worker(t);
                         let mut rng = cfg.rng(seed);
-                        let mut n = 0;
                         for leaf in part {
                             heart.at(Op::Signal);
-                            n += signal_leaf(leaf, &mut rng, 64, checks);
+                            signal_leaf(leaf, &mut rng, 64, checks);
                         }
                         heart.idle();
-                        signals.fetch_add(n, Ordering::Relaxed);
                         checks.flush_latency();
                     },
                 ));
             }
+            let (containers, signalled) = (&round.containers, &signalled);
+            let meddler = s.spawn(move || {
+                meddle(containers, cfg.rng(meddler_seed), checks, signalled);
+            });
             // Joined explicitly: a joined thread has also run its thread-local
             // destructors, which hand its deferred garbage to the reclaimer.
             for h in handles {
                 h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             }
+            signalled.store(true, Ordering::Release);
+            meddler
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
         });
-        main.at(Op::Wait);
-        for c in &round.containers {
-            let _ = c.wait();
-        }
+        // Every backend completes a container on the thread whose signal (or poll)
+        // completed it, before that call returns (`Locked` runs its irq_work as that thread
+        // releases its outermost fence lock): with every leaf's signal returned, all are
+        // done.
+        let pending = round
+            .containers
+            .iter()
+            .filter(|c| !c.test_signaled_flag())
+            .count();
+        checks.violations.check(pending == 0, || {
+            format!(
+                "{}: {pending} containers pending after every leaf's signal returned",
+                S::NAME
+            )
+        });
         main.at(Op::Drop);
         drop(round);
-        rounds += 1;
-        let ops = builder.ops - before + signals.into_inner();
-        if !stop.round_done(ops) {
+        if !stop.round_done(builder.nodes - before) {
             break;
         }
     }
@@ -116,52 +139,79 @@ fn run_rounds<S: Shape, B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Ou
     drop(builder);
     rcu_fence::synchronize_rcu();
     main.idle();
+    outcome.unit = NODES;
     outcome.set_elapsed(stop.elapsed());
     outcome.ops = stop.ops();
     outcome.peak_stack_bytes = peak.get();
-    outcome
-        .notes
-        .push(format!("{rounds} rounds, nesting depth up to {depth}"));
-    if B::NAME == Locked::NAME {
-        lockdep_notes(&mut outcome);
-    }
-    checks.finish(&mut outcome);
-    outcome
+    outcome.depth = Some(depth as u64);
 }
 
-/// Fills the lock-dependency column and notes from the process-wide recorder.
-pub(crate) fn lockdep_notes(outcome: &mut Outcome) {
-    let report = lockdep::report();
-    outcome.lock_dependencies = Some(report.dependencies.len() as u64);
-    let same: u64 = report.same_class.iter().map(|(_, n)| n).sum();
-    let mut parts = vec![format!(
-        "lockdep: {} dependencies, {same} same-class nestings, {} nesting warnings",
-        report.dependencies.len(),
-        report.nesting_warning_count()
-    )];
-    for cycle in &report.cycles {
-        let names: Vec<&str> = cycle.iter().map(|c| c.name()).collect();
-        parts.push(format!(
-            "lock-class cycle {}→{} recorded",
-            names.join("→"),
-            names[0]
-        ));
+/// The most leaves the meddling thread unwraps or merges at once. A container with shared
+/// members is unwrapped once per path to each leaf: in a deep `dag` that is a great many,
+/// more where signalled members are kept (`Locked`) than where they are released (`Rcu`).
+const MEDDLE_LEAVES: u64 = 4096;
+
+/// The meddling thread of a round: until every leaf's signal has returned, polls, unwraps
+/// and merges random containers of the round, as a driver's other threads would while the
+/// network signals (`check_unwrap` and `check_merge` check what comes out).
+///
+/// It never holds a round up: a walk gives up (unchecked) once the leaves have all been
+/// signalled or after [`MEDDLE_LEAVES`], and a merge is tried only on a container whose
+/// walk came in under that bound, so the same signalling work is timed on every backend.
+fn meddle<B: Backend>(
+    containers: &[Fence<B>],
+    mut rng: SmallRng,
+    checks: &Checks,
+    signalled: &AtomicBool,
+) {
+    let heart = checks.watch.helper(MEDDLER);
+    let mut writer = checks.ledger.writer();
+    let give_up = |n: u64| n > MEDDLE_LEAVES || signalled.load(Ordering::Relaxed);
+    while !signalled.load(Ordering::Acquire) {
+        let Some(c) = containers.choose(&mut rng) else {
+            break;
+        };
+        match rng.random_range(0..4) {
+            0 | 1 => {
+                heart.at(Op::Poll);
+                let _ = c.is_signaled();
+            }
+            2 => {
+                heart.at(Op::Walk);
+                check_unwrap(c, checks, &give_up);
+            }
+            _ => {
+                heart.at(Op::Walk);
+                if check_unwrap(c, checks, &give_up).is_some() {
+                    heart.at(Op::Merge);
+                    check_merge(c, checks, &mut writer);
+                }
+            }
+        }
     }
-    let limit = parts.join("; ");
-    if !report.cycles.is_empty() || report.nesting_warning_count() > 0 {
-        outcome.known_limit = Some(limit);
-    } else {
-        outcome.notes.push(limit);
-    }
+    heart.idle();
+    checks.flush_latency();
 }
+
+/// The name of the meddling thread's heartbeat (a helper of every round-based scenario).
+pub(crate) const MEDDLER: &str = "meddler";
 
 macro_rules! scenario {
     ($ty:ident) => {
         impl Scenario for $ty {
             const NAME: &'static str = <$ty as Shape>::NAME;
             const ABOUT: &'static str = <$ty as Shape>::ABOUT;
+            const UNIT: &'static str = NODES;
+            const HELPERS: &'static [&'static str] = &[MEDDLER];
             fn run<B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
-                run_rounds::<$ty, B>(cfg, checks)
+                let name = <$ty as Shape>::NAME;
+                let mut outcome = Outcome::new(name, B::NAME, cfg.seed, cfg.threads);
+                if name == <Dag as Shape>::NAME {
+                    array_poll_keeps_error::<B>(checks);
+                }
+                rounds::<$ty, B>(cfg, checks, &mut outcome);
+                checks.finish(&mut outcome);
+                outcome
             }
         }
     };
@@ -283,9 +333,6 @@ scenario!(ArrayOfChains);
 #[derive(Debug)]
 pub(crate) struct Dag;
 
-/// The depth cap on `Locked`, whose final put recurses through nested arrays.
-const LOCKED_DAG_DEPTH: usize = 16;
-
 impl Shape for Dag {
     const NAME: &'static str = "dag";
     const ABOUT: &'static str =
@@ -293,11 +340,6 @@ impl Shape for Dag {
 
     fn build<B: Backend>(b: &mut Builder<'_, B>, rng: &mut SmallRng, cfg: &RunConfig) -> Round<B> {
         let n = if cfg.quick { 1000 } else { 4000 };
-        let cap = if B::NAME == Locked::NAME {
-            LOCKED_DAG_DEPTH
-        } else {
-            usize::MAX
-        };
         let mut nodes: Vec<(Node<B>, usize)> = Vec::with_capacity(n);
         let mut leaves = Vec::new();
         let mut containers = Vec::new();
@@ -311,14 +353,11 @@ impl Shape for Dag {
                 continue;
             }
             // Prefer recent nodes, so that depth builds up; any earlier node may be taken.
-            let pick = |rng: &mut SmallRng| loop {
-                let j = if rng.random_range(0..2) == 0 {
+            let pick = |rng: &mut SmallRng| {
+                if rng.random_range(0..2) == 0 {
                     rng.random_range(i.saturating_sub(32)..i)
                 } else {
                     rng.random_range(0..i)
-                };
-                if nodes[j].1 < cap {
-                    break j;
                 }
             };
             let node = if rng.random_range(0..4) == 0 {

@@ -10,8 +10,12 @@
 //! `Locked` releases nothing through RCU (its containers keep their members until their
 //! own release), so its garbage stays at zero: it is the contrast.
 //!
-//! Checked: the usual exactly-once, leak and watchdog checks; nothing pending after the
-//! reader leaves and `synchronize_rcu` returns.
+//! Checked: the usual exactly-once, leak and watchdog checks; an array over a failed leaf
+//! carries an error (the error rule); nothing pending after the reader leaves and
+//! `synchronize_rcu` returns.
+//!
+//! The unit is an **array**: 64 watched leaves and the array over them built, enabled,
+//! signalled, waited for and dropped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -35,6 +39,7 @@ const MEMBERS: usize = 64;
 impl Scenario for Stalled {
     const NAME: &'static str = "stalled";
     const ABOUT: &'static str = "a reader stalls in an RCU read-side section while others churn arrays: garbage grows, then is all freed";
+    const UNIT: &'static str = "arrays";
 
     fn run<B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
         let mut outcome = Outcome::new(Self::NAME, B::NAME, cfg.seed, cfg.threads);
@@ -98,7 +103,6 @@ fn worker<B: Backend>(t: usize, cfg: &RunConfig, checks: &Arc<Checks>, stop: &St
     let mut seqno = 0;
     while meter.keep_going() {
         heart.at(Op::Build);
-        let before = builder.ops;
         let leaves: Vec<Fence<B>> = (0..MEMBERS)
             .map(|_| {
                 seqno += 1;
@@ -108,13 +112,18 @@ fn worker<B: Backend>(t: usize, cfg: &RunConfig, checks: &Arc<Checks>, stop: &St
         let array =
             FenceArray::create(leaves.clone(), context_alloc(1), 1, false).expect("non-empty");
         array.enable_sw_signaling();
-        meter.add(builder.ops - before + 2);
         heart.at(Op::Signal);
+        let mut failed = false;
         for leaf in &leaves {
-            meter.add(signal_leaf(leaf, &mut rng, 64, checks));
+            failed |= signal_leaf(leaf, &mut rng, 64, checks);
         }
         heart.at(Op::Wait);
         let _ = array.wait();
+        if failed {
+            checks.errors.check(array.error().is_some(), || {
+                "an array over a failed leaf".into()
+            });
+        }
         meter.add(1);
         heart.at(Op::Drop);
         drop(array);

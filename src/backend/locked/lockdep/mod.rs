@@ -44,7 +44,8 @@ use std::fmt;
 
 mod recorder;
 
-pub(crate) use recorder::{Held, acquire, holds, reentered};
+pub(crate) use recorder::held_count;
+pub(crate) use recorder::{Entered, enter, leave};
 
 /// A kind of lock taken by the `Locked` backend (the kernel's lock class key): the lock of
 /// a plain fence, of an array's own fence, or of a chain link's own fence. (A container's
@@ -155,6 +156,11 @@ pub struct LockdepReport {
     pub cycles: Vec<Vec<LockClass>>,
     /// The kernel's nesting `WARN_ON`s, per (container, member) kind.
     pub nesting_warnings: Vec<NestingWarning>,
+    /// Dependencies recorded with the nested annotation (the kernel's `spin_lock_nested`):
+    /// a lock taken while the lock of a fence that signals later is held, which the
+    /// reverse-signal-order rule allows (the `LockedRcu` backend's nested add). They are not
+    /// recursive locking and take no part in `cycles`. `first_seen` is not kept for them.
+    pub nested: Vec<Dependency>,
     /// Attempts to take a fence lock the thread already held: the kernel would deadlock
     /// there (its spinlock is not re-entrant). The classic scheme here counts each one and
     /// goes on under the lock it holds, so that safe code cannot hang.
@@ -209,6 +215,15 @@ impl LockdepReport {
                         to,
                         count,
                         first_seen,
+                    });
+                }
+                let nested = counts.nested[from.index()][to.index()];
+                if nested > 0 {
+                    report.nested.push(Dependency {
+                        from,
+                        to,
+                        count: nested,
+                        first_seen: "nested add",
                     });
                 }
                 let warnings = counts.warnings[from.index()][to.index()];
@@ -313,6 +328,7 @@ struct Snapshot {
     first: [[Option<&'static str>; CLASSES]; CLASSES],
     same_class: [u64; CLASSES],
     warnings: [[u64; CLASSES]; CLASSES],
+    nested: [[u64; CLASSES]; CLASSES],
     reentries: u64,
 }
 

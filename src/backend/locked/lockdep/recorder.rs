@@ -2,8 +2,8 @@
 //! counters of edges, same-class nestings, nesting warnings and re-entries.
 //!
 //! The held stack is kept whether or not recording is enabled (and under loom): the fence
-//! lock asks it whether the thread already holds a lock ([`holds`]) to re-enter it instead
-//! of deadlocking. Edges and nestings are counted only while recording is enabled, and
+//! lock asks it whether the thread already holds a lock ([`enter`]) to re-enter it instead
+//! of deadlocking, and the irq_work runs when it becomes empty ([`leave`]). Edges and nestings are counted only while recording is enabled, and
 //! never under loom (the models are about the protocols, not lock order).
 //!
 //! This is a diagnostic, not part of a fence protocol: its counters are `std` atomics and
@@ -28,65 +28,64 @@ crate::sync::thread_local! {
     static HELD: RefCell<Vec<HeldLock>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A token for one held lock; dropping it records the release.
-#[derive(Debug)]
-#[must_use = "dropping the token records the release"]
-pub(crate) struct Held {
-    addr: usize,
-    pushed: bool,
-}
-
-/// True if this thread holds the lock at `addr`.
-pub(crate) fn holds(addr: usize) -> bool {
-    HELD.try_with(|h| h.borrow().iter().any(|l| l.addr == addr))
-        .unwrap_or(false)
-}
-
 /// How many locks this thread holds.
 pub(crate) fn held_count() -> usize {
     HELD.try_with(|h| h.borrow().len()).unwrap_or(0)
 }
 
-/// Records that this thread takes the lock at `addr` of class `class`, for `op`: one edge
-/// per lock already held. The caller has checked that it does not hold this one.
-pub(crate) fn acquire(class: LockClass, addr: usize, op: &'static str) -> Held {
+/// What [`enter`] found.
+pub(crate) enum Entered {
+    /// The thread holds this lock already: a re-entry, counted; do not take it again.
+    Reentered,
+    /// Recorded as held: take the lock now, and [`leave`] it after releasing.
+    Taken,
+}
+
+/// Records that this thread takes the lock at `addr` for `op` (one access to the thread's
+/// state, the common path of every fence lock): a re-entry if it holds it already, else one
+/// edge per lock already held, when recording is on. `class` is asked only then. `nested`:
+/// taken with the nested annotation (the kernel's `spin_lock_nested`, a lockdep subclass),
+/// which the reverse-signal-order rule allows while a lock of a fence that signals later is
+/// held; such edges are counted apart and are neither recursive locking nor cycles.
+pub(crate) fn enter(
+    addr: usize,
+    class: impl Fn() -> LockClass,
+    op: &'static str,
+    nested: bool,
+) -> Entered {
     // At thread exit (a fence dropped by another thread-local's destructor) the stack is
     // gone: record nothing.
-    let pushed = HELD
-        .try_with(|h| {
-            let mut held = h.borrow_mut();
-            if !held.is_empty() {
-                counters::edges(&held, class, op);
-            }
-            held.push(HeldLock { class, addr, op });
-        })
-        .is_ok();
-    Held { addr, pushed }
-}
-
-/// Records an attempt to take the lock at `addr` that this thread already holds: the
-/// kernel's self-deadlock. The caller goes on without taking it again.
-pub(crate) fn reentered(class: LockClass, addr: usize, op: &'static str) {
-    let first = HELD
-        .try_with(|h| h.borrow().iter().find(|l| l.addr == addr).map(|l| l.op))
-        .ok()
-        .flatten();
-    counters::reentry(class, op, first.unwrap_or("?"));
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if !self.pushed {
-            return;
+    let entered = HELD.try_with(|h| {
+        let mut held = h.borrow_mut();
+        if let Some(first) = held.iter().find(|l| l.addr == addr) {
+            counters::reentry(first.class, op, first.op);
+            return Entered::Reentered;
         }
-        let _ = HELD.try_with(|h| {
-            let mut held = h.borrow_mut();
-            // Usually the top of the stack, but guards may be dropped out of order.
-            if let Some(i) = held.iter().rposition(|l| l.addr == self.addr) {
-                held.remove(i);
-            }
-        });
-    }
+        let recording = counters::is_enabled();
+        let class = if recording { class() } else { LockClass::Fence };
+        if recording && !held.is_empty() {
+            counters::edges(&held, class, op, nested);
+        }
+        held.push(HeldLock { class, addr, op });
+        Entered::Taken
+    });
+    entered.unwrap_or(Entered::Taken)
+}
+
+/// Records the release of the lock at `addr` (after it was released); true if the thread
+/// holds no lock any more.
+pub(crate) fn leave(addr: usize) -> bool {
+    HELD.try_with(|h| {
+        let mut held = h.borrow_mut();
+        // Usually the top of the stack, but guards may be dropped out of order.
+        if held.last().is_some_and(|l| l.addr == addr) {
+            held.pop();
+        } else if let Some(i) = held.iter().rposition(|l| l.addr == addr) {
+            held.remove(i);
+        }
+        held.is_empty()
+    })
+    .unwrap_or(true)
 }
 
 /// Counts one of the kernel's nesting `WARN_ON`s, and tells the user where the kernel's
@@ -114,6 +113,7 @@ mod counters {
         first: Mutex<[[Option<&'static str>; CLASSES]; CLASSES]>,
         same_class: [AtomicU64; CLASSES],
         warnings: [[AtomicU64; CLASSES]; CLASSES],
+        nested: [[AtomicU64; CLASSES]; CLASSES],
         /// Whether a nesting warning of each kind pair has been printed (stderr: once).
         #[cfg_attr(feature = "tracing", allow(dead_code))]
         printed: [[AtomicBool; CLASSES]; CLASSES],
@@ -125,6 +125,7 @@ mod counters {
         first: Mutex::new([[None; CLASSES]; CLASSES]),
         same_class: [const { AtomicU64::new(0) }; CLASSES],
         warnings: [const { [const { AtomicU64::new(0) }; CLASSES] }; CLASSES],
+        nested: [const { [const { AtomicU64::new(0) }; CLASSES] }; CLASSES],
         printed: [const { [const { AtomicBool::new(false) }; CLASSES] }; CLASSES],
         reentries: AtomicU64::new(0),
     };
@@ -146,9 +147,23 @@ mod counters {
         ENABLED.load(Ordering::Relaxed)
     }
 
-    /// Adds one edge per held lock to the new one, and counts a same-class nesting once.
-    pub(super) fn edges(held: &[HeldLock], to: LockClass, op: &'static str) {
+    /// Adds one edge per held lock to the new one, and counts a same-class nesting once (a
+    /// nested acquisition: one nested edge per held lock instead).
+    pub(super) fn edges(held: &[HeldLock], to: LockClass, op: &'static str, nested: bool) {
         if !is_enabled() {
+            return;
+        }
+        if nested {
+            let _ = MINE.try_with(|mine| {
+                let mut mine = mine.borrow_mut();
+                for h in held {
+                    mine.nested[h.class.index()][to.index()] += 1;
+                }
+            });
+            for h in held {
+                // Relaxed: an independent statistic.
+                GLOBAL.nested[h.class.index()][to.index()].fetch_add(1, Ordering::Relaxed);
+            }
             return;
         }
         let _ = MINE.try_with(|mine| {
@@ -233,6 +248,8 @@ mod counters {
                 s.edges[i][j] = GLOBAL.edges[i][j].load(Ordering::Relaxed);
                 // Relaxed: as above.
                 s.warnings[i][j] = GLOBAL.warnings[i][j].load(Ordering::Relaxed);
+                // Relaxed: as above.
+                s.nested[i][j] = GLOBAL.nested[i][j].load(Ordering::Relaxed);
             }
             // Relaxed: as above.
             s.same_class[i] = GLOBAL.same_class[i].load(Ordering::Relaxed);
@@ -254,6 +271,8 @@ mod counters {
                 GLOBAL.edges[i][j].store(0, Ordering::Relaxed);
                 // Relaxed: as above.
                 GLOBAL.warnings[i][j].store(0, Ordering::Relaxed);
+                // Relaxed: as above.
+                GLOBAL.nested[i][j].store(0, Ordering::Relaxed);
             }
             // Relaxed: as above.
             GLOBAL.same_class[i].store(0, Ordering::Relaxed);
@@ -274,7 +293,7 @@ mod counters {
     pub(crate) fn is_enabled() -> bool {
         false
     }
-    pub(super) fn edges(_: &[HeldLock], _: LockClass, _: &'static str) {}
+    pub(super) fn edges(_: &[HeldLock], _: LockClass, _: &'static str, _: bool) {}
     pub(super) fn reentry(_: LockClass, _: &'static str, _: &'static str) {}
     pub(super) fn warning(_: LockClass, _: LockClass) {}
     pub(super) fn emit_warning(_: LockClass, _: LockClass) {}

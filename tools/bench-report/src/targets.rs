@@ -1,0 +1,293 @@
+//! The targets: each a figure per backend, checked over its whole bracket (the spread
+//! across interleaved rounds, or criterion's 95 % intervals), so that a target that holds
+//! only at the median is reported as missed.
+
+use crate::results::Results;
+use crate::stats::{Measured, per_round};
+
+/// What a figure must satisfy.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Check {
+    AtMost(f64),
+    AtLeast(f64),
+    Within(f64, f64),
+}
+
+impl Check {
+    fn holds(self, x: f64) -> bool {
+        match self {
+            Check::AtMost(t) => x <= t,
+            Check::AtLeast(t) => x >= t,
+            Check::Within(lo, hi) => (lo..=hi).contains(&x),
+        }
+    }
+}
+
+/// Whether a target was met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Over the whole bracket.
+    Met,
+    /// At the median, not over the bracket: reported as missed.
+    MedianOnly,
+    Missed,
+    /// Nothing was measured.
+    Unknown,
+}
+
+/// One row of the targets table.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) id: &'static str,
+    pub(crate) what: String,
+    pub(crate) backend: String,
+    pub(crate) measured: Option<Measured>,
+    check: Check,
+}
+
+impl Target {
+    pub(crate) fn verdict(&self) -> Verdict {
+        let Some(m) = &self.measured else {
+            return Verdict::Unknown;
+        };
+        if !m.value.is_finite() {
+            Verdict::Unknown
+        } else if [m.value, m.lo, m.hi].iter().all(|x| self.check.holds(*x)) {
+            Verdict::Met
+        } else if self.check.holds(m.value) {
+            Verdict::MedianOnly
+        } else {
+            Verdict::Missed
+        }
+    }
+}
+
+/// A criterion ratio `scale · a / b` with the bracket of the two 95 % intervals.
+pub(crate) fn criterion_ratio(
+    r: &Results,
+    a: [&str; 3],
+    b: [&str; 3],
+    scale: f64,
+) -> Option<Measured> {
+    let (x, y) = (r.estimate(a[0], a[1], a[2])?, r.estimate(b[0], b[1], b[2])?);
+    Some(Measured {
+        value: scale * x.median / y.median,
+        lo: scale * x.lo / y.hi,
+        hi: scale * x.hi / y.lo,
+        basis: "criterion 95 % intervals".into(),
+    })
+}
+
+/// A ratio `a / b` of two interleaved variants, round by round.
+pub(crate) fn rounds_ratio(
+    r: &Results,
+    group: &str,
+    a: [&str; 2],
+    b: [&str; 2],
+) -> Option<Measured> {
+    let (x, y) = (
+        r.rounds_of(group, a[0], a[1])?,
+        r.rounds_of(group, b[0], b[1])?,
+    );
+    Measured::rounds(&per_round(&x.ns, &y.ns), "rounds")
+}
+
+/// A latency p50 ratio `name / floor`: the whole run's, bracketed by the blocks'.
+pub(crate) fn latency_ratio(
+    r: &Results,
+    bench: &str,
+    name: &str,
+    floor: &str,
+    kind: &str,
+) -> Option<Measured> {
+    let series = r.latency[bench].as_array()?;
+    let find = |n: &str| series.iter().find(|s| s["name"] == n);
+    let (a, b) = (find(name)?, find(floor)?);
+    let value =
+        a[format!("{kind}_ns")]["p50"].as_f64()? / b[format!("{kind}_ns")]["p50"].as_f64()?;
+    let blocks = |s: &serde_json::Value| -> Vec<f64> {
+        s[format!("{kind}_p50_blocks")]
+            .as_array()
+            .map(|v| v.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default()
+    };
+    let per_block = per_round(&blocks(a), &blocks(b));
+    let mut m = Measured::rounds(&per_block, "blocks of samples")
+        .unwrap_or_else(|| Measured::exact(value, "one run"));
+    m.value = value;
+    Some(m)
+}
+
+/// Bytes per object from B9.
+pub(crate) fn bytes(r: &Results, backend: &str, shapes: &[&str]) -> Option<Measured> {
+    let sum = shapes
+        .iter()
+        .map(|s| r.alloc[backend][*s]["bytes"].as_f64())
+        .sum::<Option<f64>>()?;
+    Some(Measured::exact(sum, "counted"))
+}
+
+/// Every target, for every backend it applies to.
+pub(crate) fn targets(r: &Results) -> Vec<Target> {
+    let mut t = Vec::new();
+    let base = r.baseline.as_str();
+    let mut each =
+        |id: &'static str, what: &str, check: Check, f: &dyn Fn(&str) -> Option<Measured>| {
+            for b in r.contenders() {
+                t.push(Target {
+                    id,
+                    what: what.to_string(),
+                    backend: b.to_string(),
+                    measured: f(b),
+                    check,
+                });
+            }
+        };
+    each(
+        "B1",
+        "create + 1 callback + signal ≤ 2.0× floor",
+        Check::AtMost(2.0),
+        &|b| {
+            criterion_ratio(
+                r,
+                ["b1_create_signal", b, "1"],
+                ["b1_create_signal", "floor", "1"],
+                1.0,
+            )
+        },
+    );
+    each("B1", "… and ≤ 1.0× Locked", Check::AtMost(1.0), &|b| {
+        criterion_ratio(
+            r,
+            ["b1_create_signal", b, "1"],
+            ["b1_create_signal", base, "1"],
+            1.0,
+        )
+    });
+    each(
+        "B3",
+        "wake p50 ≤ 1.05× park/unpark",
+        Check::AtMost(1.05),
+        &|b| latency_ratio(r, "b3", b, "floor", "wake"),
+    );
+    each(
+        "B3",
+        "signalling call (one blocked waiter) ≤ 1.1× unpark",
+        Check::AtMost(1.1),
+        &|b| latency_ratio(r, "b3", b, "floor", "call"),
+    );
+    for exec in ["block_on", "tokio"] {
+        let what = format!("`.await` wake p50 ≤ 1.03× bare AtomicWaker ({exec})");
+        each("B4", &what, Check::AtMost(1.03), &|b| {
+            latency_ratio(
+                r,
+                "b4",
+                &format!("{b}/{exec}"),
+                &format!("floor/{exec}"),
+                "wake",
+            )
+        });
+    }
+    each(
+        "B5",
+        "array of 1024, per member ≤ 2× B1 floor (k = 1)",
+        Check::AtMost(2.0),
+        &|b| {
+            criterion_ratio(
+                r,
+                ["b5_array_all", b, "1024"],
+                ["b1_create_signal", "floor", "1"],
+                1.0 / 1024.0,
+            )
+        },
+    );
+    each(
+        "B5",
+        "… and ≤ 0.3× join_all",
+        Check::AtMost(0.3),
+        &|b| {
+            criterion_ratio(
+                r,
+                ["b5_array_all", b, "1024"],
+                ["b5_array_all", "join_all", "1024"],
+                1.0,
+            )
+        },
+    );
+    for op in ["poll_held", "iterate_pending"] {
+        let what = format!("reader throughput ≥ 3× Locked ({op})");
+        each("B6", &what, Check::AtLeast(3.0), &|b| {
+            rounds_ratio(r, "b6_read_nested", [base, op], [b, op])
+        });
+    }
+    each(
+        "B7",
+        "t(1e5) / t(1e3) in 80..120 (256 KiB stack)",
+        Check::Within(80.0, 120.0),
+        &|b| {
+            criterion_ratio(
+                r,
+                ["b7_nesting", b, "100000"],
+                ["b7_nesting", b, "1000"],
+                1.0,
+            )
+        },
+    );
+    each(
+        "B8",
+        "backward ÷ forward ≤ 2 at 4096 links",
+        Check::AtMost(2.0),
+        &|b| rounds_ratio(r, "b8_rearm", [b, "backward_4096"], [b, "forward_4096"]),
+    );
+    for order in ["forward", "backward", "random"] {
+        let what = format!("t(65536) / t(4096) ≤ 20 ({order})");
+        let g = format!("b8_chain_{order}");
+        each("B8", &what, Check::AtMost(20.0), &|b| {
+            criterion_ratio(r, [&g, b, "65536"], [&g, b, "4096"], 1.0)
+        });
+    }
+    each(
+        "B9",
+        "≤ 64 bytes per plain fence",
+        Check::AtMost(64.0),
+        &|b| bytes(r, b, &["fence"]),
+    );
+    each(
+        "B9",
+        "≤ 32 bytes per array member, enabled (slot + the callback enabling installs)",
+        Check::AtMost(32.0),
+        &|b| bytes(r, b, &["array_member", "array_member_enabled"]),
+    );
+    each(
+        "B11",
+        "scheduler jobs/s ≥ 1.5× Locked",
+        Check::AtLeast(1.5),
+        &|b| {
+            let jobs = r.rounds_of_variant("b11_scheduler", b)?;
+            rounds_ratio(r, "b11_scheduler", [base, &jobs], [b, &jobs])
+        },
+    );
+    // The baseline's own: the classic scheme must cost what the kernel's does.
+    let faithful = [
+        (
+            "backward ÷ forward ≥ 50 at 4096 links (the kernel's quadratic re-arm)",
+            ["backward_4096", "forward_4096"],
+            50.0,
+        ),
+        (
+            "t(4096) / t(1024) ≥ 8 backward (quadratic)",
+            ["backward_4096", "backward_1024"],
+            8.0,
+        ),
+    ];
+    for (what, [a, b], at_least) in faithful {
+        t.push(Target {
+            id: "B8",
+            what: what.to_string(),
+            backend: base.to_string(),
+            measured: rounds_ratio(r, "b8_rearm", [base, a], [base, b]),
+            check: Check::AtLeast(at_least),
+        });
+    }
+    t
+}
