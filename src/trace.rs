@@ -11,7 +11,7 @@
 //! | name | where | extra fields |
 //! | --- | --- | --- |
 //! | `fence_init` | a fence is built (`dma_fence_init`) | |
-//! | `fence_enable_signal` | the `enable_signaling` hook is about to run (once per fence) | |
+//! | `fence_enable_signal` | the `enable_signaling` hook is about to run (once per fence; plain timeline fences have no hook and never report it) | |
 //! | `fence_signaled` | the fence is marked signalled, before its callbacks run | `error` (0 if none) |
 //! | `fence_callback_added` | `add_callback` installed a callback | |
 //! | `fence_callback_removed` | `remove_callback` is called for one of the fence's callbacks | |

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use rcu_fence::{
-    Backend, Errno, Fence, FenceArray, FenceChain, Locked, Rcu, Timeline, context_alloc,
+    Backend, Errno, Fence, FenceArray, FenceChain, FenceOps, Locked, Rcu, Timeline, context_alloc,
 };
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -114,6 +114,7 @@ both_backends!(
     lifecycle,
     error_field,
     remove,
+    enable_signal_only_with_hooks,
     blocking_wait,
     array_members,
     chain_inputs,
@@ -135,7 +136,6 @@ fn lifecycle<B: Backend>(backend: B) {
         names_for(&events, &fence),
         [
             "fence_init",
-            "fence_enable_signal",
             "fence_callback_added",
             "fence_signaled",
             "fence_callback_run"
@@ -169,10 +169,46 @@ fn remove<B: Backend>(backend: B) {
     assert_eq!(
         names_for(&events, &f),
         [
-            "fence_enable_signal",
             "fence_callback_added",
             "fence_callback_removed",
             "fence_signaled"
+        ]
+    );
+}
+
+/// Driver hooks with an `enable_signaling` of their own.
+struct Hooked;
+
+impl<B: Backend> FenceOps<B> for Hooked {
+    fn driver_name(&self) -> &str {
+        "hooked"
+    }
+    fn timeline_name(&self) -> &str {
+        "trace"
+    }
+}
+
+/// A plain timeline fence has no `enable_signaling` hook, so (as in the kernel) it never
+/// reports `fence_enable_signal`; a fence with driver hooks reports it once, before the
+/// first callback is installed.
+fn enable_signal_only_with_hooks<B: Backend>(backend: B) {
+    let tl = Timeline::new_in("trace", backend);
+    let f = tl.fence_with_ops(1, Arc::new(Hooked));
+    let events = record(|| {
+        f.add_callback(|_| {}).unwrap();
+        f.add_callback(|_| {}).unwrap();
+        f.enable_sw_signaling();
+        f.signal().unwrap();
+    });
+    assert_eq!(
+        names_for(&events, &f),
+        [
+            "fence_enable_signal",
+            "fence_callback_added",
+            "fence_callback_added",
+            "fence_signaled",
+            "fence_callback_run",
+            "fence_callback_run"
         ]
     );
 }
