@@ -306,19 +306,17 @@ impl<B: Backend> FenceArray<B> {
             let Some(member) = MembersOf::<B>::get(&entry.member) else {
                 continue;
             };
+            let held = Fence::clone(fence).into_raw();
             // SAFETY: the hook runs once per array (the core's ENABLED bit), so this entry's
             // node is unused; the reference is written before the push publishes the node.
-            entry
-                .array
-                .with_mut(|a| unsafe { *a = Fence::clone(fence).into_raw() });
-            // SAFETY: the node lives in the array, which the reference just taken keeps alive
-            // until the callback has run and been released; it is linked once.
+            entry.array.with_mut(|a| unsafe { *a = held });
+            // SAFETY: the node lives in the array, which `held` keeps alive until the
+            // callback has run and been released; it is linked once, and its callback gives
+            // `held` up.
             let installed =
-                unsafe { MembersOf::<B>::add_to_member(&member, NonNull::from(&entry.node)) };
+                unsafe { crate::backend::add_holding(&member, NonNull::from(&entry.node), held) };
             if !installed {
                 crate::trace::member!(fence, &member, index = self.index_of(NonNull::from(entry)));
-                // SAFETY: never linked: the reference written above is still ours.
-                drop(unsafe { Fence::<B>::from_raw(entry.array.with(|a| *a)) });
                 if self.finish(fence, entry, &member) {
                     return false;
                 }

@@ -246,12 +246,20 @@ fn panic_in_enable_signaling_hook<B: Backend>() {
 /// `add_callback` after the array's callback was installed, and the array still completes
 /// exactly once when its members signal. On `Locked` the hook runs inside the array's
 /// enable under both locks; the panic unwinds out of `add_callback` and leaves the array
-/// enabled without callbacks on its members, so it completes only when polled.
+/// enabled without callbacks on its members, so it completes only when polled. Either way
+/// nothing leaks: the reference the array handed to the callback the panic kept from
+/// being installed is taken back, so the array (and its members) go with the last handle.
 fn panic_in_nested_enable_signaling_hook<B: Backend>() {
     let enables = Counter::new();
+    let dropped = Counter::new();
     let tl = timeline::<B>();
     let a = tl.fence_with_ops(1, Arc::new(PanickyEnable(enables.clone())));
-    let b = tl.fence(2);
+    let b = tl.fence_with_ops(
+        2,
+        Arc::new(DropCounted {
+            _dropped: dropped.drop_guard(),
+        }),
+    );
     let array = FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
     let runs = Counter::new();
     let r = runs.clone();
@@ -270,6 +278,28 @@ fn panic_in_nested_enable_signaling_hook<B: Backend>() {
         );
     } else {
         assert_eq!(runs.get(), 0, "the add unwound before installing it");
+    }
+    drop((array, a, b));
+    assert!(
+        common::eventually(|| {
+            rcu_fence::synchronize_rcu();
+            dropped.get() == 1
+        }),
+        "the array and its members are freed"
+    );
+}
+
+/// Plain hooks whose drop is counted (the fence's last reference is gone).
+struct DropCounted {
+    _dropped: common::DropGuard,
+}
+
+impl<B: Backend> FenceOps<B> for DropCounted {
+    fn driver_name(&self) -> &str {
+        "drop-counted"
+    }
+    fn timeline_name(&self) -> &str {
+        "drop-counted"
     }
 }
 

@@ -253,3 +253,42 @@ pub(crate) trait MemberScheme<B: Backend>: 'static {
     /// its input count once enabled); `None`: walk the chain.
     fn chain_poll(link: &Fence<B>) -> Option<bool>;
 }
+
+/// Installs a container's callback `node` on `member` ([`MemberScheme::add_to_member`]);
+/// the node owns `held`, a reference to the container that its callback gives up when it
+/// runs. If the node ends up not linked (the member has signalled, or a hook the add ran
+/// panicked before the push), the reference is taken back here, on the unwind too, so a
+/// panicking member hook leaks nothing. Returns whether the node was linked.
+///
+/// # Safety
+/// 1. As [`FenceScheme::add_node`].
+/// 2. `held` came from `Fence::<B>::into_raw` and is given up only by the node's callback
+///    (or here): it is written where the callback finds it before this call.
+pub(crate) unsafe fn add_holding<B: Backend>(
+    member: &Fence<B>,
+    node: std::ptr::NonNull<Node<B>>,
+    held: *const (),
+) -> bool {
+    /// Takes `held` back when dropped, unless the node was linked.
+    struct TakeBack<B: Backend> {
+        node: std::ptr::NonNull<Node<B>>,
+        held: *const (),
+    }
+    impl<B: Backend> Drop for TakeBack<B> {
+        fn drop(&mut self) {
+            if !Node::<B>::was_linked(self.node) {
+                // SAFETY: obligation 2: never linked, so the callback that would give the
+                // reference up will not run; it is ours, given up once.
+                drop(unsafe { Fence::<B>::from_raw(self.held) });
+            }
+        }
+    }
+    let take_back = TakeBack::<B> { node, held };
+    // SAFETY: obligation 1.
+    let linked = unsafe { MembersOf::<B>::add_to_member(member, node) };
+    if linked {
+        // Linked: the reference belongs to the node now.
+        std::mem::forget(take_back);
+    }
+    linked
+}

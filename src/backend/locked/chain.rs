@@ -13,7 +13,7 @@
 
 use std::ptr::NonNull;
 
-use crate::backend::{Backend, FenceScheme, FencesOf, MemberScheme, MembersOf, Node, NodeVtable};
+use crate::backend::{Backend, FenceScheme, FencesOf, Node, NodeVtable};
 use crate::chain::chain_walk;
 use crate::fence::Fence;
 use crate::sync::UnsafeCell;
@@ -91,20 +91,19 @@ fn arm<B: Rearmed>(link: &Fence<B>) -> bool {
             crate::chain::record_item(link, &node);
             continue;
         };
+        let held = Fence::clone(link).into_raw();
         // SAFETY: the node is not armed (first enable, or its callback has run and handed the
         // reference to this irq_work): the node and its cell are ours until the push.
         unsafe {
             rearm.node.reset();
-            rearm.link.with_mut(|l| *l = Fence::clone(link).into_raw());
+            rearm.link.with_mut(|l| *l = held);
         }
-        // SAFETY: the node lives in the link, which the reference just taken keeps alive
-        // until the callback has run; it is linked once.
-        if unsafe { MembersOf::<B>::add_to_member(&fence, NonNull::from(&rearm.node)) } {
+        // SAFETY: the node lives in the link, which `held` keeps alive until the callback
+        // has run; it is linked once, and its callback gives `held` up.
+        if unsafe { crate::backend::add_holding(&fence, NonNull::from(&rearm.node), held) } {
             return true;
         }
-        // Already signalled: it will not call back; take the reference back.
-        // SAFETY: never linked, so the reference written above is still ours.
-        drop(unsafe { Fence::<B>::from_raw(rearm.link.with(|l| *l)) });
+        // Already signalled: it will not call back (`add_holding` took the reference back).
         // Record its failure now, and the failures a walk collected into it from older
         // links (read after its own fence, which its callbacks release after recording).
         crate::chain::record_item(link, &node);

@@ -196,18 +196,16 @@ pub(super) fn enable(link: &Fence<Rcu>) -> bool {
             continue;
         };
         let callback = state.callback(input);
+        let held = Fence::clone(link).into_raw();
         // SAFETY: the enable hook runs once per link (the core's ENABLED bit), so this node is
         // unused; the pointer is written before the push publishes the node.
-        callback
-            .link
-            .with_mut(|l| unsafe { *l = Fence::clone(link).into_raw() });
-        // SAFETY: the node lives in the link, which its `link` reference keeps alive until
-        // the node has run and been released; it is pushed once.
-        let installed = unsafe { Members::add_to_member(&fence, NonNull::from(&callback.node)) };
+        callback.link.with_mut(|l| unsafe { *l = held });
+        // SAFETY: the node lives in the link, which `held` keeps alive until the node has run
+        // and been released; it is pushed once, and its callback gives `held` up.
+        let installed =
+            unsafe { crate::backend::add_holding(&fence, NonNull::from(&callback.node), held) };
         if !installed {
-            // Already signalled: it will not call back; take the reference back.
-            // SAFETY: never linked, so the reference written above is still ours.
-            drop(unsafe { Fence::<Rcu>::from_raw(callback.link.with(|l| *l)) });
+            // Already signalled: it will not call back (`add_holding` took the reference back).
             if finish(link, input, Some(&fence)) {
                 crate::chain::apply_failure(link);
                 return false;
