@@ -118,30 +118,11 @@ fn waits<B: Backend>() {
     };
     // A contended fence lock parks the thread (parking_lot_core), whose first park on a
     // thread sets up its parking slot (and may grow the process's table): not the wait's.
-    warm_up_parking();
+    common::warm_up_parking();
     let (status, made) = counted(|| fence.wait());
     assert_eq!(status, Ok(()));
     assert_eq!(made.count, 0, "wait: {made:?}");
     signaller.join().unwrap();
-}
-
-/// Makes this thread's first park through `parking_lot_core` now, untracked.
-fn warm_up_parking() {
-    // SAFETY: the validate closure refuses at once, so nothing parks and no other callback
-    // runs; the address is only a key.
-    unsafe {
-        let _ = parking_lot_core::park(
-            {
-                static KEY: u8 = 0;
-                &KEY as *const u8 as usize
-            },
-            || false,
-            || {},
-            |_, _| {},
-            parking_lot_core::DEFAULT_PARK_TOKEN,
-            None,
-        );
-    }
 }
 
 fn array_of_1024<B: Backend>() {

@@ -215,3 +215,24 @@ pub(crate) fn watchdog<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Se
 pub(crate) fn held_locks() -> usize {
     rcu_fence::lockdep::held_locks()
 }
+
+/// Makes this thread's first park through `parking_lot_core` now. A thread's first park
+/// sets up its parking slot, which may grow the process's table (kept for good): leak and
+/// allocation counts call this before tracking, so they count the library's blocks only.
+pub(crate) fn warm_up_parking() {
+    // SAFETY: the validate closure refuses at once, so nothing parks and no other callback
+    // runs; the address is only a key.
+    unsafe {
+        let _ = parking_lot_core::park(
+            {
+                static KEY: u8 = 0;
+                &KEY as *const u8 as usize
+            },
+            || false,
+            || {},
+            |_, _| {},
+            parking_lot_core::DEFAULT_PARK_TOKEN,
+            None,
+        );
+    }
+}
