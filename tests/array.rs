@@ -6,24 +6,23 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{Counter, both_backends, counted_fence, is_rcu, settle, timeline};
+use common::{Counter, counted_fence, every_backend, settle, timeline};
 use rcu_fence::{Backend, Errno, Fence, FenceArray, FenceError, FenceOps, Status, context_alloc};
 
 fn array<B: Backend>(members: &[Fence<B>], any: bool) -> Fence<B> {
     FenceArray::create(members.to_vec(), context_alloc(1), 1, any).unwrap()
 }
 
-/// After the signal that must complete `f`: synchronous on `Rcu`, by the worker on `Locked`.
+/// After the signal that must complete `f`, made with no fence lock held: every backend has
+/// signalled the container before that signal returned (`Rcu` from the member's callback;
+/// the classic schemes from the irq_work the callback queued, which runs as the signaller
+/// releases its last fence lock).
 fn completed<B: Backend>(f: &Fence<B>) -> Status {
-    if is_rcu::<B>() {
-        assert!(
-            f.test_signaled_flag(),
-            "Rcu signals a container before the member's signal returns"
-        );
-        f.status()
-    } else {
-        settle(f)
-    }
+    assert!(
+        f.test_signaled_flag(),
+        "the container is signalled before the member's signal returns"
+    );
+    f.status()
 }
 
 fn all_mode<B: Backend>() {
@@ -274,7 +273,7 @@ fn fences_after_member_signalled<B: Backend>() {
     a.enable_sw_signaling();
     fs[1].signal().unwrap();
     let held: Vec<_> = arr.fences().collect();
-    if is_rcu::<B>() {
+    if common::releases_members::<B>() {
         // Finished members are released: the one found signalled at enable and the one
         // whose callback ran.
         assert_eq!(held.len(), 1);
@@ -290,7 +289,11 @@ fn fences_after_member_signalled<B: Backend>() {
     assert_eq!(arr.num_fences(), 3, "num_fences is the size at creation");
     fs[2].signal().unwrap();
     assert_eq!(completed(&a), Status::Signaled);
-    let expected = if is_rcu::<B>() { 0 } else { 3 };
+    let expected = if common::releases_members::<B>() {
+        0
+    } else {
+        3
+    };
     assert_eq!(arr.fences().count(), expected);
 }
 
@@ -307,8 +310,9 @@ impl<B: Backend> FenceOps<B> for Tracked {
 }
 
 fn member_references_released<B: Backend>() {
-    // On `Rcu` a signalled array holds nothing: a finished member's reference goes with its
-    // callback (after a grace period). On `Locked` the members go with the array.
+    // On `Rcu` and `LockedRcu` a signalled array holds nothing: a finished member's
+    // reference goes with its callback (after a grace period). On `Locked` the members go
+    // with the array.
     let tl = timeline::<B>();
     let freed = Counter::new();
     let fs: Vec<_> = (1..=3)
@@ -322,19 +326,12 @@ fn member_references_released<B: Backend>() {
     drop(fs);
     assert_eq!(completed(&a), Status::Signaled);
     rcu_fence::synchronize_rcu();
-    assert_eq!(freed.get(), if is_rcu::<B>() { 3 } else { 0 });
+    let releases = common::releases_members::<B>();
+    assert_eq!(freed.get(), if releases { 3 } else { 0 });
+    // On `Locked` the members go with the array's last reference.
     drop(a);
     rcu_fence::synchronize_rcu();
-    if is_rcu::<B>() {
-        assert_eq!(freed.get(), 3);
-    } else {
-        // The worker drops its reference to the array just after signalling it.
-        assert!(
-            common::eventually(|| freed.get() == 3),
-            "freed {}",
-            freed.get()
-        );
-    }
+    assert_eq!(freed.get(), 3);
 }
 
 fn poll_without_enabling<B: Backend>() {
@@ -479,7 +476,7 @@ fn poll_from_member_callback_keeps_error<B: Backend>() {
     assert_eq!(b.status(), Status::Error(Errno::ENODATA));
 }
 
-both_backends!(
+every_backend!(
     poll_from_member_callback_keeps_error,
     all_mode,
     all_mode_callback_once,

@@ -22,7 +22,7 @@ use std::task::Context;
 use std::time::Duration;
 
 use common::alloc::{CountingAlloc, Made, counted};
-use common::{CountingWaker, both_backends, timeline};
+use common::{CountingWaker, every_backend, timeline};
 use rcu_fence::{
     Backend, CallbackRegistration, FenceArray, FenceChain, FenceError, context_alloc, merge,
 };
@@ -30,7 +30,7 @@ use rcu_fence::{
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
-both_backends!(
+every_backend!(
     plain_fence,
     add_callback,
     registration,

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Counter, both_backends, is_rcu, settle, timeline};
+use common::{Counter, every_backend, is_rcu, settle, timeline};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -464,7 +464,7 @@ fn link_signalled_by_hand_keeps_its_own_error<B: Backend>() {
     assert_eq!(settle(c.head()), Status::Error(Errno::ENODEV));
 }
 
-fn signalled_chain_releases_on_rcu<B: Backend>() {
+fn signalled_link_releases_its_inputs<B: Backend>() {
     let c = Chain::<B>::new(1..=3);
     c.head().enable_sw_signaling();
     for f in &c.fences {
@@ -472,7 +472,7 @@ fn signalled_chain_releases_on_rcu<B: Backend>() {
     }
     assert_eq!(settle(c.head()), Status::Signaled);
     let h = c.head().as_chain().unwrap();
-    if is_rcu::<B>() {
+    if common::releases_members::<B>() {
         // A completed link holds neither input.
         assert!(h.fence().is_none() && h.prev().is_none());
     } else {
@@ -644,7 +644,7 @@ fn poll_from_fence_callback_keeps_error<B: Backend>() {
     assert_eq!(settle(&link), Status::Error(Errno::ETIME));
 }
 
-both_backends!(
+every_backend!(
     poll_from_fence_callback_keeps_error,
     create_continues_context,
     create_not_later_gets_fresh_context,
@@ -664,7 +664,7 @@ both_backends!(
     errors_reach_later_points,
     errors_earliest_failed_point_wins,
     link_signalled_by_hand_keeps_its_own_error,
-    signalled_chain_releases_on_rcu,
+    signalled_link_releases_its_inputs,
     signal_forward,
     signal_backward,
     signal_random,
@@ -672,23 +672,6 @@ both_backends!(
     drop_long_chain,
     collected_error_reaches_a_later_link_that_arms,
 );
-
-/// The error rule on the third backend, `LockedRcu` (whose links release their inputs once
-/// complete): the same answers.
-mod locked_rcu {
-    #[test]
-    fn errors_reach_later_points() {
-        super::errors_reach_later_points::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn errors_earliest_failed_point_wins() {
-        super::errors_earliest_failed_point_wins::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn link_signalled_by_hand_keeps_its_own_error() {
-        super::link_signalled_by_hand_keeps_its_own_error::<rcu_fence::LockedRcu>();
-    }
-}
 
 /// Backward signalling is linear on `Rcu` by design: it must finish at a size where the
 /// classic re-arm would not (no timing is asserted).

@@ -8,7 +8,7 @@ use rcu_fence::{Backend, DriverFence, Errno, FenceError, Status};
 
 use common::{Counter, timeline};
 
-common::both_backends!(
+common::every_backend!(
     signal_ok_completes_cleanly,
     signal_err_completes_with_the_error,
     drop_without_signal_cancels,

@@ -8,10 +8,10 @@ use std::error::Error;
 use std::io;
 use std::time::Duration;
 
-use common::{both_backends, timeline};
+use common::{every_backend, timeline};
 use rcu_fence::{Backend, Errno, FenceError, Status};
 
-both_backends!(
+every_backend!(
     refused_callback_comes_back_uncalled,
     refused_driver_fence_is_not_cancelled,
     refused_callback_with_non_sync_captures_goes_into_a_boxed_error,

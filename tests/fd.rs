@@ -50,7 +50,7 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-macro_rules! both_backends {
+macro_rules! every_backend {
     ($($name:ident),* $(,)?) => {
         mod rcu {
             $(#[test] fn $name() { super::$name(super::Rcu); })*
@@ -61,7 +61,7 @@ macro_rules! both_backends {
     };
 }
 
-both_backends!(
+every_backend!(
     poll_without_timeout,
     poll_with_timeout,
     already_signalled_is_ready_at_once,

@@ -13,7 +13,7 @@ use rcu_fence::{
 
 use common::{Counter, Log, timeline};
 
-common::both_backends!(
+common::every_backend!(
     add_callback_on_signaled_fence_is_refused,
     add_callback_on_stub_is_refused,
     callback_runs_once_on_signalling_thread_after_flag,

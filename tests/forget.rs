@@ -18,9 +18,9 @@ use rcu_fence::{
     Backend, Errno, FenceArray, FenceChain, Status, Syncobj, chain_walk, context_alloc, unwrap,
 };
 
-use common::{Counter, CountingWaker, both_backends, timeline};
+use common::{Counter, CountingWaker, every_backend, timeline};
 
-both_backends!(
+every_backend!(
     forgotten_future_leaves_fence_usable,
     forgotten_callback_id_leaves_fence_usable,
     forgotten_driver_fence_leaves_fence_pending,
@@ -114,8 +114,8 @@ fn forgotten_iterators_leave_containers_usable<B: Backend>() {
     }
     p2.as_chain().unwrap().fence().unwrap().signal().unwrap();
     assert_eq!(common::settle(&p2), Status::Signaled);
-    // Rcu's signalled link has released its own fence; Locked's keeps it.
-    let expected = usize::from(!common::is_rcu::<B>());
+    // Rcu's and LockedRcu's signalled link has released its own fence; Locked's keeps it.
+    let expected = usize::from(!common::releases_members::<B>());
     assert_eq!(unwrap(&p2).count(), expected);
     drop((leaves, array, p2));
     rcu_fence::synchronize_rcu();

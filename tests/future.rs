@@ -13,7 +13,7 @@ use rcu_fence::{Backend, Errno, FenceError, FenceFuture, Locked, Rcu};
 
 use common::{Counter, CountingWaker, block_on, timeline};
 
-common::both_backends!(
+common::every_backend!(
     await_signalled_from_another_thread,
     await_by_reference_and_by_value,
     await_already_signalled_is_ready_at_once,

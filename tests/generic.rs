@@ -59,7 +59,7 @@ fn pipeline<B: Backend>() -> Result<(), FenceError> {
 }
 
 #[test]
-fn generic_code_runs_on_both_backends() {
+fn generic_code_runs_on_every_backend() {
     assert_eq!(pipeline::<Rcu>(), Ok(()));
     assert_eq!(pipeline::<Locked>(), Ok(()));
     assert_eq!(pipeline::<LockedRcu>(), Ok(()));

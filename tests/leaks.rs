@@ -2,8 +2,7 @@
 //! futures and waits in a scenario is freed once the scenario's handles are gone (a
 //! counting global allocator that tags the blocks allocated while tracking is on). Each
 //! scenario runs once untracked first, so that what the library sets up once per thread or
-//! per process (the work list's queue, the `Locked` worker and lockdep classes) is not
-//! counted.
+//! per process (the work list's and irq_work's queues, lockdep classes) is not counted.
 
 mod common;
 
@@ -17,12 +16,12 @@ use rcu_fence::{
     context_alloc, merge, unwrap,
 };
 
-use common::{Counter, block_on, both_backends, settle, timeline};
+use common::{Counter, block_on, every_backend, settle, timeline};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
-both_backends!(
+every_backend!(
     signalled_fences_and_callbacks,
     removed_and_refused_callbacks,
     dropped_with_pending_callbacks,
@@ -37,7 +36,7 @@ both_backends!(
 );
 
 /// Runs `scenario` untracked, then tracked, and checks that the tracked run freed
-/// everything it allocated once deferred releases (and the `Locked` worker) are done.
+/// everything it allocated once deferred releases are done.
 /// Tracked runs one at a time: the live count is process-wide.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());

@@ -12,9 +12,9 @@ use rcu_fence::{
     chain_find_seqno, chain_walk, context_alloc, merge, wait_any_timeout,
 };
 
-use common::{Counter, both_backends, settle, timeline};
+use common::{Counter, every_backend, settle, timeline};
 
-both_backends!(
+every_backend!(
     signal_twice,
     set_error_after_signal,
     error_codes_zero_positive_or_out_of_range,

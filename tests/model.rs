@@ -3,8 +3,8 @@
 //! (a sequential interleaving), are applied to the `Rcu` backend and to a plain sequential
 //! reference model; flags, errors and callback counts must agree after every step, and
 //! the members an array still holds and the leaves `unwrap` yields must agree at the end.
-//! The same sequences run on `Locked`, compared once its worker has completed the
-//! containers (statuses of fences and arrays, signalled flags of chains, callback counts).
+//! The same sequences run on `Locked` and `LockedRcu`, compared once their irq_work has
+//! completed the containers (statuses of fences and arrays, signalled flags of chains, callback counts).
 //! A failing case shrinks to a minimal sequence.
 //!
 //! Cases: `PROPTEST_CASES` (default 128).
@@ -15,8 +15,8 @@ use std::collections::VecDeque;
 
 use proptest::prelude::*;
 use rcu_fence::{
-    Backend, CallbackId, Errno, Fence, FenceArray, FenceChain, FenceError, Locked, Rcu, Timeline,
-    context_alloc, unwrap,
+    Backend, CallbackId, Errno, Fence, FenceArray, FenceChain, FenceError, Locked, LockedRcu, Rcu,
+    Timeline, context_alloc, unwrap,
 };
 
 use common::Counter;
@@ -377,7 +377,8 @@ fn pick(index: u8, len: usize) -> Option<usize> {
 }
 
 /// Applies `program` to both; with `check_each_step` (`Rcu`) compares after every step,
-/// otherwise (`Locked`) waits after every step for the containers the model completed.
+/// otherwise (the classic schemes) waits after every step for the containers the model
+/// completed.
 fn run<B: Backend>(
     program: &[Op],
     check_each_step: bool,
@@ -489,8 +490,8 @@ fn run<B: Backend>(
         if check_each_step {
             compare(&model, &real, true, step)?;
         } else {
-            // `Locked` completes containers on its worker: let it catch up, so that the
-            // next step's answers are deterministic.
+            // The classic schemes complete containers from irq_work: make sure it has
+            // run, so that the next step's answers are deterministic.
             for (i, m) in model.fences.iter().enumerate() {
                 if m.signaled {
                     let done = !matches!(
@@ -543,7 +544,7 @@ fn same_fences<B: Backend>(
             .all(|(g, &e)| g.ptr_eq(&real.fences[e]))
 }
 
-/// How long the `Locked` worker gets to complete containers (short, so that shrinking a
+/// How long a classic scheme gets to complete containers (short, so that shrinking a
 /// failure stays quick).
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -581,24 +582,42 @@ proptest! {
         }
     }
 
-    /// `Locked` against the model once its worker has completed the containers.
+    /// `Locked` against the model once its irq_work has completed the containers.
     #[test]
     fn locked_agrees_with_the_model(program in program()) {
-        let (model, real) = run::<Locked>(&program, false)?;
-        for (i, m) in model.fences.iter().enumerate() {
-            if m.signaled {
-                prop_assert!(!matches!(real.fences[i].wait_timeout(SETTLE), Err(FenceError::TimedOut)), "fence {} signals", i);
-            }
-        }
-        let deadline = std::time::Instant::now() + SETTLE;
-        let settled = eventually_by(deadline, || {
-            real.callbacks.iter().enumerate().all(|(cb, (runs, _, _))| {
-                runs.get() == usize::from(model.callbacks[cb] == CbState::Ran)
-            })
-        });
-        prop_assert!(settled, "callback counts settle");
-        // Errors that legitimately differ on `Locked` are not compared (see
-        // `locked_error_differs`).
-        compare(&model, &real, false, program.len())?;
+        classic_agrees::<Locked>(&program)?;
     }
+
+    /// `LockedRcu` (the classic scheme with RCU member slots) the same way.
+    #[test]
+    fn locked_rcu_agrees_with_the_model(program in program()) {
+        classic_agrees::<LockedRcu>(&program)?;
+    }
+}
+
+/// A classic scheme against the model once its irq_work has completed the containers.
+fn classic_agrees<B: Backend>(program: &[Op]) -> Result<(), TestCaseError> {
+    let (model, real) = run::<B>(program, false)?;
+    for (i, m) in model.fences.iter().enumerate() {
+        if m.signaled {
+            prop_assert!(
+                !matches!(
+                    real.fences[i].wait_timeout(SETTLE),
+                    Err(FenceError::TimedOut)
+                ),
+                "fence {} signals",
+                i
+            );
+        }
+    }
+    let deadline = std::time::Instant::now() + SETTLE;
+    let settled = eventually_by(deadline, || {
+        real.callbacks.iter().enumerate().all(|(cb, (runs, _, _))| {
+            runs.get() == usize::from(model.callbacks[cb] == CbState::Ran)
+        })
+    });
+    prop_assert!(settled, "callback counts settle");
+    // Errors that legitimately differ on the classic chain are not compared (see
+    // `locked_error_differs`).
+    compare(&model, &real, false, program.len())
 }

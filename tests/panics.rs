@@ -22,9 +22,9 @@ use rcu_fence::{
     Backend, Fence, FenceArray, FenceChain, FenceError, FenceOps, Status, context_alloc,
 };
 
-use common::{Counter, both_backends, is_rcu, settle, timeline};
+use common::{Counter, every_backend, is_rcu, settle, timeline};
 
-both_backends!(
+every_backend!(
     panic_in_callback_others_run_fence_signalled,
     panic_in_nested_cascade,
     panic_in_callback_of_fence_signalled_from_a_callback,
@@ -57,6 +57,14 @@ fn panic_of<R>(f: impl FnOnce() -> R) -> Option<String> {
     catch_unwind(AssertUnwindSafe(f)).err().map(message)
 }
 
+/// The tests of this file run one at a time. A panic in a value's drop deferred past RCU
+/// readers surfaces from whichever thread runs the deferred batch (any thread that defers,
+/// flushes or synchronizes may): run alongside, one test's panic would reach another.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn counting<B: Backend>(f: &Fence<B>) -> Counter {
     let runs = Counter::new();
     let r = runs.clone();
@@ -67,6 +75,7 @@ fn counting<B: Backend>(f: &Fence<B>) -> Counter {
 /// The basic rule: callbacks before and after the panicking one run, the fence is fully
 /// signalled (flag, status, timestamp), and the signaller receives the panic.
 fn panic_in_callback_others_run_fence_signalled<B: Backend>() {
+    let _one = one_at_a_time();
     let f = timeline::<B>().fence(1);
     let before = counting(&f);
     f.add_callback(|_| panic!("boom")).unwrap();
@@ -81,8 +90,9 @@ fn panic_in_callback_others_run_fence_signalled<B: Backend>() {
 }
 
 /// Waits for a container to signal. On `Locked` whoever signals the container runs its
-/// callbacks: the worker, or this thread if its wait polls the container complete first;
-/// then this thread receives a callback's panic, and waits again (it returns at once).
+/// callbacks: the member's signaller (from irq_work), or this thread if its wait polls the
+/// container complete first; then this thread receives a callback's panic, and waits again
+/// (it returns at once).
 fn settle_catching<B: Backend>(f: &Fence<B>) -> Status {
     for _ in 0..2 {
         if let Ok(status) = catch_unwind(AssertUnwindSafe(|| settle(f))) {
@@ -98,8 +108,9 @@ fn settle_catching<B: Backend>(f: &Fence<B>) -> Status {
 
 /// A panic at every level of leaf → inner array → outer array: every callback runs once,
 /// every level signals, and the leaf's signaller receives the first panic (`Rcu`: the
-/// whole cascade runs inside its call; `Locked`: the arrays signal on the worker).
+/// whole cascade runs inside its call; the classic schemes: from the irq_work it queued).
 fn panic_in_nested_cascade<B: Backend>() {
+    let _one = one_at_a_time();
     let leaf = timeline::<B>().fence(1);
     let inner = FenceArray::create(vec![leaf.clone()], context_alloc(1), 1, false).unwrap();
     let outer = FenceArray::create(vec![inner.clone()], context_alloc(1), 1, false).unwrap();
@@ -125,6 +136,7 @@ fn panic_in_nested_cascade<B: Backend>() {
 /// outermost call; on `Locked` the nested `signal` resumes it inside `a`'s callback, which
 /// is caught there and resumed by `a`'s signal).
 fn panic_in_callback_of_fence_signalled_from_a_callback<B: Backend>() {
+    let _one = one_at_a_time();
     let tl = timeline::<B>();
     let (a, b) = (tl.fence(1), tl.fence(2));
     let b2 = b.clone();
@@ -150,6 +162,7 @@ fn panic_in_callback_of_fence_signalled_from_a_callback<B: Backend>() {
 /// signalled; the member's signaller receives the panic (on `Locked` from the irq_work that
 /// signals the array, which runs on that thread once it releases the member's lock).
 fn panic_in_container_callback<B: Backend>() {
+    let _one = one_at_a_time();
     let tl = timeline::<B>();
     let (a, b) = (tl.fence(1), tl.fence(2));
     let array = FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
@@ -172,6 +185,7 @@ fn panic_in_container_callback<B: Backend>() {
 /// A chain link's callback panics while the chain completes: every link signals, each of
 /// their other callbacks runs once.
 fn panic_in_chain_callback<B: Backend>() {
+    let _one = one_at_a_time();
     let tl = timeline::<B>();
     let fences: Vec<_> = (1..=3).map(|s| tl.fence(s)).collect();
     let mut links = Vec::new();
@@ -215,6 +229,7 @@ impl<B: Backend> FenceOps<B> for PanickyEnable {
 /// closure is dropped without running, the fence stays pending and usable (the hook is
 /// not called again), and a later signal runs the callbacks added afterwards.
 fn panic_in_enable_signaling_hook<B: Backend>() {
+    let _one = one_at_a_time();
     let enables = Counter::new();
     let f = timeline::<B>().fence_with_ops(1, Arc::new(PanickyEnable(enables.clone())));
     let (ran, dropped) = (Counter::new(), Counter::new());
@@ -250,6 +265,7 @@ fn panic_in_enable_signaling_hook<B: Backend>() {
 /// nothing leaks: the reference the array handed to the callback the panic kept from
 /// being installed is taken back, so the array (and its members) go with the last handle.
 fn panic_in_nested_enable_signaling_hook<B: Backend>() {
+    let _one = one_at_a_time();
     let enables = Counter::new();
     let dropped = Counter::new();
     let tl = timeline::<B>();
@@ -315,6 +331,7 @@ impl Wake for PanickyWaker {
 /// A future's waker panics when the fence signals: the signaller receives the panic, the
 /// fence's other callbacks run, and the future still resolves when polled again.
 fn panic_in_future_waker<B: Backend>() {
+    let _one = one_at_a_time();
     let f = timeline::<B>().fence(1);
     let waker = Waker::from(Arc::new(PanickyWaker));
     let mut fut = Box::pin(std::future::IntoFuture::into_future(&f));
@@ -332,6 +349,7 @@ fn panic_in_future_waker<B: Backend>() {
 /// Many panicking signals in a row on one thread: each signal receives its own panic
 /// (none is kept over to a later call), and every callback runs exactly once.
 fn repeated_use_after_panics<B: Backend>() {
+    let _one = one_at_a_time();
     let tl = timeline::<B>();
     for i in 0..100u64 {
         let f = tl.fence(i + 1);
@@ -350,6 +368,7 @@ fn repeated_use_after_panics<B: Backend>() {
 /// A panicking callback while another thread removes a different callback: the removal
 /// answers as usual (`true` ⇒ never runs, `false` ⇒ ran once) and nothing hangs.
 fn panic_while_removing_from_another_thread<B: Backend>() {
+    let _one = one_at_a_time();
     for _ in 0..50 {
         let f = timeline::<B>().fence(1);
         f.add_callback(|_| panic!("racing")).unwrap();
@@ -411,6 +430,7 @@ fn panicky<B: Backend>(seqno: u64, signaled: bool, set_deadline: bool, drop: boo
 /// A panicking `signaled` hook reaches the poller; the fence stays pending and usable, and
 /// a container polling it (before it is enabled) passes the panic on the same way.
 fn panic_in_signaled_hook<B: Backend>() {
+    let _one = one_at_a_time();
     let f = panicky::<B>(1, true, false, false);
     assert_eq!(panic_of(|| f.is_signaled()).as_deref(), Some("signaled"));
     assert!(!f.test_signaled_flag());
@@ -428,6 +448,7 @@ fn panic_in_signaled_hook<B: Backend>() {
 
 /// A panicking `set_deadline` hook reaches the caller, directly or through a container.
 fn panic_in_set_deadline_hook<B: Backend>() {
+    let _one = one_at_a_time();
     let f = panicky::<B>(1, false, true, false);
     let deadline = std::time::Instant::now();
     assert_eq!(
@@ -447,6 +468,7 @@ fn panic_in_set_deadline_hook<B: Backend>() {
 /// The ops' `Drop` panics at the final put: the dropping thread receives it; nothing else
 /// is lost, and the same thread goes on using fences.
 fn panic_in_drop_of_ops_at_final_put<B: Backend>() {
+    let _one = one_at_a_time();
     let f = panicky::<B>(1, false, false, true);
     let runs = counting(&f);
     f.signal().unwrap();
@@ -465,6 +487,7 @@ fn panic_in_drop_of_ops_at_final_put<B: Backend>() {
 /// `synchronize_rcu` here), on `Locked` at the array's own release. Afterwards every
 /// operation works, `synchronize_rcu` included, and nothing is left counted as pending.
 fn panic_in_drop_of_ops_of_a_released_member<B: Backend>() {
+    let _one = one_at_a_time();
     let member = panicky::<B>(1, false, false, true);
     let array = FenceArray::create(vec![member.clone()], context_alloc(1), 1, false).unwrap();
     let runs = counting(&array);
@@ -496,6 +519,7 @@ fn panic_in_drop_of_ops_of_a_released_member<B: Backend>() {
 /// A value captured by a removed callback panics when dropped: the remover receives it, and
 /// the fence and its other callbacks are untouched.
 fn panic_in_drop_of_a_removed_callback<B: Backend>() {
+    let _one = one_at_a_time();
     struct Bomb;
     impl Drop for Bomb {
         fn drop(&mut self) {

@@ -12,7 +12,7 @@ use rcu_fence::{Backend, Errno, FenceError, Status};
 
 use common::{Counter, block_on, timeline};
 
-common::both_backends!(
+common::every_backend!(
     adders_race_a_signaller,
     remove_races_signal,
     two_signallers_race,

@@ -13,7 +13,8 @@
 //! its fence's lock, as in the kernel, which forbids blocking there: a wait that would block
 //! (on `x` from inside `a`'s callback, while `x` is pending; the fd's poll from `x`'s own
 //! callback too, where the fd turns readable by a later callback of the same signal) is
-//! refused with `WouldDeadlock`; everything else completes.
+//! refused with `WouldDeadlock`; everything else completes. `LockedRcu` runs callbacks under
+//! the lock too: the same answers.
 
 mod common;
 
@@ -25,8 +26,8 @@ use std::time::Duration;
 
 use common::{CountingWaker, timeline, watchdog};
 use rcu_fence::{
-    Backend, CallbackRegistration, Fence, FenceArray, FenceError, Locked, Rcu, context_alloc,
-    unwrap, wait_any_timeout,
+    Backend, CallbackRegistration, Fence, FenceArray, FenceError, Locked, LockedRcu, Rcu,
+    context_alloc, unwrap, wait_any_timeout,
 };
 
 /// Where the call is made from.
@@ -164,7 +165,6 @@ fn run_case<B: Backend>(name: &'static str, context: Context_) -> Outcome {
             let b = tl.fence(2);
             let x =
                 FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
-            let outer = FenceArray::create(vec![x.clone()], context_alloc(1), 1, false).unwrap();
             let outcome = Arc::new(Mutex::new(None));
             let props: Arc<Mutex<Option<Props<B>>>> = Arc::new(Mutex::new(None));
             let make = {
@@ -175,11 +175,17 @@ fn run_case<B: Backend>(name: &'static str, context: Context_) -> Outcome {
                 }
             };
             // Installed first: on `a`, it then runs before `x`'s own callback on `a` (FIFO), so
-            // `x` is still pending when the call is made.
+            // `x` is still pending when the call is made. (`LockedRcu` enables `x` as soon as
+            // `outer` is built over it, so `outer` is built after.)
+            let mut make = Some(make);
             match context {
-                Context_::Own => drop(x.add_callback(make).unwrap()),
-                Context_::Member => drop(a.add_callback(make).unwrap()),
-                Context_::Above => drop(outer.add_callback(make).unwrap()),
+                Context_::Own => drop(x.add_callback(make.take().unwrap()).unwrap()),
+                Context_::Member => drop(a.add_callback(make.take().unwrap()).unwrap()),
+                Context_::Above => {}
+            }
+            let outer = FenceArray::create(vec![x.clone()], context_alloc(1), 1, false).unwrap();
+            if let Some(make) = make {
+                drop(outer.add_callback(make).unwrap());
             }
             let (_, waker) = CountingWaker::new();
             let mut future = Box::pin((&x).into_future());
@@ -235,7 +241,17 @@ fn rcu_every_call_completes() {
 
 #[test]
 fn locked_blocking_inside_a_callback_is_refused_never_hangs() {
-    matrix::<Locked>(|name, context| {
+    classic_expectations::<Locked>();
+}
+
+/// `LockedRcu` runs callbacks under the fence's lock too: the same refusals.
+#[test]
+fn locked_rcu_blocking_inside_a_callback_is_refused_never_hangs() {
+    classic_expectations::<LockedRcu>();
+}
+
+fn classic_expectations<B: Backend>() {
+    matrix::<B>(|name, context| {
         let waits = matches!(name, "wait" | "wait_timeout" | "wait_any_timeout");
         let poll = name == "FenceFd::poll" && cfg!(target_os = "linux");
         // A wait blocks from `a`'s callback, where `x` is pending; the fd's poll also from

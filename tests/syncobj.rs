@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{SETTLE, both_backends, is_rcu, settle, timeline};
+use common::{SETTLE, every_backend, is_rcu, settle, timeline};
 use rcu_fence::{Backend, Errno, Fence, FenceError, Status, Syncobj, chain_walk};
 
 fn syncobj<B: Backend>() -> Syncobj<B> {
@@ -240,7 +240,7 @@ fn readers_race_replace<B: Backend>() {
     assert_eq!(obj.fence().unwrap().seqno(), n);
 }
 
-both_backends!(
+every_backend!(
     wait_point_before_submit,
     wait_point_timeout_before_submit_times_out,
     find_fence_async_before_submit,
@@ -265,103 +265,6 @@ both_backends!(
     concurrent_add_point_ordered_all_findable,
     readers_race_replace,
 );
-
-/// The third backend, `LockedRcu` (the classic fence scheme with RCU member slots): the
-/// same sync object semantics.
-mod locked_rcu {
-    #[test]
-    fn wait_point_before_submit() {
-        super::wait_point_before_submit::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn wait_point_timeout_before_submit_times_out() {
-        super::wait_point_timeout_before_submit_times_out::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn find_fence_async_before_submit() {
-        super::find_fence_async_before_submit::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn replace_fence_wakes_point_zero_waiters() {
-        super::replace_fence_wakes_point_zero_waiters::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn dropped_async_waiter_leaves_nothing_behind() {
-        super::dropped_async_waiter_leaves_nothing_behind::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn query_is_the_completed_prefix() {
-        super::query_is_the_completed_prefix::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn query_follows_out_of_order_signals() {
-        super::query_follows_out_of_order_signals::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn errors_early_and_late_waiters_agree_in_order() {
-        super::errors_early_and_late_waiters_agree_in_order::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn errors_early_and_late_waiters_agree_backwards() {
-        super::errors_early_and_late_waiters_agree_backwards::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn errors_earliest_point_wins_whatever_the_order() {
-        super::errors_earliest_point_wins_whatever_the_order::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn errors_found_while_an_earlier_point_is_pending() {
-        super::errors_found_while_an_earlier_point_is_pending::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn errors_values_between_points() {
-        super::errors_values_between_points::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn errors_racing_waiters_agree_with_the_rule() {
-        super::errors_racing_waiters_agree_with_the_rule::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn replace_returns_old() {
-        super::replace_returns_old::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn find_on_empty() {
-        super::find_on_empty::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn find_on_binary_syncobj() {
-        super::find_on_binary_syncobj::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn add_point_and_find() {
-        super::add_point_and_find::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn find_signalled_point() {
-        super::find_signalled_point::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn find_pending_point_waits_for_earlier() {
-        super::find_pending_point_waits_for_earlier::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn find_through_gaps() {
-        super::find_through_gaps::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn concurrent_add_point_loses_nothing() {
-        super::concurrent_add_point_loses_nothing::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn concurrent_add_point_ordered_all_findable() {
-        super::concurrent_add_point_ordered_all_findable::<rcu_fence::LockedRcu>();
-    }
-    #[test]
-    fn readers_race_replace() {
-        super::readers_race_replace::<rcu_fence::LockedRcu>();
-    }
-}
 
 // ---- waiting for points, submitted or not ---------------------------------------------
 

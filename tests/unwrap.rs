@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{both_backends, settle, timeline, timeline_named};
+use common::{every_backend, settle, timeline, timeline_named};
 use rcu_fence::{
     Backend, Errno, Fence, FenceArray, FenceChain, Status, Timeline, chain_find_seqno,
     context_alloc, merge, unwrap,
@@ -321,8 +321,9 @@ fn merge_first_error_wins<B: Backend>() {
 }
 
 fn merge_keeps_error_of_released_array_member<B: Backend>() {
-    // On `Rcu` the enabled array releases its signalled member (it records the error); on
-    // `Locked` the member stays and is seen as a signalled leaf. Same result either way.
+    // On `Rcu` and `LockedRcu` the enabled array releases its signalled member (it records
+    // the error); on `Locked` the member stays and is seen as a signalled leaf. Same result
+    // either way.
     let (t1, t2) = (timeline_named::<B>("a"), timeline_named::<B>("b"));
     let (failed, pending) = (t1.fence(1), t2.fence(1));
     let arr = array(&[failed.clone(), pending.clone()]);
@@ -330,7 +331,7 @@ fn merge_keeps_error_of_released_array_member<B: Backend>() {
     failed.set_error(Errno::ETIME).unwrap();
     failed.signal().unwrap();
     let mut it = unwrap(&arr);
-    if common::is_rcu::<B>() {
+    if common::releases_members::<B>() {
         assert_fences(&mut it, &[&pending]);
     } else {
         assert_fences(&mut it, &[&failed, &pending]);
@@ -451,7 +452,7 @@ fn merge_keeps_error_of_member_released_mid_walk<B: Backend>() {
     assert_eq!(settle(&all), Status::Error(Errno::ETIME));
 }
 
-both_backends!(
+every_backend!(
     unwrap_plain,
     unwrap_array,
     unwrap_chain,

@@ -9,7 +9,7 @@ use rcu_fence::{Backend, Errno, Fence, FenceError, Status, wait_any_timeout};
 
 use common::{Counter, timeline};
 
-common::both_backends!(
+common::every_backend!(
     wait_returns_when_signalled_from_another_thread,
     wait_on_signalled_fence_returns_at_once,
     wait_timeout_zero_only_checks,

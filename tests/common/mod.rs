@@ -11,8 +11,8 @@ use std::thread::Thread;
 use rcu_fence::{Backend, Timeline};
 
 /// Expands one `#[test]` per backend for each generic test function `name::<B>()`:
-/// `rcu::name` and `locked::name`.
-macro_rules! both_backends {
+/// `rcu::name`, `locked::name` and `locked_rcu::name`.
+macro_rules! every_backend {
     ($($name:ident),* $(,)?) => {
         mod rcu {
             $(#[test] fn $name() { super::$name::<rcu_fence::Rcu>(); })*
@@ -20,10 +20,13 @@ macro_rules! both_backends {
         mod locked {
             $(#[test] fn $name() { super::$name::<rcu_fence::Locked>(); })*
         }
+        mod locked_rcu {
+            $(#[test] fn $name() { super::$name::<rcu_fence::LockedRcu>(); })*
+        }
     };
 }
 #[allow(unused_imports)]
-pub(crate) use both_backends;
+pub(crate) use every_backend;
 
 /// A fresh timeline named "gpu" on backend `B`.
 pub(crate) fn timeline<B: Backend>() -> Timeline<B> {
@@ -129,8 +132,14 @@ pub(crate) fn is_rcu<B: Backend>() -> bool {
     B::NAME == rcu_fence::Rcu::NAME
 }
 
-/// How long a test waits for something that must happen (a container signalled by the
-/// `Locked` backend's worker). Generous: it only bounds a failing test.
+/// True if `B`'s containers release each member once it has signalled (`Rcu` and
+/// `LockedRcu`); `Locked` keeps them until the container's own release, as the kernel.
+pub(crate) fn releases_members<B: Backend>() -> bool {
+    B::NAME != rcu_fence::Locked::NAME
+}
+
+/// How long a test waits for something that must happen (a container signalled by another
+/// thread). Generous: it only bounds a failing test.
 pub(crate) const SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Waits for `fence` to signal (within [`SETTLE`]) and returns its status; panics on timeout.
@@ -172,8 +181,7 @@ pub(crate) fn timeline_named<B: Backend>(name: &str) -> Timeline<B> {
 }
 
 /// Spins (yielding) until `cond` holds or [`SETTLE`] passes; returns the last answer. For
-/// effects of the `Locked` backend's worker thread that no fence reports (a reference it
-/// drops after signalling).
+/// effects that no fence reports (a reference another thread drops after signalling).
 pub(crate) fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + SETTLE;
     loop {
