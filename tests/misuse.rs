@@ -1,7 +1,27 @@
-//! Bad input and misuse, one test per entry of DESIGN.md's misuse catalogue, on both
-//! backends. Each misuse gets a typed error or a documented answer, panics nowhere, loses
-//! no callback, and leaves the fence exactly as it was (status, error, timestamp, and the
-//! callbacks that ran or are still to run).
+//! Bad input and misuse, one test per entry of the catalogue below, on every backend. Each
+//! misuse gets a typed error or a documented answer, panics nowhere, loses no callback, and
+//! leaves the fence exactly as it was (status, error, timestamp, and the callbacks that ran
+//! or are still to run).
+//!
+//! | misuse | answer |
+//! | --- | --- |
+//! | signal twice | `Err(AlreadySignaled)`; timestamp, status and callbacks unchanged |
+//! | `set_error` after the signal | `Err(AlreadySignaled)`; the error stays as it was |
+//! | error code 0, positive or below -4095 | cannot be built: `Errno::new` answers `None` |
+//! | an array of no fences | `Err(Empty)` (and `wait_any_timeout(&[])` too) |
+//! | `merge(&[])` | a signalled stub, as the kernel |
+//! | `chain_find_seqno` past the head, or on a plain fence | `Err(InvalidSeqno)`; nothing collected or enabled (point 0 answers the head) |
+//! | `is_later` across contexts | `false` both ways |
+//! | `wait_timeout(0)` | only checks: `Err(TimedOut)` while pending, no callback left behind, not enabled |
+//! | `wait_timeout(Duration::MAX)` | waits without a deadline (no overflow) |
+//! | a tiny non-zero timeout | `Err(TimedOut)`, and signalling is enabled (as the kernel's default wait) |
+//! | a callback removed twice | does not compile (the id is moved; `compile_fail` example on `CallbackId`) |
+//! | removing an id after its callback ran, or from inside it | `false` |
+//! | an id from another fence | `Err(ForeignCallback)` (`remove_callback`: `false`); it still runs on its own fence |
+//! | `add_callback` after the signal | `Err(AlreadySignaled(f))`: the closure comes back uncalled |
+//! | enabling twice | the hook runs once |
+//! | a chain point not later than `prev` | a fresh context, seqno kept monotonic (the kernel's answer) |
+//! | `Syncobj::find_fence` for a point never added, or on an empty object | `Err(InvalidSeqno)`; the object unchanged |
 
 mod common;
 

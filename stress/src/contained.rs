@@ -3,10 +3,11 @@
 //! a hang is observed from outside and reported as a result, not suffered.
 //!
 //! The protocol between the two sides is three kinds of line on the child's stdout:
-//! `phase <name>` as each phase starts ([`phase`]), so that a crash can be placed; then, on
-//! success, one `ok key=value ...` line with what the child measured ([`ok`]). Anything the
-//! child writes to stderr is kept for the failure's description (a Rust stack overflow says
-//! "overflowed its stack" there before the abort).
+//! `phase <name>` as each phase starts ([`phase`]), so that a crash can be placed; on
+//! success, one `ok key=value ...` line with what the child measured ([`ok`]); on a failure
+//! it found itself, `problem <text>` lines ([`problem`]), the first of which describes the
+//! failure. Otherwise the first line the child wrote to stderr does (a Rust stack overflow
+//! says "overflowed its stack" there before the abort).
 //!
 //! This module knows nothing of what the child runs: the caller builds the arguments that
 //! follow [`CHILD_ARG`], and `main` routes them back to their owner. [`probe_depths`] runs
@@ -34,6 +35,14 @@ pub(crate) fn ok(fields: &[(&str, String)]) {
     let line: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "ok {}", line.join(" "));
+    let _ = out.flush();
+}
+
+/// The child side: reports a problem it found (a violation, a leak); the first one
+/// describes the child's failure.
+pub(crate) fn problem(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "problem {}", text.replace('\n', " "));
     let _ = out.flush();
 }
 
@@ -153,9 +162,10 @@ pub(crate) fn run_child(args: &[String]) -> Ending {
             (None, None) => "ended abnormally".to_string(),
         }
     };
-    let first_err = err
+    let first_err = out
         .lines()
-        .find(|l| !l.trim().is_empty())
+        .find_map(|l| l.strip_prefix("problem "))
+        .or_else(|| err.lines().find(|l| !l.trim().is_empty()))
         .unwrap_or("")
         .to_string();
     Ending::Failed {

@@ -8,7 +8,7 @@
 //! stack, were errors lost, what did the lock recorder see (dependencies, cycles, nesting
 //! warnings), how fast and with what latency. A backend added to the list adds a row to
 //! every shape, which makes the table an ablation: each scheme's row next to the others
-//! for the same work. Then `deep`'s depth per mechanism (signal, enable, final put), the
+//! for the same work. Then `deep`'s depth per mechanism (signal, enable, the final put of an unsignalled and of a signalled tree), the
 //! throughput with one column per scheme against the baseline, each row's known limits and
 //! notes, and how to read the columns.
 

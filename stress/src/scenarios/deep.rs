@@ -20,6 +20,9 @@
 //!     a leaf failed); dropped level by level. Enabling alone.
 //!   - `put`: built bare and dropped unsignalled with nothing but the root held: the final
 //!     put of the whole tree alone.
+//!   - `put-signalled`: built and signalled as for `signal`, then dropped with nothing but
+//!     the root held: the final put of a completed tree (what a scheme whose containers drop
+//!     their members' references as they signal leaves for the put to walk).
 //!
 //! A probe that fails on a strict backend is a violation. Elsewhere it is the kernel's rule
 //! biting (nested arrays recurse on enable and on the final put: the kernel forbids them),
@@ -59,16 +62,23 @@ pub(crate) enum Mechanism {
     Signal,
     Enable,
     Put,
+    PutSignalled,
 }
 
 impl Mechanism {
-    const ALL: [Mechanism; 3] = [Mechanism::Signal, Mechanism::Enable, Mechanism::Put];
+    const ALL: [Mechanism; 4] = [
+        Mechanism::Signal,
+        Mechanism::Enable,
+        Mechanism::Put,
+        Mechanism::PutSignalled,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Mechanism::Signal => "signal",
             Mechanism::Enable => "enable",
             Mechanism::Put => "put",
+            Mechanism::PutSignalled => "put-signalled",
         }
     }
 
@@ -137,7 +147,7 @@ fn build_bare<B: Backend>(depth: usize) -> (Vec<Fence<B>>, Vec<Fence<B>>) {
 
 impl Scenario for Deep {
     const NAME: &'static str = "deep";
-    const ABOUT: &'static str = "arrays of arrays: rounds at depth 100 measured in process; the depth each backend survives on signal, enable and the final put, probed up to D (default 100000) in child processes";
+    const ABOUT: &'static str = "arrays of arrays: rounds at depth 100 measured in process; the depth each backend survives on signal, enable and the final put (unsignalled and signalled), probed up to D (default 100000) in child processes";
     const UNIT: &'static str = NODES;
     const HELPERS: &'static [&'static str] = &[MEDDLER];
 
@@ -272,7 +282,7 @@ fn child_lock_summary(probe: &DepthProbe) -> LockSummary {
     }
 }
 
-/// The child side: `<backend> <signal|enable|put> <depth> <seed>` (the arguments after
+/// The child side: `<backend> <signal|enable|put|put-signalled> <depth> <seed>` (the arguments after
 /// `contained::CHILD_ARG`). Returns the exit status.
 pub(crate) fn child_main(args: &[String]) -> i32 {
     let parsed = (|| {
@@ -284,7 +294,7 @@ pub(crate) fn child_main(args: &[String]) -> i32 {
     })();
     let Some((backend, mechanism, depth, seed)) = parsed else {
         eprintln!(
-            "usage: stress {} <backend> <signal|enable|put> <depth> <seed>",
+            "usage: stress {} <backend> <signal|enable|put|put-signalled> <depth> <seed>",
             contained::CHILD_ARG
         );
         return 64;
@@ -310,8 +320,8 @@ fn probe<B: Backend>(mechanism: Mechanism, depth: usize, seed: u64) -> i32 {
     let mut rng: SmallRng = rand::SeedableRng::seed_from_u64(mix(seed, depth as u64));
     contained::phase("build");
     match mechanism {
-        Mechanism::Signal => {
-            let (levels, mut leaves) = run_small("deep-build", &peak, || {
+        Mechanism::Signal | Mechanism::PutSignalled => {
+            let (mut levels, mut leaves) = run_small("deep-build", &peak, || {
                 build_watched(&mut Builder::<B>::new(&checks, "deep"), depth)
             });
             contained::phase("signal");
@@ -320,7 +330,14 @@ fn probe<B: Backend>(mechanism: Mechanism, depth: usize, seed: u64) -> i32 {
             check_root(&levels, mechanism, &checks);
             contained::phase("drop");
             drop(leaves);
-            run_small("deep-drop", &peak, move || drop_from_the_root(levels));
+            if mechanism == Mechanism::Signal {
+                run_small("deep-drop", &peak, move || drop_from_the_root(levels));
+            } else {
+                // Only the root is held: its put releases whatever the tree still holds.
+                let root = levels.pop().expect("depth >= 1");
+                drop(levels);
+                run_small("deep-drop", &peak, move || drop(root));
+            }
         }
         Mechanism::Enable => {
             let (levels, mut leaves) = run_small("deep-build", &peak, || build_bare::<B>(depth));
@@ -375,7 +392,7 @@ fn probe<B: Backend>(mechanism: Mechanism, depth: usize, seed: u64) -> i32 {
     ]);
     if outcome.failed() {
         for problem in &outcome.problems {
-            eprintln!("{problem}");
+            contained::problem(problem);
         }
         return 1;
     }
