@@ -568,21 +568,15 @@ fn stub_ops<B: Backend>() -> StdArc<dyn FenceOps<B>> {
 
 /// A new stub signalled at `at`, not shared (`dma_fence_allocate_private_stub`).
 pub(crate) fn private_stub<B: Backend>(at: Instant) -> Fence<B> {
-    Fence::new(
-        0,
-        0,
-        stub_ops(),
-        Birth {
-            seqno64: false,
-            container: false,
-            inert: true,
-            signaled_at: Some(at),
-        },
-    )
+    new_stub(Some(at))
 }
 
 /// A pending fence with the stub's identity, for callers that set an error before signalling.
 pub(crate) fn private_stub_pending<B: Backend>() -> Fence<B> {
+    new_stub(None)
+}
+
+fn new_stub<B: Backend>(signaled_at: Option<Instant>) -> Fence<B> {
     Fence::new(
         0,
         0,
@@ -591,7 +585,7 @@ pub(crate) fn private_stub_pending<B: Backend>() -> Fence<B> {
             seqno64: false,
             container: false,
             inert: true,
-            signaled_at: None,
+            signaled_at,
         },
     )
 }
