@@ -197,11 +197,6 @@ impl<B: Backend> FenceChain<B> {
         &self.scheme
     }
 
-    /// True if the link's own fence has signalled (released counts as signalled).
-    pub(crate) fn own_fence_done(&self) -> bool {
-        self.fence().is_none_or(|f| f.is_signaled_shallow())
-    }
-
     /// The earliest failure recorded on this link so far (final once it has signalled).
     pub(crate) fn failure(&self) -> Option<Failure> {
         // Acquire: pairs with `record_failure`'s Release store.
@@ -405,10 +400,19 @@ impl<B: Backend> fmt::Debug for ChainWalk<B> {
 fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
     let chain = current.as_chain()?;
     loop {
-        let prev = chain.prev()?;
+        // One read-side section for both slot reads of the step (`prev` and, on schemes that
+        // hold members in RCU slots, its own fence): each would otherwise pin on its own, and
+        // the pin (a full fence) is most of a read's cost. Only clones leave the section;
+        // nothing is dropped or polled inside it (a poll may run callbacks, which must not
+        // run in a reader's section).
+        let mut guard = rcu::pin::<rcu::DefaultReclaimer>();
+        let prev = chain.prev.load(&mut guard).map(|p| Fence::clone(&p))?;
         let replacement = match prev.as_chain() {
             Some(prev_chain) => {
-                if !prev_chain.own_fence_done() {
+                let own = MembersOf::<B>::get_in(&prev_chain.fence, &mut guard);
+                drop(guard);
+                // Its own fence has signalled (released counts as signalled)?
+                if !own.is_none_or(|f| f.is_signaled_shallow()) {
                     return Some(prev);
                 }
                 // Read order matters: the collected link's callbacks record an input's
@@ -422,6 +426,7 @@ fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
                 replacement
             }
             None => {
+                drop(guard);
                 if !prev.is_signaled_shallow() {
                     return Some(prev);
                 }

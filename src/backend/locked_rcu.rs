@@ -73,6 +73,10 @@ impl MemberScheme<LockedRcu> for Members {
         member.load_clone()
     }
 
+    fn get_in(member: &Self::Member, guard: &mut rcu::Guard) -> Option<Fence<LockedRcu>> {
+        member.load(guard).map(|f| Fence::clone(&f))
+    }
+
     fn is_held(member: &Self::Member) -> bool {
         !member.is_empty()
     }

@@ -217,6 +217,13 @@ pub(crate) trait MemberScheme<B: Backend>: 'static {
     fn hold(fence: Fence<B>) -> Self::Member;
     /// A new reference to the member, if still held.
     fn get(member: &Self::Member) -> Option<Fence<B>>;
+    /// As [`MemberScheme::get`], reading through `guard`, a read-side section the caller
+    /// holds: a scheme whose members sit in RCU slots then pins once for several reads
+    /// (pinning is most of a slot read's cost). Only the clone leaves the section.
+    fn get_in(member: &Self::Member, guard: &mut ::rcu::Guard) -> Option<Fence<B>> {
+        let _ = guard;
+        Self::get(member)
+    }
     /// True if the member is still held (a racy snapshot).
     fn is_held(member: &Self::Member) -> bool;
     /// Called by a container's callback once the member has signalled (after its error was

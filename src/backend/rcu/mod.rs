@@ -280,6 +280,10 @@ impl MemberScheme<Rcu> for Members {
         member.load_clone()
     }
 
+    fn get_in(member: &Self::Member, guard: &mut rcu::Guard) -> Option<Fence<Rcu>> {
+        member.load(guard).map(|f| Fence::clone(&f))
+    }
+
     fn is_held(member: &Self::Member) -> bool {
         !member.is_empty()
     }

@@ -55,7 +55,7 @@ pub(crate) fn now_ns() -> u64 {
 }
 
 /// A fence's signal time on the [`now_ns`] scale (now if it has no timestamp yet).
-fn signal_ns(f: &Fence<impl Backend>) -> u64 {
+pub(crate) fn signal_ns(f: &Fence<impl Backend>) -> u64 {
     f.timestamp().map_or_else(now_ns, |t| {
         t.saturating_duration_since(*EPOCH).as_nanos() as u64 + 1
     })

@@ -18,6 +18,10 @@
 //! `dma_fence_chain_find_seqno`): neither carries the errors of the points above it that
 //! had already signalled. Lookups where such a point had failed are counted in a note.
 //!
+//! Latency: from the signal of the point that completed the found fence (the last of the
+//! points it covers to signal) to the lookup's callback, as the networks measure a
+//! container's, so that every scheme is timed over the same interval.
+//!
 //! The unit is an **action**: one point added, one point looked up (with its callback), or
 //! one point signalled (a retirement counts each point it signals).
 
@@ -28,7 +32,7 @@ use std::thread;
 use rand::Rng;
 use rcu_fence::{Backend, Fence, Syncobj, Timeline};
 
-use super::net::{Builder, inject_error};
+use super::net::{Builder, inject_error, now_ns, signal_ns};
 use super::{RunConfig, Scenario, Stop};
 use crate::checks::{CALLBACKS, Checks, Errors, Op, latency};
 use crate::report::Outcome;
@@ -49,8 +53,10 @@ struct Generation<B: Backend> {
     /// its flag: a point counts as signalled once its flag is set, before its callbacks run
     /// (a chain walk or poll on another thread may rely on it in between).
     points: Mutex<Vec<Fence<B>>>,
-    /// Points all signalled below this index (advanced lazily by the checkers).
-    low_water: Mutex<usize>,
+    /// Points all signalled below this index (advanced lazily by the checkers), and for
+    /// each point below it the latest signal time among the points up to it (on the
+    /// `net::now_ns` scale): when a fence covering those points was completed.
+    low_water: Mutex<(usize, Vec<u64>)>,
     /// Submitted points not yet signalled.
     pending: Mutex<Vec<Fence<B>>>,
     /// The lowest point failed so far (`usize::MAX`: none), recorded before that point
@@ -64,7 +70,7 @@ impl<B: Backend> Generation<B> {
             obj: Syncobj::new_in(B::default()),
             timeline: Timeline::new_in("syncobj", B::default()),
             points: Mutex::new(Vec::new()),
-            low_water: Mutex::new(0),
+            low_water: Mutex::new((0, Vec::new())),
             pending: Mutex::new(Vec::new()),
             first_failed: AtomicUsize::new(usize::MAX),
         })
@@ -98,11 +104,21 @@ impl<B: Backend> Generation<B> {
     /// True if every point up to `point` has signalled.
     fn all_signalled_up_to(&self, point: usize) -> bool {
         let points = self.points.lock().unwrap_or_else(|e| e.into_inner());
-        let mut low = self.low_water.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.low_water.lock().unwrap_or_else(|e| e.into_inner());
+        let (low, completed) = &mut *guard;
         while *low < points.len() && points[*low].test_signaled_flag() {
+            let at = signal_ns(&points[*low]).max(completed.last().copied().unwrap_or(0));
+            completed.push(at);
             *low += 1;
         }
         *low >= point
+    }
+
+    /// When the last of points 1..=`point` signalled, once they all have (the checkers have
+    /// advanced the low-water mark past them); `None` if not known yet.
+    fn completed_at(&self, point: usize) -> Option<u64> {
+        let guard = self.low_water.lock().unwrap_or_else(|e| e.into_inner());
+        point.checked_sub(1).and_then(|i| guard.1.get(i).copied())
     }
 
     fn take_pending(&self, rng: &mut impl Rng) -> Option<Fence<B>> {
@@ -291,8 +307,17 @@ fn worker<B: Backend>(
                     ));
                 }
                 check_found(f, point, &g, &errors, &stubs_seen);
-                if let Some(at) = f.timestamp() {
-                    latency::record(at.elapsed().as_nanos() as u64);
+                // From the signal of the point that completed `f` (the last of the points
+                // it covers) to this callback, as the networks measure a container's:
+                // `f`'s own timestamp would leave out, on the classic scheme, the irq_work
+                // and re-arm walk between that point's signal and the link's.
+                let covers = if f.as_chain().is_some() {
+                    (f.seqno() as usize).max(point)
+                } else {
+                    point
+                };
+                if let Some(at) = g.completed_at(covers) {
+                    latency::record(now_ns().saturating_sub(at));
                 }
                 ticket.ran();
                 drop(live);
