@@ -6,7 +6,8 @@
 //! - **Measured** (the row's throughput and latency): rounds of the checked shape at depth
 //!   `min(D, ROUND_DEPTH)` in this process, run by `shapes::rounds`: every level watched
 //!   as it is built (one in eight any-mode), the leaves signalled from every thread in a
-//!   random order while the meddling thread polls, unwraps and merges levels, then dropped.
+//!   random order while the meddling thread makes its fixed count of polls, unwraps and merges
+//!   of levels, then dropped.
 //!   A depth every backend survives, for half the scenario's budget; the unit is a node.
 //! - **Probed** (the depth columns): each mechanism alone, in child processes (see
 //!   `contained`) at depths 10, 100, ... up to D, narrowed down after the first failure, on

@@ -4,15 +4,16 @@
 //! Each round builds a checked network (see `net`: every node watched as it is built, its
 //! container rule and the error rule checked when it signals), signals every leaf from all
 //! threads in a random order (one leaf in 64 fails with an injected error first) while a
-//! meddling thread polls, unwraps and merges random containers of the round (checking that
-//! none of them loses an error), checks that every container has signalled once every
+//! meddling thread makes a fixed number of polls, unwraps and merges of random containers
+//! of the round (checking that none of them loses an error), checks that every container has signalled once every
 //! leaf's signal has returned, and drops everything. Rounds repeat until the budget runs
 //! out. The signalling threads have 256 KiB stacks whose peak use is measured.
 //!
 //! Every random draw comes from the scenario's seed, so every backend builds the same
-//! networks and signals them in the same per-thread order: the unit of work, a **node**
-//! (one leaf or container built, watched, signalled or completed, and dropped), is the same
-//! on every backend.
+//! networks, signals them in the same per-thread order and meddles with them by the same
+//! operations: the unit of work, a **node** (one leaf or container built, watched,
+//! signalled or completed, and dropped, with the round's share of meddling), is the same on
+//! every backend.
 //!
 //! - `wide`: thousands of leaves under one all-mode and one any-mode array, plus all-mode
 //!   arrays over random quarters of them.
@@ -24,7 +25,6 @@
 //!   sits in several containers at different depths.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use rand::Rng;
@@ -77,7 +77,6 @@ pub(crate) fn rounds<S: Shape, B: Backend>(
         round.leaves.shuffle(&mut rng);
         let chunk = round.leaves.len().div_ceil(cfg.threads).max(1);
         let meddler_seed = rng.random::<u64>();
-        let signalled = AtomicBool::new(false);
         main.at(Op::Signal);
         thread::scope(|s| {
             let mut handles = Vec::new();
@@ -100,19 +99,15 @@ pub(crate) fn rounds<S: Shape, B: Backend>(
                     },
                 ));
             }
-            let (containers, signalled) = (&round.containers, &signalled);
-            let meddler = s.spawn(move || {
-                meddle(containers, cfg.rng(meddler_seed), checks, signalled);
-            });
+            let containers = &round.containers;
+            handles.push(s.spawn(move || {
+                meddle(containers, cfg.rng(meddler_seed), checks);
+            }));
             // Joined explicitly: a joined thread has also run its thread-local
             // destructors, which hand its deferred garbage to the reclaimer.
             for h in handles {
                 h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             }
-            signalled.store(true, Ordering::Release);
-            meddler
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
         });
         // Every backend completes a container on the thread whose signal (or poll)
         // completed it, before that call returns (`Locked` runs its irq_work as that thread
@@ -151,23 +146,22 @@ pub(crate) fn rounds<S: Shape, B: Backend>(
 /// more where signalled members are kept (`Locked`) than where they are released (`Rcu`).
 const MEDDLE_LEAVES: u64 = 4096;
 
-/// The meddling thread of a round: until every leaf's signal has returned, polls, unwraps
-/// and merges random containers of the round, as a driver's other threads would while the
-/// network signals (`check_unwrap` and `check_merge` check what comes out).
-///
-/// It never holds a round up: a walk gives up (unchecked) once the leaves have all been
-/// signalled or after [`MEDDLE_LEAVES`], and a merge is tried only on a container whose
-/// walk came in under that bound, so the same signalling work is timed on every backend.
-fn meddle<B: Backend>(
-    containers: &[Fence<B>],
-    mut rng: SmallRng,
-    checks: &Checks,
-    signalled: &AtomicBool,
-) {
+/// The meddling thread's operations per round. A fixed count, the same on every backend: a
+/// meddler that ran until the signals were done would do as many operations as the scheme
+/// made room for, so the round's work (and the CPU the meddler takes from the signallers
+/// on a small machine) would differ by scheme.
+const MEDDLE_OPS: usize = 32;
+
+/// The meddling thread of a round: [`MEDDLE_OPS`] polls, unwraps and merges of random
+/// containers of the round, made while the network signals as a driver's other threads
+/// would (`check_unwrap` and `check_merge` check what comes out). A walk gives up
+/// (unchecked) after [`MEDDLE_LEAVES`], and a merge is tried only on a container whose walk
+/// came in under that bound.
+fn meddle<B: Backend>(containers: &[Fence<B>], mut rng: SmallRng, checks: &Checks) {
     let heart = checks.watch.helper(MEDDLER);
     let mut writer = checks.ledger.writer();
-    let give_up = |n: u64| n > MEDDLE_LEAVES || signalled.load(Ordering::Relaxed);
-    while !signalled.load(Ordering::Acquire) {
+    let give_up = |n: u64| n > MEDDLE_LEAVES;
+    for _ in 0..MEDDLE_OPS {
         let Some(c) = containers.choose(&mut rng) else {
             break;
         };
