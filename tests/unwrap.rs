@@ -77,6 +77,7 @@ fn unwrap_chain_of_arrays<B: Backend>() {
         unwrap(links.last().unwrap()),
         &[&fs[2], &fs[3], &fs[0], &fs[1]],
     );
+    signal_all(fs.iter());
 }
 
 fn unwrap_nested_mix<B: Backend>() {
@@ -96,6 +97,16 @@ fn unwrap_nested_mix<B: Backend>() {
         array(&[array(std::slice::from_ref(&v))]),
     ]);
     assert_fences(unwrap(&top), &[&y, &z, &x, &w, &v]);
+    signal_all([&v, &w, &x, &y, &z]);
+}
+
+/// Fences must signal (the kernel's selftests signal theirs before the final put too): on
+/// `LockedRcu` a container built over a container enables it at once, and an enabled
+/// container and its pending members keep each other alive until they signal.
+fn signal_all<'a, B: Backend>(fences: impl IntoIterator<Item = &'a Fence<B>>) {
+    for f in fences {
+        f.signal().unwrap();
+    }
 }
 
 fn unwrap_skips_signalled_links<B: Backend>() {
@@ -199,6 +210,7 @@ fn merge_complex<B: Backend>() {
     let links = chain(&[m12.clone(), arr.clone(), f2.clone()]);
     let m = merge(&[m12, m21, arr, links[2].clone(), f1.clone()]).unwrap();
     assert_fences(members(&m), &[&f1, &f2]);
+    signal_all([&f1, &f2]);
 }
 
 fn merge_complex_seqno<B: Backend>() {
@@ -212,6 +224,7 @@ fn merge_complex_seqno<B: Backend>() {
     let links = chain(&[a2.clone(), y]);
     let m = merge(&[x, links[1].clone()]).unwrap();
     assert_fences(members(&m), &[&a3, &b2]);
+    signal_all([&a1, &a2, &a3, &b1, &b2]);
 }
 
 fn merge_leaves_out_signalled<B: Backend>() {
