@@ -107,7 +107,7 @@ pub(crate) fn settle(baseline: &[(&'static Live, i64)], patience: Duration) -> (
             let total = left.iter().map(|(_, n)| n.unsigned_abs()).sum();
             let notes = left
                 .iter()
-                .map(|(name, n)| format!("{n} {name} still alive at the end"))
+                .map(|(name, n)| format!("{name} still alive at the end: {n}"))
                 .collect();
             return (total, notes);
         }
