@@ -150,8 +150,8 @@ fn lead(x: f64) -> String {
 
 /// What the bracket allows one to say.
 fn reading(m: &Measured, backend: &str, baseline: &str) -> String {
-    if (m.value - 1.0).abs() < 0.005 {
-        // A lead that would print as "0 %" (counted bytes that differ by a few).
+    if m.lo == m.hi && (m.value - 1.0).abs() < 0.005 {
+        // A counted figure whose lead would print as "0 %" (bytes that differ by a few).
         "the same to within 0.5 %".into()
     } else if m.hi < 1.0 {
         format!("`{backend}` ahead, {}", lead(m.value))
