@@ -51,10 +51,8 @@ use crate::backend::state::Birth;
 use crate::backend::{
     Backend, ContainerKind, MemberOf, MemberScheme, MembersOf, Node, NodeVtable, Rcu,
 };
-use crate::context::context_alloc;
 use crate::error::FenceError;
-use crate::fence::Fence;
-use crate::fence::FenceOps;
+use crate::fence::{Fence, FenceOps, context_alloc};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
 
 /// One member and the array's callback on it.

@@ -42,10 +42,8 @@ use crate::backend::state::Birth;
 use crate::backend::{
     Backend, ChainStateOf, ContainerKind, MemberOf, MemberScheme, MembersOf, Rcu,
 };
-use crate::context::context_alloc;
 use crate::error::{Errno, FenceError};
-use crate::fence::Fence;
-use crate::fence::FenceOps;
+use crate::fence::{Fence, FenceOps, context_alloc};
 use crate::sync::{AtomicBool, Mutex, Ordering};
 
 /// A point's failure as a chain records it: the code, the point it came from, and that

@@ -6,7 +6,9 @@
 //! ops are the array's, as in the kernel) and its state (the state word and the list word,
 //! `backend::state`). How it signals and keeps callbacks is the backend's fence scheme
 //! (`backend::rcu`, `backend::locked`). This module knows no container: `as_array` and
-//! `as_chain` are defined beside the containers, by downcasting the ops.
+//! `as_chain` are defined beside the containers, by downcasting the ops. Context ids come
+//! from here too ([`context_alloc`], `dma_fence_context_alloc`), so that containers, which
+//! take fresh contexts, need nothing above the fence.
 //!
 //! # Layout
 //! One allocation of 64 bytes, the kernel's `sizeof(struct dma_fence)`: the reference counts
@@ -20,6 +22,7 @@ use std::any::Any;
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::sync::Arc as StdArc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::backend::state::{Birth, FenceState};
@@ -637,4 +640,46 @@ unsafe impl<B: Backend> rcu::Pointer for Fence<B> {
         // SAFETY: the trait's contract: `ptr` came from `into_raw` and ownership returns once.
         unsafe { Fence::from_raw(ptr as *const ()) }
     }
+}
+
+/// The next context to hand out. Context 0 is never handed out: the stub uses it.
+static NEXT_CONTEXT: AtomicU64 = AtomicU64::new(1);
+
+/// Reserves `n` consecutive fresh context ids and returns the first (`dma_fence_context_alloc`).
+///
+/// Ids are unique for the life of the process and never 0. `n == 0` reserves nothing and
+/// returns the id the next allocation will start at.
+///
+/// # Panics
+///
+/// If the 64-bit id space is exhausted (ids would repeat, and fences of unrelated timelines
+/// would then be ordered and merged as one). [`try_context_alloc`] reports it instead.
+///
+/// ```
+/// let a = rcu_fence::context_alloc(2);
+/// let b = rcu_fence::context_alloc(1);
+/// assert!(a > 0 && b >= a + 2);
+/// ```
+pub fn context_alloc(n: u64) -> u64 {
+    match try_context_alloc(n) {
+        Ok(first) => first,
+        Err(_) => panic!("rcu_fence::context_alloc({n}): the 64-bit context id space is exhausted"),
+    }
+}
+
+/// Like [`context_alloc`], but `Err(ContextsExhausted)` instead of a panic when fewer than
+/// `n` ids are left; nothing is reserved then.
+///
+/// ```
+/// use rcu_fence::{FenceError, try_context_alloc};
+/// assert!(try_context_alloc(1).unwrap() > 0);
+/// assert_eq!(try_context_alloc(u64::MAX), Err(FenceError::ContextsExhausted));
+/// ```
+pub fn try_context_alloc(n: u64) -> Result<u64, FenceError> {
+    // Relaxed: only the uniqueness of the returned range matters, which the RMW gives.
+    NEXT_CONTEXT
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
+            next.checked_add(n)
+        })
+        .map_err(|_| FenceError::ContextsExhausted)
 }

@@ -55,12 +55,12 @@ pub use crate::backend::locked::lockdep;
 pub use crate::backend::{Backend, Locked, LockedRcu, Rcu};
 pub use crate::callback::{CallbackId, CallbackRegistration};
 pub use crate::chain::{ChainWalk, FenceChain, chain_find_seqno, chain_walk};
-pub use crate::context::{Timeline, TimelineNew, context_alloc, try_context_alloc};
+pub use crate::context::{Timeline, TimelineNew};
 pub use crate::driver::DriverFence;
 pub use crate::error::{AlreadySignaled, Errno, FenceError, Status};
 #[cfg(all(any(target_os = "linux", target_os = "android"), not(loom)))]
 pub use crate::fd::FenceFd;
-pub use crate::fence::{Fence, FenceOps, stub};
+pub use crate::fence::{Fence, FenceOps, context_alloc, stub, try_context_alloc};
 pub use crate::future::FenceFuture;
 pub use crate::syncobj::{FindFence, Syncobj, SyncobjNew};
 pub use crate::unwrap::{Unwrap, merge, unwrap, unwrap_leaves};

@@ -119,7 +119,12 @@ mod cell {
 /// A loom-tracked token: embedded in memory the library allocates itself (outside loom's
 /// `Arc`), so that loom's leak check also covers it. Zero-sized outside loom.
 #[derive(Debug, Default)]
-pub(crate) struct LeakCheck(#[cfg(loom)] loom::sync::Arc<()>);
+pub(crate) struct LeakCheck(
+    // Held only to be dropped with its owner: loom reports it if the owner leaks.
+    #[cfg(loom)]
+    #[allow(dead_code)]
+    loom::sync::Arc<()>,
+);
 
 impl LeakCheck {
     pub(crate) fn new() -> Self {

@@ -19,9 +19,8 @@ use smallvec::SmallVec;
 use crate::array::FenceArray;
 use crate::backend::{Backend, Rcu};
 use crate::chain::{ChainWalk, chain_walk, recorded_error_of};
-use crate::context::context_alloc;
 use crate::error::{Errno, FenceError};
-use crate::fence::{Fence, seqno_is_later};
+use crate::fence::{Fence, context_alloc, seqno_is_later};
 
 enum Cursor<B: Backend> {
     One(Option<Fence<B>>),

@@ -14,7 +14,7 @@
 
 use std::cell::RefCell;
 
-use super::{CLASSES, LockClass, Snapshot};
+use super::{LockClass, Snapshot};
 
 /// One lock this thread holds.
 struct HeldLock {
@@ -104,7 +104,8 @@ mod counters {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-    use super::{CLASSES, HeldLock, LockClass, Snapshot};
+    use super::super::CLASSES;
+    use super::{HeldLock, LockClass, Snapshot};
 
     /// The process-wide counters.
     struct Global {
