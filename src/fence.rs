@@ -414,29 +414,39 @@ impl<B: Backend> Clone for Fence<B> {
 }
 
 impl<B: Backend> Drop for Fence<B> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: `self.inner` is not used again after this point.
         let arc = unsafe { ManuallyDrop::take(&mut self.inner) };
-        if !FencesOf::<B>::FLAT_DROP
-            || Arc::strong_count(&arc) > 1
-            || (arc.state.word.load().is_inert() && !arc.state.has_linked())
-        {
+        if !FencesOf::<B>::FLAT_DROP || Arc::strong_count(&arc) > 1 {
             // The classic scheme: a plain recursive release, as the kernel's final put. And
-            // on every scheme, a release that cannot cascade: a handle that is not the last
-            // one (if another is dropped at the same time and this one turns out to be the
-            // last after all, the release below it opens a work scope of its own, so the
-            // stack grows by one level at most), or the last handle of a fence whose ops own
-            // nothing and which has no callback left to run.
+            // on every scheme, a handle that is not the last one: if another is dropped at
+            // the same time and this one turns out to be the last after all, the release
+            // below it opens a work scope of its own, so the stack grows by one level at
+            // most. This is the path of nearly every drop (a walk's clones, a lookup's
+            // answer), so it stays inline; the last handle's release is out of line.
             drop(arc);
-        } else if work::is_active() {
-            // Inside an operation: release later from the work list, so that a container's
-            // drop never recurses into its members' drops.
-            let raw = Arc::into_raw(arc) as *const ();
-            // SAFETY: `drop_raw::<B>` takes back exactly this `Arc` once (obligations 1, 2).
-            work::push(unsafe { Job::new(raw, std::ptr::null(), drop_raw::<B>) });
         } else {
-            work::scope(|_| drop(arc));
+            release_last(arc);
         }
+    }
+}
+
+/// Releases what may be the last handle of a fence on a scheme that flattens releases.
+#[inline(never)]
+fn release_last<B: Backend>(arc: Arc<FenceInner<B>>) {
+    if arc.state.word.load().is_inert() && !arc.state.has_linked() {
+        // A fence whose ops own nothing and which has no callback left to run: its release
+        // cannot cascade.
+        drop(arc);
+    } else if work::is_active() {
+        // Inside an operation: release later from the work list, so that a container's
+        // drop never recurses into its members' drops.
+        let raw = Arc::into_raw(arc) as *const ();
+        // SAFETY: `drop_raw::<B>` takes back exactly this `Arc` once (obligations 1, 2).
+        work::push(unsafe { Job::new(raw, std::ptr::null(), drop_raw::<B>) });
+    } else {
+        work::scope(|_| drop(arc));
     }
 }
 

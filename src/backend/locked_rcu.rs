@@ -73,6 +73,7 @@ impl MemberScheme<LockedRcu> for Members {
         member.load_clone()
     }
 
+    #[inline]
     fn get_in(member: &Self::Member, guard: &mut rcu::Guard) -> Option<Fence<LockedRcu>> {
         member.load(guard).map(|f| Fence::clone(&f))
     }

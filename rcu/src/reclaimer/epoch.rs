@@ -128,6 +128,7 @@ impl Ops for Epoch {
         EpochGuard { _pinned: pin() }
     }
 
+    #[inline]
     fn protect(_guard: &mut EpochGuard, src: &AtomicPtr<()>) -> *mut () {
         // Acquire: pairs with the Release of the store that published the
         // pointer; the pointee's initialisation is visible.

@@ -280,6 +280,7 @@ impl MemberScheme<Rcu> for Members {
         member.load_clone()
     }
 
+    #[inline]
     fn get_in(member: &Self::Member, guard: &mut rcu::Guard) -> Option<Fence<Rcu>> {
         member.load(guard).map(|f| Fence::clone(&f))
     }
