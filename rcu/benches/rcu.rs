@@ -4,8 +4,8 @@
 
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -141,19 +141,25 @@ fn reads<C: Cell>(cell: &C, iters: u64, writer: bool) -> Duration {
         }
         return start.elapsed();
     }
-    let stop = AtomicBool::new(false);
-    let barrier = Barrier::new(2);
+    let (stop, writing) = (AtomicBool::new(false), AtomicBool::new(false));
     std::thread::scope(|s| {
         s.spawn(|| {
-            barrier.wait();
             let mut v = 0;
             while !stop.load(Ordering::Relaxed) {
                 v += 1;
                 cell.write(v);
+                if v == 1 {
+                    // Relaxed: a start signal; nothing is published through it.
+                    writing.store(true, Ordering::Relaxed);
+                }
             }
             cell.flush();
         });
-        barrier.wait();
+        // The clock starts once the writer is writing, not when its thread was woken: a
+        // short round could otherwise end before the writer ran at all.
+        while !writing.load(Ordering::Relaxed) {
+            std::hint::spin_loop();
+        }
         let start = Instant::now();
         for _ in 0..iters {
             black_box(cell.read());
