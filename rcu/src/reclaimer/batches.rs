@@ -249,6 +249,11 @@ pub(crate) fn defer<G: Grace>(job: Job) {
     let full = LOCAL.try_with(|l| {
         l.hand_over.set(Some(hand_over::<G>));
         let mut jobs = l.jobs.borrow_mut();
+        if jobs.capacity() == 0 {
+            // A fresh batch (the last one was handed over): one allocation of its
+            // whole size, not a series of doublings that each copy and free.
+            jobs.reserve_exact(BATCH);
+        }
         jobs.extend(job.take());
         jobs.len() >= BATCH
     });
