@@ -103,7 +103,24 @@ fn b11() {
     rounds.run();
 }
 
+/// `RCU_FENCE_PROFILE=<backend>:<jobs>` runs one whole B11 run on that backend and exits:
+/// for `valgrind --tool=callgrind`, `perf stat` and `perf record` on one backend at a time.
+fn profile(spec: &str) {
+    let (backend, jobs) = spec.split_once(':').unwrap_or((spec, "20000"));
+    let jobs: usize = jobs.parse().expect("RCU_FENCE_PROFILE=<backend>:<jobs>");
+    let mut ran = false;
+    for_each_backend!(|B| if B::NAME == backend {
+        let t = run::<B>(jobs);
+        println!("b11 {backend}: {jobs} jobs in {t:?}");
+        ran = true;
+    });
+    assert!(ran, "no backend named {backend}");
+}
+
 fn main() {
     common::setup();
+    if let Ok(spec) = std::env::var("RCU_FENCE_PROFILE") {
+        return profile(&spec);
+    }
     b11();
 }
