@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use super::support::{Counted, counter};
 use crate::{Guard, Reclaimer, Slot, Slots, defer, flush, pin, synchronize};
@@ -250,8 +251,19 @@ fn defer_ignores_readers<R: Reclaimer>() {
     let guard = pin::<R>();
     let flag = ran.clone();
     defer::<R>(move || flag.store(true, SeqCst));
+    // `flush` offers the closure to a reclamation pass without waiting: a pass that a test
+    // running alongside has already started may take it and run it a moment later. Offer
+    // again until it has run (bounded), still inside this thread's section.
+    let deadline = Instant::now() + Duration::from_secs(10);
     flush::<R>();
-    assert!(ran.load(SeqCst));
+    while !ran.load(SeqCst) && Instant::now() < deadline {
+        thread::yield_now();
+        flush::<R>();
+    }
+    assert!(
+        ran.load(SeqCst),
+        "a deferred closure waited for a reader's section"
+    );
     drop(guard);
 }
 
