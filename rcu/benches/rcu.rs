@@ -1,6 +1,7 @@
 //! B10: the read side of each reclaimer (epoch, hazard pointers, the lock-based reference)
-//! against arc-swap and a bare `Arc` read, alone and beside a writer; and the memory a
-//! stalled reader makes the writer hold back.
+//! against arc-swap and a bare `Arc` read, alone; and the memory a stalled reader makes the
+//! writer hold back. The same reads beside a writer are measured by the fence package's
+//! `reclaim` bench, in interleaved rounds (two threads on two cores swing between runs).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -132,49 +133,19 @@ impl Cell for Floor {
     }
 }
 
-/// Times `iters` reads, with a writer replacing the value on another thread if `writer`.
-fn reads<C: Cell>(cell: &C, iters: u64, writer: bool) -> Duration {
-    if !writer {
-        let start = Instant::now();
-        for _ in 0..iters {
-            black_box(cell.read());
-        }
-        return start.elapsed();
+/// Times `iters` reads.
+fn reads<C: Cell>(cell: &C, iters: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        black_box(cell.read());
     }
-    let (stop, writing) = (AtomicBool::new(false), AtomicBool::new(false));
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut v = 0;
-            while !stop.load(Ordering::Relaxed) {
-                v += 1;
-                cell.write(v);
-                if v == 1 {
-                    // Relaxed: a start signal; nothing is published through it.
-                    writing.store(true, Ordering::Relaxed);
-                }
-            }
-            cell.flush();
-        });
-        // The clock starts once the writer is writing, not when its thread was woken: a
-        // short round could otherwise end before the writer ran at all.
-        while !writing.load(Ordering::Relaxed) {
-            std::hint::spin_loop();
-        }
-        let start = Instant::now();
-        for _ in 0..iters {
-            black_box(cell.read());
-        }
-        let elapsed = start.elapsed();
-        stop.store(true, Ordering::Relaxed);
-        elapsed
-    })
+    start.elapsed()
 }
 
-fn read_variant<C: Cell>(group: &mut BenchmarkGroup<'_, WallTime>, writer: bool) {
+fn read_variant<C: Cell>(group: &mut BenchmarkGroup<'_, WallTime>) {
     let cell = C::new();
-    let param = if writer { "1reader_1writer" } else { "1reader" };
-    group.bench_function(BenchmarkId::new(C::NAME, param), |b| {
-        b.iter_custom(|iters| reads(&cell, iters, writer))
+    group.bench_function(BenchmarkId::new(C::NAME, "1reader"), |b| {
+        b.iter_custom(|iters| reads(&cell, iters))
     });
 }
 
@@ -258,15 +229,11 @@ fn main() {
     }
 
     let mut group = c.benchmark_group("b10_rcu_read");
-    for writer in [false, true] {
-        if !writer {
-            read_variant::<Floor>(&mut group, false);
-        }
-        read_variant::<RcuCell<Epoch>>(&mut group, writer);
-        read_variant::<RcuCell<Hazard>>(&mut group, writer);
-        read_variant::<RcuCell<Reference>>(&mut group, writer);
-        read_variant::<ArcSwapCell>(&mut group, writer);
-    }
+    read_variant::<Floor>(&mut group);
+    read_variant::<RcuCell<Epoch>>(&mut group);
+    read_variant::<RcuCell<Hazard>>(&mut group);
+    read_variant::<RcuCell<Reference>>(&mut group);
+    read_variant::<ArcSwapCell>(&mut group);
     group.finish();
     c.final_summary();
 }

@@ -62,7 +62,7 @@ const TARGETS: &[Target] = &[
     Target {
         package: "rcu",
         bench: "rcu",
-        args: &["1reader$"],
+        args: &[],
     },
 ];
 
