@@ -49,7 +49,7 @@ use std::sync::Arc as StdArc;
 
 use crate::backend::state::Birth;
 use crate::backend::{
-    Backend, ContainerKind, MemberOf, MemberScheme, MembersOf, Node, NodeVtable, Rcu,
+    Backend, ContainerKind, Hold, MemberOf, MemberScheme, MembersOf, Node, NodeVtable, Rcu,
 };
 use crate::error::FenceError;
 use crate::fence::{Fence, FenceOps, context_alloc};
@@ -191,7 +191,7 @@ impl<B: Backend> FenceArray<B> {
                 Entry {
                     node: Node::new(&Self::VTABLE),
                     array: UnsafeCell::new(std::ptr::null()),
-                    member: MembersOf::<B>::hold(f),
+                    member: <MemberOf<B> as Hold<B>>::hold(f),
                 }
             })
             .collect();
@@ -233,16 +233,12 @@ impl<B: Backend> FenceArray<B> {
     /// The members the array still holds, in index order, as new references. Lock-free; on
     /// `Rcu` a member that has signalled after enabling is already released.
     pub fn fences(&self) -> impl Iterator<Item = Fence<B>> + '_ {
-        self.entries
-            .iter()
-            .filter_map(|e| MembersOf::<B>::get(&e.member))
+        self.entries.iter().filter_map(|e| e.member.get())
     }
 
     /// The member at `index`, if still held.
     pub fn fence(&self, index: usize) -> Option<Fence<B>> {
-        self.entries
-            .get(index)
-            .and_then(|e| MembersOf::<B>::get(&e.member))
+        self.entries.get(index).and_then(|e| e.member.get())
     }
 
     /// Finishes `entry`'s member after it signalled; true if this completed the array.
@@ -250,7 +246,7 @@ impl<B: Backend> FenceArray<B> {
         // The error is recorded (on the array's own fence, the first one sticks) before the
         // member is released: readers read the slot first, then the error.
         array.record_error(member.error());
-        MembersOf::<B>::signaled(&entry.member);
+        entry.member.signaled();
         if self.signal_on_any {
             // AcqRel: one transition 1 → 0 completes the array.
             self.pending.swap(0, Ordering::AcqRel) == 1
@@ -301,7 +297,7 @@ impl<B: Backend> FenceArray<B> {
     /// complete.
     fn enable(&self, fence: &Fence<B>) -> bool {
         for entry in self.entries.iter() {
-            let Some(member) = MembersOf::<B>::get(&entry.member) else {
+            let Some(member) = entry.member.get() else {
                 continue;
             };
             let held = Fence::clone(fence).into_raw();
@@ -347,7 +343,7 @@ impl<B: Backend> FenceArray<B> {
         };
         for entry in self.entries.iter() {
             // A released member has signalled (and its error was recorded first).
-            let finished = match MembersOf::<B>::get(&entry.member) {
+            let finished = match entry.member.get() {
                 // A member's flag is set before its callbacks run, so the array's own
                 // callback may not have recorded its error yet: record it here, or a
                 // "true" answer would signal the array without it.

@@ -40,7 +40,7 @@ use std::sync::Arc as StdArc;
 
 use crate::backend::state::Birth;
 use crate::backend::{
-    Backend, ChainStateOf, ContainerKind, MemberOf, MemberScheme, MembersOf, Rcu,
+    Backend, ChainStateOf, ContainerKind, Hold, MemberOf, MemberScheme, MembersOf, Rcu,
 };
 use crate::error::{Errno, FenceError};
 use crate::fence::{Fence, FenceOps, context_alloc};
@@ -147,7 +147,7 @@ impl<B: Backend> FenceChain<B> {
         let link = FenceChain {
             scheme: MembersOf::<B>::new_chain_state(prev.is_some()),
             prev: rcu::Slot::new(prev),
-            fence: MembersOf::<B>::hold(fence),
+            fence: <MemberOf<B> as Hold<B>>::hold(fence),
             prev_seqno,
             failure: Mutex::new(None),
             failed: AtomicBool::new(false),
@@ -167,7 +167,7 @@ impl<B: Backend> FenceChain<B> {
 
     /// The point's own fence, while the link still holds it (`dma_fence_chain_contained`).
     pub fn fence(&self) -> Option<Fence<B>> {
-        MembersOf::<B>::get(&self.fence)
+        self.fence.get()
     }
 
     /// The previous link (or plain fence), while held.
@@ -332,7 +332,7 @@ impl<B: Backend> fmt::Debug for FenceChain<B> {
         f.debug_struct("FenceChain")
             .field("prev_seqno", &self.prev_seqno)
             .field("holds_prev", &!self.prev.is_empty())
-            .field("holds_fence", &MembersOf::<B>::is_held(&self.fence))
+            .field("holds_fence", &self.fence.is_held())
             .finish()
     }
 }
@@ -407,7 +407,7 @@ fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
         let prev = chain.prev.load(&mut guard).map(|p| Fence::clone(&p))?;
         let replacement = match prev.as_chain() {
             Some(prev_chain) => {
-                let own = MembersOf::<B>::get_in(&prev_chain.fence, &mut guard);
+                let own = prev_chain.fence.get_in(&mut guard);
                 drop(guard);
                 // Its own fence has signalled (released counts as signalled)?
                 if !own.is_none_or(|f| f.is_signaled_shallow()) {

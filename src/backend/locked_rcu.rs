@@ -65,29 +65,6 @@ impl MemberScheme<LockedRcu> for Members {
     type Member = rcu::Slot<Fence<LockedRcu>>;
     type ChainState = ChainState<LockedRcu>;
 
-    fn hold(fence: Fence<LockedRcu>) -> Self::Member {
-        rcu::Slot::new(Some(fence))
-    }
-
-    fn get(member: &Self::Member) -> Option<Fence<LockedRcu>> {
-        member.load_clone()
-    }
-
-    #[inline]
-    fn get_in(member: &Self::Member, guard: &mut rcu::Guard) -> Option<Fence<LockedRcu>> {
-        member.load(guard).map(|f| Fence::clone(&f))
-    }
-
-    fn is_held(member: &Self::Member) -> bool {
-        !member.is_empty()
-    }
-
-    fn signaled(member: &Self::Member) {
-        // The container's reference goes; readers that still see it keep it alive until
-        // they leave their read-side section.
-        member.take();
-    }
-
     unsafe fn add_to_member(member: &Fence<LockedRcu>, node: NonNull<Node<LockedRcu>>) -> bool {
         // SAFETY: the caller's obligations are `add_node`'s.
         unsafe { locked::add_node_annotated(member, node, true) }

@@ -206,29 +206,58 @@ pub(crate) trait FenceScheme<B: Backend>: 'static {
     fn before_park() {}
 }
 
-/// How containers hold members and complete (see the module docs).
-pub(crate) trait MemberScheme<B: Backend>: 'static {
-    /// A container's hold on one member (an array member, a chain link's own fence).
-    type Member: Send + Sync;
-    /// A chain link's completion state in this scheme.
-    type ChainState: Send + Sync;
-
+/// A container's hold on one member (an array member, a chain link's own fence), as its
+/// scheme keeps it.
+pub(crate) trait Hold<B: Backend>: Send + Sync + Sized {
     /// Holds `fence` as a member.
-    fn hold(fence: Fence<B>) -> Self::Member;
+    fn hold(fence: Fence<B>) -> Self;
     /// A new reference to the member, if still held.
-    fn get(member: &Self::Member) -> Option<Fence<B>>;
-    /// As [`MemberScheme::get`], reading through `guard`, a read-side section the caller
-    /// holds: a scheme whose members sit in RCU slots then pins once for several reads
-    /// (pinning is most of a slot read's cost). Only the clone leaves the section.
-    fn get_in(member: &Self::Member, guard: &mut ::rcu::Guard) -> Option<Fence<B>> {
+    fn get(&self) -> Option<Fence<B>>;
+    /// As [`Hold::get`], reading through `guard`, a read-side section the caller holds: a
+    /// member in an RCU slot is then read without a pin of its own (pinning is most of a
+    /// slot read's cost). Only the clone leaves the section.
+    fn get_in(&self, guard: &mut ::rcu::Guard) -> Option<Fence<B>> {
         let _ = guard;
-        Self::get(member)
+        self.get()
     }
     /// True if the member is still held (a racy snapshot).
-    fn is_held(member: &Self::Member) -> bool;
+    fn is_held(&self) -> bool;
     /// Called by a container's callback once the member has signalled (after its error was
     /// recorded): releases it if the scheme does.
-    fn signaled(member: &Self::Member);
+    fn signaled(&self);
+}
+
+/// Members in RCU slots (`Rcu`, `LockedRcu`): released as they signal; readers that still
+/// see one keep it alive until they leave their read-side section.
+impl<B: Backend> Hold<B> for ::rcu::Slot<Fence<B>> {
+    fn hold(fence: Fence<B>) -> Self {
+        ::rcu::Slot::new(Some(fence))
+    }
+
+    fn get(&self) -> Option<Fence<B>> {
+        self.load_clone()
+    }
+
+    #[inline]
+    fn get_in(&self, guard: &mut ::rcu::Guard) -> Option<Fence<B>> {
+        self.load(guard).map(|f| Fence::clone(&f))
+    }
+
+    fn is_held(&self) -> bool {
+        !self.is_empty()
+    }
+
+    fn signaled(&self) {
+        self.take();
+    }
+}
+
+/// How containers hold members and complete (see the module docs).
+pub(crate) trait MemberScheme<B: Backend>: 'static {
+    /// A container's hold on one member.
+    type Member: Hold<B>;
+    /// A chain link's completion state in this scheme.
+    type ChainState: Send + Sync;
 
     /// Installs a container's callback `node` on its member `member` (the container's
     /// `enable_signaling` hook calls this, possibly under the container's lock):

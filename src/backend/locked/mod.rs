@@ -47,7 +47,9 @@ use std::time::Instant;
 
 use crate::backend::Node;
 use crate::backend::list::{self, Panic};
-use crate::backend::{Backend, ContainerKind, FenceScheme, Locked, MemberScheme, sealed::Sealed};
+use crate::backend::{
+    Backend, ContainerKind, FenceScheme, Hold, Locked, MemberScheme, sealed::Sealed,
+};
 use crate::error::{Errno, FenceError};
 use crate::fence::Fence;
 
@@ -241,6 +243,24 @@ pub(crate) fn nesting_warning<B: Backend>(kind: ContainerKind, member: &Fence<B>
 /// A classic container's hold on a member: the reference, until the container's release.
 pub(crate) struct Held(Fence<Locked>);
 
+impl Hold<Locked> for Held {
+    fn hold(fence: Fence<Locked>) -> Self {
+        Held(fence)
+    }
+
+    fn get(&self) -> Option<Fence<Locked>> {
+        Some(self.0.clone())
+    }
+
+    fn is_held(&self) -> bool {
+        true
+    }
+
+    fn signaled(&self) {
+        // The kernel's containers keep their members until their own release.
+    }
+}
+
 impl chain::Rearmed for Locked {
     fn rearm(link: &Fence<Locked>) -> &chain::ChainState<Locked> {
         link.as_chain()
@@ -252,22 +272,6 @@ impl chain::Rearmed for Locked {
 impl MemberScheme<Locked> for Members {
     type Member = Held;
     type ChainState = chain::ChainState<Locked>;
-
-    fn hold(fence: Fence<Locked>) -> Held {
-        Held(fence)
-    }
-
-    fn get(member: &Held) -> Option<Fence<Locked>> {
-        Some(member.0.clone())
-    }
-
-    fn is_held(_member: &Held) -> bool {
-        true
-    }
-
-    fn signaled(_member: &Held) {
-        // The kernel's containers keep their members until their own release.
-    }
 
     fn complete(container: Fence<Locked>) {
         // The member's callback runs under the member's lock; signalling the container here

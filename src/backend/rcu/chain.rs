@@ -29,7 +29,7 @@
 
 use std::ptr::NonNull;
 
-use crate::backend::{MemberScheme, Rcu};
+use crate::backend::{Hold, MemberScheme, Rcu};
 use crate::backend::{Node, NodeVtable};
 use crate::chain::FenceChain;
 use crate::fence::Fence;
@@ -166,7 +166,7 @@ fn finish(link: &Fence<Rcu>, input: Input, signaled: Option<&Fence<Rcu>>) -> boo
     }
     // The error is recorded before the input is released (walkers read the slot first).
     match input {
-        Input::Own => Members::signaled(chain.own_member()),
+        Input::Own => chain.own_member().signaled(),
         Input::Prev => {
             chain.prev_slot().take();
         }
@@ -181,7 +181,7 @@ pub(super) fn enable(link: &Fence<Rcu>) -> bool {
     let state = chain.scheme();
     for input in [Input::Own, Input::Prev] {
         let member = match input {
-            Input::Own => Members::get(chain.own_member()),
+            Input::Own => chain.own_member().get(),
             Input::Prev => chain.prev_slot().load_clone(),
         };
         let Some(fence) = member else {

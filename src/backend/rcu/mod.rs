@@ -272,29 +272,6 @@ impl MemberScheme<Rcu> for Members {
     type Member = rcu::Slot<Fence<Rcu>>;
     type ChainState = chain::ChainState;
 
-    fn hold(fence: Fence<Rcu>) -> Self::Member {
-        rcu::Slot::new(Some(fence))
-    }
-
-    fn get(member: &Self::Member) -> Option<Fence<Rcu>> {
-        member.load_clone()
-    }
-
-    #[inline]
-    fn get_in(member: &Self::Member, guard: &mut rcu::Guard) -> Option<Fence<Rcu>> {
-        member.load(guard).map(|f| Fence::clone(&f))
-    }
-
-    fn is_held(member: &Self::Member) -> bool {
-        !member.is_empty()
-    }
-
-    fn signaled(member: &Self::Member) {
-        // The container's reference goes; readers that still see it keep it alive until
-        // they leave their read-side section.
-        member.take();
-    }
-
     fn complete(container: Fence<Rcu>) {
         // No lock is held in a callback: signal directly. The kernel bounces this through
         // irq_work because its member callback runs under the member's lock.
