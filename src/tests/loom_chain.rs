@@ -19,6 +19,40 @@ fn seqnos(head: &Fence<Rcu>) -> Vec<u64> {
     chain_walk(head).map(|l| l.seqno()).collect()
 }
 
+/// Points 1, 2, 3 of one timeline and the chain over them (links 1 ← 2 ← 3), oldest first.
+fn three_points() -> ([Fence<Rcu>; 3], [Fence<Rcu>; 3]) {
+    let tl = Timeline::new("loom");
+    let fences = [tl.fence(1), tl.fence(2), tl.fence(3)];
+    let p1 = FenceChain::create(None, fences[0].clone(), 1);
+    let p2 = FenceChain::create(Some(p1.clone()), fences[1].clone(), 2);
+    let p3 = FenceChain::create(Some(p2.clone()), fences[2].clone(), 3);
+    (fences, [p1, p2, p3])
+}
+
+/// Fails `f` with `error` and signals it, on a thread of its own (which takes the handle).
+fn fail(f: Fence<Rcu>, error: crate::Errno) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        f.set_error(error).unwrap();
+        f.signal().unwrap();
+    })
+}
+
+/// Point 1 fails with `ETIME` on one thread while another polls `head`: afterwards `head`
+/// has signalled with that error.
+fn fail_first_while_polling(first: &Fence<Rcu>, head: &Fence<Rcu>) {
+    let failer = fail(first.clone(), crate::Errno::ETIME);
+    let poller = {
+        let head = head.clone();
+        thread::spawn(move || {
+            head.is_signaled();
+        })
+    };
+    failer.join().unwrap();
+    poller.join().unwrap();
+    assert!(head.is_signaled(), "every point has signalled");
+    assert_eq!(head.status(), crate::Status::Error(crate::Errno::ETIME));
+}
+
 /// Thread A signals point 1 and walks from point 2, collecting point 1; thread B creates
 /// point 3 on top of point 2 and walks from it. B's link continues the chain's context,
 /// its walk yields each live point once in order, and after both the chain reads
@@ -92,29 +126,11 @@ fn loom_chain_gc_vs_new_link() {
 #[test]
 fn loom_chain_walk_keeps_collected_links_error() {
     loom::model(|| {
-        let tl = Timeline::new("loom");
-        let fences: Vec<_> = (1..=3).map(|s| tl.fence(s)).collect();
-        let p1 = FenceChain::create(None, fences[0].clone(), 1);
-        let p2 = FenceChain::create(Some(p1), fences[1].clone(), 2);
-        let p3 = FenceChain::create(Some(p2.clone()), fences[2].clone(), 3);
+        let (fences, [_, p2, p3]) = three_points();
         fences[1].signal().unwrap();
         fences[2].signal().unwrap();
         p2.enable_sw_signaling();
-        let first = fences[0].clone();
-        let failer = thread::spawn(move || {
-            first.set_error(crate::Errno::ETIME).unwrap();
-            first.signal().unwrap();
-        });
-        let poller = {
-            let p3 = p3.clone();
-            thread::spawn(move || {
-                p3.is_signaled();
-            })
-        };
-        failer.join().unwrap();
-        poller.join().unwrap();
-        assert!(p3.is_signaled(), "every point has signalled");
-        assert_eq!(p3.status(), crate::Status::Error(crate::Errno::ETIME));
+        fail_first_while_polling(&fences[0], &p3);
     });
 }
 
@@ -129,10 +145,7 @@ fn loom_unwrap_keeps_error_of_own_fence_released_concurrently() {
         let own = tl.fence(1);
         let head = FenceChain::create(None, own.clone(), 1);
         head.enable_sw_signaling();
-        let failer = thread::spawn(move || {
-            own.set_error(crate::Errno::ETIME).unwrap();
-            own.signal().unwrap();
-        });
+        let failer = fail(own, crate::Errno::ETIME);
         let mut leaves = crate::unwrap(&head);
         let yielded: Vec<_> = leaves.by_ref().collect();
         let error = leaves.error();
@@ -159,22 +172,11 @@ fn loom_unwrap_keeps_error_of_own_fence_released_concurrently() {
 #[test]
 fn loom_chain_earliest_failed_point_wins() {
     loom::model(|| {
-        let tl = Timeline::new("loom");
-        let fences: Vec<_> = (1..=3).map(|s| tl.fence(s)).collect();
-        let p1 = FenceChain::create(None, fences[0].clone(), 1);
-        let p2 = FenceChain::create(Some(p1.clone()), fences[1].clone(), 2);
-        let p3 = FenceChain::create(Some(p2.clone()), fences[2].clone(), 3);
+        let (fences, [p1, p2, p3]) = three_points();
         p3.enable_sw_signaling();
         fences[2].signal().unwrap();
-        let fail = |f: &Fence<Rcu>, e| {
-            let f = f.clone();
-            thread::spawn(move || {
-                f.set_error(e).unwrap();
-                f.signal().unwrap();
-            })
-        };
-        let second = fail(&fences[1], crate::Errno::EIO);
-        let first = fail(&fences[0], crate::Errno::ETIME);
+        let second = fail(fences[1].clone(), crate::Errno::EIO);
+        let first = fail(fences[0].clone(), crate::Errno::ETIME);
         second.join().unwrap();
         first.join().unwrap();
         let expect = crate::Status::Error(crate::Errno::ETIME);
@@ -191,28 +193,10 @@ fn loom_chain_earliest_failed_point_wins() {
 #[test]
 fn loom_chain_walk_keeps_the_earliest_failure() {
     loom::model(|| {
-        let tl = Timeline::new("loom");
-        let fences: Vec<_> = (1..=3).map(|s| tl.fence(s)).collect();
-        let p1 = FenceChain::create(None, fences[0].clone(), 1);
-        let p2 = FenceChain::create(Some(p1), fences[1].clone(), 2);
-        let p3 = FenceChain::create(Some(p2), fences[2].clone(), 3);
+        let (fences, [_, _, p3]) = three_points();
         fences[2].signal().unwrap();
         fences[1].set_error(crate::Errno::EIO).unwrap();
         fences[1].signal().unwrap();
-        let first = fences[0].clone();
-        let failer = thread::spawn(move || {
-            first.set_error(crate::Errno::ETIME).unwrap();
-            first.signal().unwrap();
-        });
-        let poller = {
-            let p3 = p3.clone();
-            thread::spawn(move || {
-                p3.is_signaled();
-            })
-        };
-        failer.join().unwrap();
-        poller.join().unwrap();
-        assert!(p3.is_signaled(), "every point has signalled");
-        assert_eq!(p3.status(), crate::Status::Error(crate::Errno::ETIME));
+        fail_first_while_polling(&fences[0], &p3);
     });
 }
