@@ -8,6 +8,7 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::thread;
 
+use super::loom_support::fail_on_thread;
 use crate::{Errno, Fence, FenceError, Rcu, Status, Timeline};
 
 fn fence() -> Fence<Rcu> {
@@ -184,11 +185,7 @@ fn loom_reader_vs_signal() {
 fn loom_future_vs_signal() {
     loom::model(|| {
         let f = fence();
-        let g = f.clone();
-        let signaller = thread::spawn(move || {
-            g.set_error(Errno::ECANCELED).unwrap();
-            g.signal().unwrap();
-        });
+        let signaller = fail_on_thread(f.clone(), Errno::ECANCELED);
         let status = loom::future::block_on(std::future::IntoFuture::into_future(&f));
         assert_eq!(status, Err(FenceError::Failed(Errno::ECANCELED)));
         signaller.join().unwrap();

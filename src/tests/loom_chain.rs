@@ -11,7 +11,7 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
-use super::loom_support::Freed;
+use super::loom_support::{Freed, fail_on_thread};
 
 use crate::{Fence, FenceChain, Rcu, Timeline, chain_walk};
 
@@ -29,18 +29,10 @@ fn three_points() -> ([Fence<Rcu>; 3], [Fence<Rcu>; 3]) {
     (fences, [p1, p2, p3])
 }
 
-/// Fails `f` with `error` and signals it, on a thread of its own (which takes the handle).
-fn fail(f: Fence<Rcu>, error: crate::Errno) -> thread::JoinHandle<()> {
-    thread::spawn(move || {
-        f.set_error(error).unwrap();
-        f.signal().unwrap();
-    })
-}
-
 /// Point 1 fails with `ETIME` on one thread while another polls `head`: afterwards `head`
 /// has signalled with that error.
 fn fail_first_while_polling(first: &Fence<Rcu>, head: &Fence<Rcu>) {
-    let failer = fail(first.clone(), crate::Errno::ETIME);
+    let failer = fail_on_thread(first.clone(), crate::Errno::ETIME);
     let poller = {
         let head = head.clone();
         thread::spawn(move || {
@@ -145,7 +137,7 @@ fn loom_unwrap_keeps_error_of_own_fence_released_concurrently() {
         let own = tl.fence(1);
         let head = FenceChain::create(None, own.clone(), 1);
         head.enable_sw_signaling();
-        let failer = fail(own, crate::Errno::ETIME);
+        let failer = fail_on_thread(own, crate::Errno::ETIME);
         let mut leaves = crate::unwrap(&head);
         let yielded: Vec<_> = leaves.by_ref().collect();
         let error = leaves.error();
@@ -175,8 +167,8 @@ fn loom_chain_earliest_failed_point_wins() {
         let (fences, [p1, p2, p3]) = three_points();
         p3.enable_sw_signaling();
         fences[2].signal().unwrap();
-        let second = fail(fences[1].clone(), crate::Errno::EIO);
-        let first = fail(fences[0].clone(), crate::Errno::ETIME);
+        let second = fail_on_thread(fences[1].clone(), crate::Errno::EIO);
+        let first = fail_on_thread(fences[0].clone(), crate::Errno::ETIME);
         second.join().unwrap();
         first.join().unwrap();
         let expect = crate::Status::Error(crate::Errno::ETIME);

@@ -10,7 +10,7 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
-use super::loom_support::tracked;
+use super::loom_support::{fail_on_thread, tracked};
 
 use crate::{
     Errno, Fence, FenceArray, FenceChain, Rcu, Status, Timeline, chain_walk, context_alloc,
@@ -37,10 +37,7 @@ fn loom_array_two_signallers() {
         let array =
             FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
         let runs = counting_callback(&array);
-        let ta = thread::spawn(move || {
-            a.set_error(Errno::ETIME).unwrap();
-            a.signal().unwrap();
-        });
+        let ta = fail_on_thread(a, Errno::ETIME);
         let tb = thread::spawn(move || b.signal().unwrap());
         ta.join().unwrap();
         tb.join().unwrap();
@@ -64,10 +61,7 @@ fn loom_array_two_errors() {
         let array =
             FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
         let runs = counting_callback(&array);
-        let ta = thread::spawn(move || {
-            a.set_error(Errno::ETIME).unwrap();
-            a.signal().unwrap();
-        });
+        let ta = fail_on_thread(a, Errno::ETIME);
         b.set_error(Errno::ECANCELED).unwrap();
         b.signal().unwrap();
         ta.join().unwrap();
@@ -221,10 +215,7 @@ fn loom_array_poll_vs_member_signals() {
         let array =
             FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
         let runs = counting_callback(&array);
-        let ta = thread::spawn(move || {
-            a.set_error(Errno::ETIME).unwrap();
-            a.signal().unwrap();
-        });
+        let ta = fail_on_thread(a, Errno::ETIME);
         let tb = thread::spawn(move || b.signal().unwrap());
         if array.is_signaled() {
             assert_eq!(array.status(), Status::Error(Errno::ETIME), "polled early");
@@ -247,10 +238,7 @@ fn loom_chain_poll_vs_input_signals() {
         let p1 = FenceChain::create(None, first.clone(), 1);
         let p2 = FenceChain::create(Some(p1), own.clone(), 2);
         let runs = counting_callback(&p2);
-        let t_own = thread::spawn(move || {
-            own.set_error(Errno::ETIME).unwrap();
-            own.signal().unwrap();
-        });
+        let t_own = fail_on_thread(own, Errno::ETIME);
         let t_first = thread::spawn(move || first.signal().unwrap());
         if p2.is_signaled() {
             assert_eq!(p2.status(), Status::Error(Errno::ETIME), "polled early");
@@ -284,10 +272,7 @@ fn loom_locked_array_completes_from_irq_work() {
                 r.fetch_add(1, Ordering::SeqCst);
             })
             .unwrap();
-        let ta = thread::spawn(move || {
-            a.set_error(Errno::ETIME).unwrap();
-            a.signal().unwrap();
-        });
+        let ta = fail_on_thread(a, Errno::ETIME);
         b.signal().unwrap();
         ta.join().unwrap();
         assert!(
@@ -343,10 +328,7 @@ fn loom_locked_rcu_array_release_vs_reader() {
                 );
             })
         };
-        let ta = thread::spawn(move || {
-            a.set_error(Errno::ETIME).unwrap();
-            a.signal().unwrap();
-        });
+        let ta = fail_on_thread(a, Errno::ETIME);
         b.signal().unwrap();
         drop(b);
         ta.join().unwrap();

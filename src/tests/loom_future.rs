@@ -10,6 +10,7 @@ use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use loom::thread;
 
+use super::loom_support::fail_on_thread;
 use crate::{Errno, FenceError, Timeline};
 
 fn noop_waker() -> Waker {
@@ -34,11 +35,7 @@ fn loom_two_awaiters_vs_signal() {
         let f = Timeline::new("loom").fence(1);
         let g = f.clone();
         let awaiter = thread::spawn(move || loom::future::block_on(g.into_future()));
-        let h = f.clone();
-        let signaller = thread::spawn(move || {
-            h.set_error(Errno::ETIME).unwrap();
-            h.signal().unwrap();
-        });
+        let signaller = fail_on_thread(f.clone(), Errno::ETIME);
         let mine = loom::future::block_on((&f).into_future());
         let expect = Err(FenceError::Failed(Errno::ETIME));
         assert_eq!(mine, expect);

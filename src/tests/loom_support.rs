@@ -29,3 +29,14 @@ impl<B: crate::Backend> FenceOps<B> for Freed {
 pub(super) fn tracked(tl: &Timeline<Rcu>, seqno: u64, freed: &Arc<AtomicUsize>) -> Fence<Rcu> {
     tl.fence_with_ops(seqno, StdArc::new(Freed(freed.clone())))
 }
+
+/// Fails `f` with `error` and signals it, on a thread of its own (which takes the handle).
+pub(super) fn fail_on_thread<B: crate::Backend>(
+    f: Fence<B>,
+    error: crate::Errno,
+) -> loom::thread::JoinHandle<()> {
+    loom::thread::spawn(move || {
+        f.set_error(error).unwrap();
+        f.signal().unwrap();
+    })
+}

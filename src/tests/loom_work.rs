@@ -14,7 +14,7 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
-use super::loom_support::tracked;
+use super::loom_support::{fail_on_thread, tracked};
 
 use crate::{Errno, Fence, FenceArray, FenceChain, Rcu, Status, Timeline, context_alloc};
 
@@ -92,10 +92,7 @@ fn loom_cascade_vs_last_handle_drop() {
         let inner_probe = Probe::install(&inner, expect);
         let outer_probe = Probe::install(&outer, expect);
         drop(inner);
-        let signaller = thread::spawn(move || {
-            leaf.set_error(Errno::ETIME).unwrap();
-            leaf.signal().unwrap();
-        });
+        let signaller = fail_on_thread(leaf, Errno::ETIME);
         let dropper = thread::spawn(move || drop(outer));
         signaller.join().unwrap();
         dropper.join().unwrap();
