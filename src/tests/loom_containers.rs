@@ -214,17 +214,7 @@ fn loom_array_poll_vs_member_signals() {
         let (a, b) = (tl.fence(1), tl.fence(2));
         let array =
             FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
-        let runs = counting_callback(&array);
-        let ta = fail_on_thread(a, Errno::ETIME);
-        let tb = thread::spawn(move || b.signal().unwrap());
-        if array.is_signaled() {
-            assert_eq!(array.status(), Status::Error(Errno::ETIME), "polled early");
-        }
-        ta.join().unwrap();
-        tb.join().unwrap();
-        assert!(array.is_signaled());
-        assert_eq!(array.status(), Status::Error(Errno::ETIME));
-        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        poll_while_inputs_signal(&array, a, b);
     });
 }
 
@@ -237,18 +227,29 @@ fn loom_chain_poll_vs_input_signals() {
         let (first, own) = (tl.fence(1), tl.fence(2));
         let p1 = FenceChain::create(None, first.clone(), 1);
         let p2 = FenceChain::create(Some(p1), own.clone(), 2);
-        let runs = counting_callback(&p2);
-        let t_own = fail_on_thread(own, Errno::ETIME);
-        let t_first = thread::spawn(move || first.signal().unwrap());
-        if p2.is_signaled() {
-            assert_eq!(p2.status(), Status::Error(Errno::ETIME), "polled early");
-        }
-        t_own.join().unwrap();
-        t_first.join().unwrap();
-        assert!(p2.is_signaled());
-        assert_eq!(p2.status(), Status::Error(Errno::ETIME));
-        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        poll_while_inputs_signal(&p2, own, first);
     });
+}
+
+/// Fails `failing` with `ETIME` and signals `clean`, each on a thread of its own, while this
+/// thread polls the enabled `container` over them: a poll that answers "signalled" already
+/// carries the error, and the container signals exactly once, with it.
+fn poll_while_inputs_signal(container: &Fence<Rcu>, failing: Fence<Rcu>, clean: Fence<Rcu>) {
+    let runs = counting_callback(container);
+    let failer = fail_on_thread(failing, Errno::ETIME);
+    let signaller = thread::spawn(move || clean.signal().unwrap());
+    if container.is_signaled() {
+        assert_eq!(
+            container.status(),
+            Status::Error(Errno::ETIME),
+            "polled early"
+        );
+    }
+    failer.join().unwrap();
+    signaller.join().unwrap();
+    assert!(container.is_signaled());
+    assert_eq!(container.status(), Status::Error(Errno::ETIME));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
 /// `Locked`: two members signalled on two threads; each member callback queues the array's
