@@ -13,7 +13,7 @@
 //! elapsed, a count of cascades, and the pending count.
 //!
 //! - **defer**: push the job on the local batch; when it holds `BATCH` jobs,
-//!   hand it over, then drain.
+//!   hand it over, then drain *its own*.
 //! - **hand over**: enter the in-flight count (the batch keeps its
 //!   [`Phase`]), then give the provider a closure that, once every reader now
 //!   inside a section has left, moves the batch to the ready queue. That
@@ -22,7 +22,17 @@
 //!   for, or be interrupted by, writers' destructors.
 //! - **drain** (writers only: `defer` after a hand-over, `flush`,
 //!   `synchronize`; never from inside a job): pop ready batches one at a
-//!   time and run each.
+//!   time and run each. `flush` and `synchronize` run every ready batch;
+//!   `defer` runs those its own thread handed over (each batch records its
+//!   owner), then others' only while more than `BACKLOG` wait, oldest
+//!   first. A thread so frees what it retired, as the kernel invokes RCU
+//!   callbacks on the CPU that queued them: the allocator takes a freed
+//!   block back on the thread that holds its cache, not across threads
+//!   (with one global queue, two writers ran each other's batches about
+//!   half the time, and glibc's cross-thread frees cost `Rcu` a third of
+//!   its throughput in the stress `stalled` run). The backlog bound keeps
+//!   the batches of a thread that exited or stopped deferring from waiting
+//!   for ever.
 //! - **run**: run each job with its panic caught, counting each done; if the
 //!   jobs deferred more work on this thread (a cascade), hand that over too
 //!   and count the cascade; last, exit the in-flight count (a drop guard, so
@@ -67,7 +77,7 @@
 //!   thread defers (and fills a batch), flushes or synchronizes; `pending`
 //!   counts them meanwhile. Readers never run them.
 //! - *Two drainers*: each pops whole batches under the queue's lock, so a
-//!   batch runs once; a batch popped by one is still counted in flight until
+//!   batch runs once, whoever owns it; a batch popped by one is still counted in flight until
 //!   it finishes, so the other's `synchronize` waits for it.
 //! - *A batch handed over while synchronize waits*: it joins whichever
 //!   counter the phase names; if it is the one being drained, the wait may
@@ -116,6 +126,13 @@ pub(crate) trait Grace {
 const BATCH: usize = 64;
 #[cfg(loom)]
 const BATCH: usize = 2;
+
+/// Ready batches a `defer` leaves to their owners: beyond this many, it runs
+/// others' too, oldest first.
+#[cfg(not(loom))]
+const BACKLOG: usize = 16;
+#[cfg(loom)]
+const BACKLOG: usize = 1;
 
 /// Bound on `synchronize`'s rounds, so that other threads' endless cascades
 /// cannot keep it looping.
@@ -207,6 +224,16 @@ crate::sync::thread_local! {
 struct Batch {
     jobs: Vec<Job>,
     phase: Phase,
+    /// The thread that handed it over ([`owner_id`]).
+    owner: usize,
+}
+
+/// This thread's id as a batch owner: the address of its `LOCAL`, unique
+/// among live threads; 0 (no live thread's) once it is being torn down.
+fn owner_id() -> usize {
+    LOCAL
+        .try_with(|l| core::ptr::from_ref(l) as usize)
+        .unwrap_or(0)
 }
 
 /// Exits the in-flight count when dropped.
@@ -260,7 +287,7 @@ pub(crate) fn defer<G: Grace>(job: Job) {
     match full {
         Ok(true) => {
             hand_over_local::<G>();
-            drain();
+            drain_own();
         }
         Ok(false) => {}
         // The thread is being torn down (the job is still here): hand it
@@ -295,7 +322,11 @@ fn take_local() -> Vec<Job> {
 /// Counts `jobs` in flight and gives them to the provider.
 fn hand_over<G: Grace>(jobs: Vec<Job>) {
     let phase = shared().in_flight.enter();
-    let batch = Batch { jobs, phase };
+    let batch = Batch {
+        jobs,
+        phase,
+        owner: owner_id(),
+    };
     G::after_grace(move || make_ready(batch));
 }
 
@@ -322,6 +353,29 @@ fn drain() {
     }
     loop {
         let next = lock_ready().pop_front();
+        match next {
+            Some(batch) => run(batch),
+            None => break,
+        }
+    }
+}
+
+/// Runs the ready batches this thread handed over, then others' oldest first
+/// while more than `BACKLOG` are ready, unless this thread is running jobs.
+fn drain_own() {
+    if is_running() {
+        return;
+    }
+    let me = owner_id();
+    loop {
+        let next = {
+            let mut ready = lock_ready();
+            match ready.iter().position(|b| b.owner == me) {
+                Some(mine) => ready.remove(mine),
+                None if ready.len() > BACKLOG => ready.pop_front(),
+                None => None,
+            }
+        };
         match next {
             Some(batch) => run(batch),
             None => break,

@@ -165,3 +165,50 @@ fn loom_two_synchronizes() {
         assert_eq!(batches::pending(), 0);
     });
 }
+
+/// A writer's `defer` runs the ready batches its own thread handed over and
+/// leaves another thread's to it, unless more than the backlog (one under
+/// loom) are ready: then it runs the oldest until the backlog is back at the
+/// bound. `flush` runs every ready batch, whoever handed it over.
+#[test]
+fn loom_defer_runs_its_own_batches_and_the_backlog() {
+    model(|| {
+        let theirs = Arc::new(AtomicUsize::new(0));
+        let mine = Arc::new(AtomicUsize::new(0));
+        let other = {
+            let theirs = theirs.clone();
+            thread::spawn(move || {
+                // Two batches of two jobs, handed over; nothing is ready yet.
+                for _ in 0..4 {
+                    batches::defer::<StandIn>(counting(&theirs));
+                }
+            })
+        };
+        other.join().unwrap();
+        assert_eq!(theirs.load(SeqCst), 0);
+        // Both of the other thread's batches become ready: one over the backlog.
+        StandIn::poll();
+        StandIn::poll();
+        batches::defer::<StandIn>(counting(&mine));
+        batches::defer::<StandIn>(counting(&mine));
+        assert_eq!(
+            theirs.load(SeqCst),
+            2,
+            "the hand-over ran no batch over the backlog, or one within it"
+        );
+        assert_eq!(mine.load(SeqCst), 0, "a batch ran before its grace period");
+        // Mine becomes ready; the next hand-over runs it and leaves theirs.
+        StandIn::poll();
+        batches::defer::<StandIn>(counting(&mine));
+        batches::defer::<StandIn>(counting(&mine));
+        assert_eq!(mine.load(SeqCst), 2, "a hand-over left its own ready batch");
+        assert_eq!(
+            theirs.load(SeqCst),
+            2,
+            "a hand-over ran another's batch within the backlog"
+        );
+        batches::flush::<StandIn>();
+        assert_eq!((theirs.load(SeqCst), mine.load(SeqCst)), (4, 4));
+        assert_eq!(batches::pending(), 0);
+    });
+}
