@@ -24,8 +24,8 @@
 //!   `synchronize`; never from inside a job): pop ready batches one at a
 //!   time and run each. `flush` and `synchronize` run every ready batch;
 //!   `defer` runs those its own thread handed over (each batch records its
-//!   owner), then others' only while more than `BACKLOG` wait, oldest
-//!   first. A thread so frees what it retired, as the kernel invokes RCU
+//!   owner), and others' only while more than `BACKLOG` wait, oldest
+//!   first (so it never looks through more than `BACKLOG` for its own). A thread so frees what it retired, as the kernel invokes RCU
 //!   callbacks on the CPU that queued them: the allocator takes a freed
 //!   block back on the thread that holds its cache, not across threads
 //!   (with one global queue, two writers ran each other's batches about
@@ -360,8 +360,8 @@ fn drain() {
     }
 }
 
-/// Runs the ready batches this thread handed over, then others' oldest first
-/// while more than `BACKLOG` are ready, unless this thread is running jobs.
+/// Runs the oldest ready batches while more than `BACKLOG` are ready, then
+/// those this thread handed over, unless this thread is running jobs.
 fn drain_own() {
     if is_running() {
         return;
@@ -370,10 +370,12 @@ fn drain_own() {
     loop {
         let next = {
             let mut ready = lock_ready();
-            match ready.iter().position(|b| b.owner == me) {
-                Some(mine) => ready.remove(mine),
-                None if ready.len() > BACKLOG => ready.pop_front(),
-                None => None,
+            if ready.len() > BACKLOG {
+                ready.pop_front()
+            } else {
+                // At most `BACKLOG` to look through.
+                let mine = ready.iter().position(|b| b.owner == me);
+                mine.and_then(|i| ready.remove(i))
             }
         };
         match next {
