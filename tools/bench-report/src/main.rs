@@ -1,10 +1,11 @@
 //! The benchmark report: runs every benchmark target of the workspace (B1–B11) once, in
-//! sequence, then gathers their results into `BENCHMARKS.md` (a table per benchmark with
-//! each variant's median and its ratios to the floor and to the baseline backend, the
-//! targets, the machine and the noise) and draws the plots under `benches/plots/`.
+//! sequence, and the stress binary's default run, then gathers their results into
+//! `BENCHMARKS.md` (a table per benchmark with each variant's median and its ratios to the
+//! floor and to the baseline backend, the targets, the machine and the noise) and draws the
+//! plots under `benches/plots/`.
 //!
 //! ```text
-//! cargo run --release -p bench-report -- [--quick] [--only chain,latency] [--note "..."] [--report-only]
+//! cargo run --release -p bench-report -- [--quick] [--only chain,latency,stress] [--note "..."] [--report-only]
 //! ```
 //!
 //! `--quick` makes every run short; `--only` reruns only those targets and keeps the other

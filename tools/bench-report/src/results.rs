@@ -65,6 +65,8 @@ pub(crate) struct Results {
     pub(crate) latency: Value,
     pub(crate) alloc: Value,
     pub(crate) stalled: Value,
+    /// The stress binary's default run (`stress.json`).
+    pub(crate) stress: Value,
     pub(crate) b7_probe: Value,
     pub(crate) b8_skipped: Vec<Value>,
 }
@@ -92,6 +94,7 @@ impl Results {
             latency: read_json(&out.join("latency.json")),
             alloc: read_json(&out.join("alloc.json")),
             stalled: read_json(&out.join("rcu_stalled.json")),
+            stress: read_json(&out.join("stress.json")),
             b7_probe: read_json(&out.join("b7_probe.json")),
             b8_skipped: read_json(&out.join("b8_skipped.json"))
                 .as_array()

@@ -84,14 +84,19 @@ pub(crate) fn run_all(root: &Path, out: &Path, options: &Options) {
         let _ = std::fs::remove_dir_all(out);
     }
     std::fs::create_dir_all(out).expect("create the results directory");
-    for target in TARGETS {
-        let selected = options
+    let selected = |name: &str| {
+        options
             .only
             .as_deref()
-            .is_none_or(|o| o.split(',').any(|b| b == target.bench));
-        if selected {
+            .is_none_or(|o| o.split(',').any(|b| b == name))
+    };
+    for target in TARGETS {
+        if selected(target.bench) {
             run_target(root, out, target, options.quick);
         }
+    }
+    if selected("stress") {
+        run_stress(root, out, options.quick);
     }
     let run = json!({
         "date": sh("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
@@ -125,6 +130,29 @@ fn run_target(root: &Path, out: &Path, target: &Target, quick: bool) {
     println!(
         "== {}: {status} in {:.0} s{}",
         target.bench,
+        started.elapsed().as_secs_f64(),
+        if quick { " (quick)" } else { "" }
+    );
+}
+
+/// The stress binary's default run (the README's main command), written to `stress.json`:
+/// its throughput ratios are targets too. `--only stress` selects it.
+fn run_stress(root: &Path, out: &Path, quick: bool) {
+    let started = Instant::now();
+    println!("== cargo run --release -p stress");
+    let json = out.join("stress.json");
+    // A failed run must not leave an earlier run's figures behind.
+    let _ = std::fs::remove_file(&json);
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["run", "--release", "-p", "stress", "--", "--json"])
+        .arg(&json)
+        .current_dir(root);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let status = cmd.status().expect("run the stress binary");
+    println!(
+        "== stress: {status} in {:.0} s{}",
         started.elapsed().as_secs_f64(),
         if quick { " (quick)" } else { "" }
     );

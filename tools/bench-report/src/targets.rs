@@ -131,6 +131,37 @@ fn beside_writer(r: &Results, reclaimer: &str) -> Option<Measured> {
     Some(m)
 }
 
+/// The stress default run: `backend`'s throughput in `scenario` over the baseline's, the
+/// median of the slices' ratios bracketed by their range.
+fn stress_ratio(r: &Results, scenario: &str, backend: &str) -> Option<Measured> {
+    let row = r.stress["results"]
+        .as_array()?
+        .iter()
+        .find(|row| row["scenario"] == scenario && row["backend"] == backend)?;
+    let value = row["ratio_to_baseline"].as_f64()?;
+    let range = row["ratio_range"].as_array();
+    let (lo, hi) = match range.map(|a| (a[0].as_f64(), a[1].as_f64())) {
+        Some((Some(lo), Some(hi))) => (lo, hi),
+        _ => (value, value),
+    };
+    let slices = r.stress["slices"].as_u64().unwrap_or(1);
+    Some(Measured {
+        value,
+        lo,
+        hi,
+        basis: format!("min–max over {slices} slices"),
+    })
+}
+
+/// The scenarios of the stress run that ran on the baseline, in the run's order.
+fn stress_scenarios(r: &Results) -> Vec<String> {
+    let rows = r.stress["results"].as_array().cloned().unwrap_or_default();
+    rows.iter()
+        .filter(|row| row["backend"] == r.baseline.as_str() && row["skipped"].is_null())
+        .filter_map(|row| row["scenario"].as_str().map(String::from))
+        .collect()
+}
+
 /// Bytes per object from B9.
 pub(crate) fn bytes(r: &Results, backend: &str, shapes: &[&str]) -> Option<Measured> {
     let sum = shapes
@@ -280,6 +311,14 @@ pub(crate) fn targets(r: &Results) -> Vec<Target> {
             rounds_ratio(r, "b11_scheduler", [base, &jobs], [b, &jobs])
         },
     );
+    // The README's main command: every scenario at or above the baseline, `sched` at twice.
+    for scenario in stress_scenarios(r) {
+        let at_least = if scenario == "sched" { 2.0 } else { 1.0 };
+        let what = format!("`{scenario}`: throughput ≥ {at_least:.1}× Locked");
+        each("stress", &what, Check::AtLeast(at_least), &|b| {
+            stress_ratio(r, &scenario, b)
+        });
+    }
     // The reclaimer under every RCU scheme (epoch): a reader beside a retiring writer must
     // not pay for the writer's frees.
     t.push(Target {

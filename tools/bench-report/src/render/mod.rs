@@ -78,6 +78,19 @@ fn header(md: &mut String, r: &Results, facts: &RunFacts) {
         facts.load_before,
         facts.load_after
     );
+    if let Some(seed) = r.stress["seed"].as_u64() {
+        let _ = writeln!(
+            md,
+            "- stress default run (the `stress` targets): {:.0} s, {}, seed {seed} (replay with \
+             `cargo run --release -p stress -- --seed {seed}`)",
+            r.stress["duration_seconds"].as_f64().unwrap_or(f64::NAN),
+            if r.stress["passed"].as_bool() == Some(true) {
+                "every check passed"
+            } else {
+                "A CHECK FAILED"
+            }
+        );
+    }
     if let Some(note) = &facts.note {
         let _ = writeln!(md, "- note on this run: {note}");
     }
@@ -180,9 +193,11 @@ fn targets_table(md: &mut String, r: &Results) {
 
 /// How to run it (fixed text).
 const RUNNING: &str = "
-Running: `cargo run --release -p bench-report` runs the whole set (about 6 minutes on a 2-core
-machine) and rewrites this file and the plots. Options: `--quick` (short runs, to check that
-everything works), `--only chain,latency` (rerun only those targets, keep the other results),
+Running: `cargo run --release -p bench-report` runs the whole set, then the stress binary's
+default run (`cargo run --release -p stress`, whose throughput ratios are the `stress`
+targets): about 8 minutes on a 2-core machine. It rewrites this file and the plots. Options:
+`--quick` (short runs, to check that everything works), `--only chain,latency,stress` (rerun
+only those targets, keep the other results),
 `--note \"...\"` (a line about the run, such as concurrent load), `--report-only` (rewrite the
 report from the last results); `RCU_FENCE_BENCH_QUICK=1`, `RCU_FENCE_BENCH_ONLY=...` and
 `RCU_FENCE_BENCH_NOTE=...` do the same. Each target also runs alone (`cargo bench --bench
