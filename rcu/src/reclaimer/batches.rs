@@ -25,7 +25,8 @@
 //!   time and run each. `flush` and `synchronize` run every ready batch;
 //!   `defer` runs those its own thread handed over (each batch records its
 //!   owner), and others' only while more than `BACKLOG` wait, oldest
-//!   first (so it never looks through more than `BACKLOG` for its own). A thread so frees what it retired, as the kernel invokes RCU
+//!   first (so it never looks through more than `BACKLOG` for its own).
+//!   A thread so frees what it retired, as the kernel invokes RCU
 //!   callbacks on the CPU that queued them: the allocator takes a freed
 //!   block back on the thread that holds its cache, not across threads
 //!   (with one global queue, two writers ran each other's batches about
@@ -77,8 +78,9 @@
 //!   thread defers (and fills a batch), flushes or synchronizes; `pending`
 //!   counts them meanwhile. Readers never run them.
 //! - *Two drainers*: each pops whole batches under the queue's lock, so a
-//!   batch runs once, whoever owns it; a batch popped by one is still counted in flight until
-//!   it finishes, so the other's `synchronize` waits for it.
+//!   batch runs once, whoever owns it; a batch popped by one is still
+//!   counted in flight until it finishes, so the other's `synchronize`
+//!   waits for it.
 //! - *A batch handed over while synchronize waits*: it joins whichever
 //!   counter the phase names; if it is the one being drained, the wait may
 //!   also wait for it (harmless), otherwise it is left for a later call.

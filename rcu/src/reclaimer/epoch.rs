@@ -16,10 +16,10 @@
 //!   thread collects (a writer flushing, or a reader in every 128th `pin`)
 //!   runs the deferred function, which only moves the batch to the ready
 //!   queue; writers run ready batches when they hand one over (their own),
-//!   flush or synchronize (every one). So a reader never runs a writer's destructor: it pays for
-//!   crossbeam's collection and a queue push per expired batch, not for the
-//!   drops. `synchronize` waits on the in-flight count, pinning, flushing
-//!   (which collects) and draining while it waits.
+//!   flush or synchronize (every one). So a reader never runs a writer's
+//!   destructor: it pays for crossbeam's collection and a queue push per
+//!   expired batch, not for the drops. `synchronize` waits on the in-flight
+//!   count, pinning, flushing (which collects) and draining while it waits.
 //!
 //! # Races considered
 //!

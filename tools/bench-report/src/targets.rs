@@ -140,8 +140,9 @@ fn stress_ratio(r: &Results, scenario: &str, backend: &str) -> Option<Measured> 
         .find(|row| row["scenario"] == scenario && row["backend"] == backend)?;
     let value = row["ratio_to_baseline"].as_f64()?;
     let range = row["ratio_range"].as_array();
-    let (lo, hi) = match range.map(|a| (a[0].as_f64(), a[1].as_f64())) {
-        Some((Some(lo), Some(hi))) => (lo, hi),
+    let bound = |i: usize| range.and_then(|a| a.get(i)).and_then(|x| x.as_f64());
+    let (lo, hi) = match (bound(0), bound(1)) {
+        (Some(lo), Some(hi)) => (lo, hi),
         _ => (value, value),
     };
     let slices = r.stress["slices"].as_u64().unwrap_or(1);
@@ -351,4 +352,82 @@ pub(crate) fn targets(r: &Results) -> Vec<Target> {
         });
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads a results directory holding only the backends and a stress run.
+    fn with_stress(stress: serde_json::Value) -> Results {
+        let dir = std::env::temp_dir().join(format!(
+            "bench-report-stress-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let backends = serde_json::json!({"backends": ["rcu", "locked"], "baseline": "locked"});
+        std::fs::write(dir.join("backends.json"), backends.to_string()).unwrap();
+        std::fs::write(dir.join("stress.json"), stress.to_string()).unwrap();
+        let r = Results::load(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    fn row(
+        scenario: &str,
+        backend: &str,
+        ratio: f64,
+        range: serde_json::Value,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "scenario": scenario, "backend": backend, "skipped": null,
+            "ratio_to_baseline": ratio, "ratio_range": range,
+        })
+    }
+
+    #[test]
+    fn stress_rows_are_checked_over_their_slices() {
+        let mut skipped = row("reentrant", "locked", 1.0, serde_json::Value::Null);
+        skipped["skipped"] = "by design".into();
+        let r = with_stress(serde_json::json!({"slices": 3, "results": [
+            row("flat", "locked", 1.0, serde_json::json!([1.0, 1.0])),
+            row("flat", "rcu", 1.03, serde_json::json!([0.96, 1.06])),
+            row("sched", "locked", 1.0, serde_json::json!([1.0, 1.0])),
+            row("sched", "rcu", 2.1, serde_json::json!([2.05, 2.2])),
+            row("stalled", "locked", 1.0, serde_json::Value::Null),
+            row("stalled", "rcu", 0.73, serde_json::json!([])),
+            skipped,
+            row("reentrant", "rcu", 1.0, serde_json::Value::Null),
+        ]}));
+        let rows: Vec<(String, Verdict)> = targets(&r)
+            .into_iter()
+            .filter(|t| t.id == "stress")
+            .map(|t| (t.what.clone(), t.verdict()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "`flat`: throughput ≥ 1.0× Locked".to_string(),
+                    Verdict::MedianOnly
+                ),
+                (
+                    "`sched`: throughput ≥ 2.0× Locked".to_string(),
+                    Verdict::Met
+                ),
+                // A malformed range falls back to the median alone.
+                (
+                    "`stalled`: throughput ≥ 1.0× Locked".to_string(),
+                    Verdict::Missed
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_stress_run_means_no_stress_rows() {
+        let r = with_stress(serde_json::Value::Null);
+        assert!(targets(&r).iter().all(|t| t.id != "stress"));
+    }
 }
