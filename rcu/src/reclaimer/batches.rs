@@ -350,36 +350,33 @@ fn lock_ready() -> crate::sync::MutexGuard<'static, VecDeque<Batch>> {
 /// Runs ready batches until none is left, unless this thread is running jobs
 /// (then the outermost drain goes on with the queue).
 fn drain() {
-    if is_running() {
-        return;
-    }
-    loop {
-        let next = lock_ready().pop_front();
-        match next {
-            Some(batch) => run(batch),
-            None => break,
-        }
-    }
+    drain_with(VecDeque::pop_front);
 }
 
 /// Runs the oldest ready batches while more than `BACKLOG` are ready, then
 /// those this thread handed over, unless this thread is running jobs.
 fn drain_own() {
+    let me = owner_id();
+    drain_with(|ready| {
+        if ready.len() > BACKLOG {
+            ready.pop_front()
+        } else {
+            // At most `BACKLOG` to look through.
+            let mine = ready.iter().position(|b| b.owner == me);
+            mine.and_then(|i| ready.remove(i))
+        }
+    });
+}
+
+/// Runs the batches `take` picks from the ready queue (under its lock, run
+/// after it is released) until it picks none, unless this thread is running
+/// jobs.
+fn drain_with(mut take: impl FnMut(&mut VecDeque<Batch>) -> Option<Batch>) {
     if is_running() {
         return;
     }
-    let me = owner_id();
     loop {
-        let next = {
-            let mut ready = lock_ready();
-            if ready.len() > BACKLOG {
-                ready.pop_front()
-            } else {
-                // At most `BACKLOG` to look through.
-                let mine = ready.iter().position(|b| b.owner == me);
-                mine.and_then(|i| ready.remove(i))
-            }
-        };
+        let next = take(&mut lock_ready());
         match next {
             Some(batch) => run(batch),
             None => break,

@@ -156,9 +156,8 @@ fn stress_ratio(r: &Results, scenario: &str, backend: &str) -> Option<Measured> 
 
 /// The scenarios of the stress run that ran on the baseline, in the run's order.
 fn stress_scenarios(r: &Results) -> Vec<String> {
-    let rows = r.stress["results"].as_array().cloned().unwrap_or_default();
-    rows.iter()
-        .filter(|row| row["backend"] == r.baseline.as_str() && row["skipped"].is_null())
+    let rows = r.stress["results"].as_array().into_iter().flatten();
+    rows.filter(|row| row["backend"] == r.baseline.as_str() && row["skipped"].is_null())
         .filter_map(|row| row["scenario"].as_str().map(String::from))
         .collect()
 }
