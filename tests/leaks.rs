@@ -7,13 +7,13 @@
 mod common;
 
 use std::future::{Future, IntoFuture};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::alloc::{CountingAlloc, live, tracked};
 use rcu_fence::{
-    Backend, Errno, Fence, FenceArray, FenceChain, FenceError, Status, Syncobj, chain_walk,
-    context_alloc, merge, unwrap,
+    Backend, Errno, Fence, FenceArray, FenceChain, FenceError, FenceOps, Status, Syncobj,
+    chain_walk, context_alloc, merge, unwrap,
 };
 
 use common::{Counter, block_on, every_backend, settle, timeline};
@@ -33,6 +33,7 @@ every_backend!(
     waits_and_futures,
     panicking_callbacks,
     removal_is_bounded,
+    freed_past_readers_on_the_classic_schemes,
 );
 
 /// Runs `scenario` untracked, then tracked, and checks that the tracked run freed
@@ -293,4 +294,47 @@ fn removal_is_bounded<B: Backend>() {
     );
     f.signal().unwrap();
     assert_eq!(kept.get(), 1);
+}
+
+/// Ops that count their own drop.
+struct DropCounted(Counter);
+
+impl<B: Backend> FenceOps<B> for DropCounted {
+    fn driver_name(&self) -> &str {
+        "test"
+    }
+    fn timeline_name(&self) -> &str {
+        "drop-counted"
+    }
+}
+
+impl Drop for DropCounted {
+    fn drop(&mut self) {
+        self.0.inc();
+    }
+}
+
+/// The final put drops a fence's contents at once on every backend. The classic schemes
+/// free its memory one grace period later, as the kernel's `dma_fence_free` (`kfree_rcu`);
+/// `Rcu` frees it at once (its readers reach fences only through a slot's own reference).
+fn freed_past_readers_on_the_classic_schemes<B: Backend>() {
+    let _serial = serial();
+    let tl = timeline::<B>();
+    let dropped = Counter::new();
+    let ops: Arc<dyn FenceOps<B>> = Arc::new(DropCounted(dropped.clone()));
+    // This thread's deferred work is all done, so the put below stays in its local batch.
+    settle_all();
+    let before = live();
+    let fence = tracked(|| tl.fence_with_ops(1, ops));
+    fence.signal().unwrap();
+    assert_eq!(live().0, before.0 + 1, "the fence is one block");
+    drop(fence);
+    assert_eq!(dropped.get(), 1, "the ops are dropped at the final put");
+    let held = live().0 - before.0;
+    match B::NAME {
+        "rcu" => assert_eq!(held, 0, "Rcu frees at the final put"),
+        _ => assert_eq!(held, 1, "the classic schemes free after a grace period"),
+    }
+    settle_all();
+    assert_eq!(live(), before);
 }

@@ -55,7 +55,7 @@ mod tests;
 
 pub use guard::{Guard, pin};
 pub use pointer::Pointer;
-pub use rcu::{defer, flush, pending, synchronize};
+pub use rcu::{defer, flush, pending, retire, synchronize};
 pub use reclaimer::{DefaultReclaimer, Reclaimer, Reference};
 #[cfg(not(loom))]
 pub use reclaimer::{Epoch, Hazard};

@@ -1,10 +1,12 @@
-//! The writer-side free functions: [`defer`] (`call_rcu`), [`synchronize`]
-//! (`synchronize_rcu`), and the bookkeeping helpers [`flush`] and [`pending`].
+//! The writer-side free functions: [`defer`] (`call_rcu`), [`retire`]
+//! (`kfree_rcu`), [`synchronize`] (`synchronize_rcu`), and the bookkeeping
+//! helpers [`flush`] and [`pending`].
 //!
 //! Each only forwards to the reclaimer; the protocols are documented with the
 //! reclaimers ([`Epoch`](crate::Epoch), [`Hazard`](crate::Hazard),
 //! [`Reference`](crate::Reference)).
 
+use crate::Pointer;
 use crate::reclaimer::Reclaimer;
 
 /// Runs `f` once no reader that is now in a read-side critical section can
@@ -35,6 +37,29 @@ use crate::reclaimer::Reclaimer;
 /// ```
 pub fn defer<R: Reclaimer>(f: impl FnOnce() + Send + 'static) {
     R::defer(crate::reclaimer::Job::closure(f));
+}
+
+/// Drops `value` once no reader that is now in a read-side critical section
+/// can still be in it (`kfree_rcu`): [`defer`] for an owned value, without
+/// allocating a closure. `value` must not be reachable from any slot.
+///
+/// It is dropped where [`defer`]'s closures run, with the same panic rule.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// let value = Arc::new(5);
+/// let watch = Arc::downgrade(&value);
+/// rcu::retire::<rcu::Epoch, _>(value);
+/// rcu::synchronize::<rcu::Epoch>();
+/// assert!(watch.upgrade().is_none());
+/// ```
+pub fn retire<R: Reclaimer, P: Pointer>(value: P) {
+    let raw = value.into_raw();
+    // SAFETY: `raw` came from `P::into_raw` just now and its ownership moves
+    // to the reclaimer (obligation 1); the caller's contract is that no slot
+    // holds the value, so no reader can newly reach it (obligation 2).
+    unsafe { R::retire::<P>(raw) }
 }
 
 /// Waits for readers and reclamation (`synchronize_rcu`).
@@ -92,7 +117,9 @@ pub fn flush<R: Reclaimer>() {
 
 /// The number of retired values and deferred closures that have not yet been
 /// dropped or run, across all threads. A racy snapshot, for tests and
-/// benchmarks.
+/// benchmarks. With [`Epoch`](crate::Epoch), another thread's work is counted
+/// once it is visible to the reclaimer (as for [`synchronize`]): its local
+/// batch, up to 63 jobs, is counted only by that thread until then.
 ///
 /// ```
 /// use rcu::Reference;

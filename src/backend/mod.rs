@@ -166,6 +166,13 @@ pub(crate) trait FenceScheme<B: Backend>: 'static {
     /// classic scheme, whose final put recurses like the kernel's.
     const FLAT_DROP: bool;
 
+    /// True if a fence's memory is freed a grace period after its final put, which drops
+    /// its contents at once: the classic scheme's timing (`dma_fence_free` is `kfree_rcu`,
+    /// because the kernel's readers, `dma_fence_get_rcu`, may reach a fence whose count has
+    /// fallen to zero). False where readers reach fences only through a slot's counted
+    /// reference, itself released past them: the memory is freed at the final put.
+    const FREE_AFTER_GRACE: bool;
+
     /// Marks the fence signalled (applying `error` if none is set yet) and runs its
     /// callbacks exactly once. `Err(AlreadySignaled)` if it had signalled.
     fn signal(

@@ -273,7 +273,9 @@ fn is_running() -> bool {
 
 /// Defers `job` through provider `G`.
 pub(crate) fn defer<G: Grace>(job: Job) {
-    shared().pending.add();
+    // Counted globally when its batch is handed over: one shared write per
+    // batch, not one per job from every writer.
+    tally::bump();
     let mut job = Some(job);
     let full = LOCAL.try_with(|l| {
         l.hand_over.set(Some(hand_over::<G>));
@@ -323,6 +325,7 @@ fn take_local() -> Vec<Job> {
 
 /// Counts `jobs` in flight and gives them to the provider.
 fn hand_over<G: Grace>(jobs: Vec<Job>) {
+    shared().pending.add_many(jobs.len());
     let phase = shared().in_flight.enter();
     let batch = Batch {
         jobs,
@@ -392,10 +395,11 @@ fn run(batch: Batch) {
     let mut panic = FirstPanic::new();
     {
         let _running = Running::enter();
+        let n = batch.jobs.len();
         for job in batch.jobs {
             panic.catch(|| job.run());
-            s.pending.done();
         }
+        s.pending.done_many(n);
     }
     if tally::now() != before {
         // A cascade: counted in flight before this batch stops being.
@@ -491,7 +495,9 @@ pub(crate) fn synchronize<G: Grace>() {
     panic.resume();
 }
 
-/// The jobs deferred and not yet run, on all threads.
+/// The jobs deferred and not yet run: every batch handed over, and this
+/// thread's local batch (other threads' local batches are not counted).
 pub(crate) fn pending() -> usize {
-    shared().pending.get()
+    let local = LOCAL.try_with(|l| l.jobs.borrow().len()).unwrap_or(0);
+    shared().pending.get() + local
 }

@@ -246,17 +246,28 @@ impl Pending {
 
     /// Records one more item handed over.
     pub(crate) fn add(&self) {
+        self.add_many(1);
+        tally::bump();
+    }
+
+    /// Records `n` more items handed over (a batch, counted by `tally` as
+    /// each was deferred).
+    pub(crate) fn add_many(&self, n: usize) {
         // Relaxed: a statistic; `synchronize` orders through its own
         // protocol, and Hazard's check of zero pairs with `done` below.
-        self.0.fetch_add(1, Ordering::Relaxed);
-        tally::bump();
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Records that an item was dropped or run.
     pub(crate) fn done(&self) {
-        // Release: the item's drop happens before a `get` that observes the
+        self.done_many(1);
+    }
+
+    /// Records that `n` items were dropped or run.
+    pub(crate) fn done_many(&self, n: usize) {
+        // Release: the items' drops happen before a `get` that observes the
         // decrement (Hazard's `synchronize` returns on it).
-        self.0.fetch_sub(1, Ordering::Release);
+        self.0.fetch_sub(n, Ordering::Release);
     }
 
     pub(crate) fn get(&self) -> usize {

@@ -85,6 +85,7 @@ fn keep(panic: Option<Panic>) {
 
 impl<B: Backend> FenceScheme<B> for Fences {
     const FLAT_DROP: bool = false;
+    const FREE_AFTER_GRACE: bool = true;
 
     fn signal(
         fence: &Fence<B>,

@@ -112,6 +112,7 @@ impl Drop for UnlinkLock<'_> {
 
 impl FenceScheme<Rcu> for Fences {
     const FLAT_DROP: bool = true;
+    const FREE_AFTER_GRACE: bool = false;
 
     fn signal(
         fence: &Fence<Rcu>,

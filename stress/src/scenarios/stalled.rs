@@ -3,15 +3,12 @@
 //!
 //! A helper thread pins the RCU reclaimer (`rcu::pin`, the library's default: epoch-based)
 //! for the first half of the run and then leaves. Meanwhile every worker builds arrays of
-//! tracked leaves, enables them, signals the leaves and drops everything. On `Rcu` each
-//! signalled member is released past RCU readers, so the stalled reader holds that garbage
-//! back: the run samples how much is pending while it is stalled (`rcu::pending`) and
-//! checks that all of it is reclaimed once the reader has left (a violation otherwise).
-//! `Locked` releases nothing through RCU (its containers keep their members until their
-//! own release), so its garbage stays at zero: it is the contrast. The kernel's classic
-//! scheme would not be: it frees every fence through `kfree_rcu`, so a stalled reader holds
-//! its fences back too. `Locked` frees at the last put, the conservative choice for the
-//! throughput ratio.
+//! tracked leaves, enables them, signals the leaves and drops everything. The stalled
+//! reader holds back every scheme's garbage: on `Rcu` each signalled member's release
+//! (the array's slot reference, released past RCU readers); on the classic schemes the
+//! memory of every fence put for the last time (the kernel's `dma_fence_free` is
+//! `kfree_rcu`). The run samples how much is pending while it is stalled (`rcu::pending`)
+//! and checks that all of it is reclaimed once the reader has left (a violation otherwise).
 //!
 //! Checked: the usual exactly-once, leak and watchdog checks; an array over a failed leaf
 //! carries an error (the error rule); nothing pending after the reader leaves and
