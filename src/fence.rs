@@ -439,9 +439,9 @@ impl<B: Backend> Drop for Fence<B> {
 /// `dma_fence_free`): the fence's contents (its ops, and so a container's members) are
 /// dropped now, recursively as the kernel's, and its memory is retired to RCU.
 ///
-/// Only the last handle comes here; two handles dropped at once may both see a count of
-/// two and the later decrement then frees at once (rare, and only sooner than the kernel).
-/// Under loom the memory is freed at once: the models check the locking protocols, and
+/// Only the last handle comes here (a count of 1); two handles dropped at once may both see
+/// a count of two, and the later decrement then frees at once (rare, and only sooner than
+/// the kernel would). Under loom the memory is freed at once: the models check the locking protocols, and
 /// their leak check would see memory still waiting for a grace period.
 #[inline(never)]
 fn release_then_free_after_grace<B: Backend>(arc: Arc<FenceInner<B>>) {
@@ -449,24 +449,20 @@ fn release_then_free_after_grace<B: Backend>(arc: Arc<FenceInner<B>>) {
     drop(arc);
     #[cfg(not(loom))]
     {
+        // Acquire: pairs with the Release decrements of the handles dropped before this
+        // one (as `Arc`'s own final drop does), so their uses happen before the drop below.
+        std::sync::atomic::fence(Ordering::Acquire);
         // SAFETY: `ManuallyDrop<T>` is `repr(transparent)` over `T`, so it has `T`'s size
         // and alignment, which is what `Arc::from_raw` asks of a pointer from `Arc<T>`.
-        let mut hollow =
+        let hollow =
             unsafe { Arc::from_raw(Arc::into_raw(arc).cast::<ManuallyDrop<FenceInner<B>>>()) };
-        match Arc::get_mut(&mut hollow) {
-            Some(inner) => {
-                // SAFETY: `get_mut` proved this the only handle (no other strong or weak
-                // reference), so nothing else can reach the contents; they are dropped once,
-                // here, and the retired `Arc<ManuallyDrop<_>>` only frees the memory.
-                unsafe { ManuallyDrop::drop(inner) };
-                rcu::retire::<rcu::DefaultReclaimer, _>(hollow);
-            }
-            None => {
-                // Another handle exists after all: an ordinary put.
-                // SAFETY: the same cast back (`repr(transparent)`); the contents are intact.
-                drop(unsafe { Arc::from_raw(Arc::into_raw(hollow).cast::<FenceInner<B>>()) });
-            }
-        }
+        let contents = Arc::as_ptr(&hollow).cast_mut();
+        // SAFETY: the caller saw a strong count of 1 on the handle it owned, and no `Weak`
+        // of a fence is ever made: nothing else can reach the contents, as `Arc::get_mut`
+        // would prove. They are dropped once, here (if that panics, `hollow` frees the
+        // memory at once); the retired `Arc<ManuallyDrop<_>>` only frees the memory.
+        unsafe { ManuallyDrop::drop(&mut *contents) };
+        rcu::retire::<rcu::DefaultReclaimer, _>(hollow);
     }
 }
 

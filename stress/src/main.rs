@@ -197,6 +197,16 @@ impl Settings {
         }
     }
 
+    /// The configuration of `scenario`'s lock pass: a quarter of a slice's budget, numbered
+    /// after the last slice (so that work done once per scenario is not repeated), with
+    /// that slice number's draws.
+    fn lock_pass_config(&self, scenario: &str) -> RunConfig {
+        let mut cfg = self.run_config(scenario, self.slices);
+        cfg.seconds = cfg.seconds.map(|s| s / 4);
+        cfg.ops = cfg.ops.map(|o| o.div_ceil(4));
+        cfg
+    }
+
     fn report<'a>(&self, results: &'a [Outcome], stalled: Option<String>) -> RunReport<'a> {
         RunReport {
             command: self.command.clone(),
@@ -428,22 +438,41 @@ fn main() -> ExitCode {
     };
 
     let slices = settings.slices;
-    let total = entries.len() * backends.len() * slices;
+    let recorded = backends
+        .iter()
+        .filter(|b| backends::spec(b).is_some_and(|s| s.recorded_locks))
+        .count();
+    let total = entries.len() * (backends.len() * slices + recorded);
     let progress = Progress::new(total);
     let mut n = 0;
     // Each scenario's slices run alternately on the backends (the baseline first in each
-    // slice), so that the ratios pair runs made close in time.
+    // slice), so that the ratios pair runs made close in time. They run with the lock
+    // recorder off, as the kernel's lockdep is in production: its bookkeeping is not the
+    // classic scheme's cost. A short lock pass per recorded backend follows, recorder on,
+    // for the lock report alone (checked like any run, never timed).
+    rcu_fence::lockdep::set_enabled(false);
     for entry in &entries {
-        for (slice, &backend) in (0..slices).flat_map(|s| backends.iter().map(move |b| (s, b))) {
+        let runs = (0..slices)
+            .flat_map(|s| backends.iter().map(move |&b| (Some(s), b)))
+            .chain(backends.iter().map(|&b| (None, b)));
+        for (slice, backend) in runs {
+            let spec = backends::spec(backend).expect("parsed from backends::ALL");
+            if slice.is_none() && !spec.recorded_locks {
+                continue;
+            }
             n += 1;
-            let label = if slices > 1 {
-                format!("{} on {backend}, slice {}/{slices}", entry.name, slice + 1)
-            } else {
-                format!("{} on {backend}", entry.name)
+            let label = match slice {
+                None => format!("{} on {backend}, lock pass", entry.name),
+                Some(slice) if slices > 1 => {
+                    format!("{} on {backend}, slice {}/{slices}", entry.name, slice + 1)
+                }
+                Some(_) => format!("{} on {backend}", entry.name),
             };
             progress.start(n, &label);
-            let cfg = settings.run_config(entry.name, slice);
-            let spec = backends::spec(backend).expect("parsed from backends::ALL");
+            let cfg = match slice {
+                Some(slice) => settings.run_config(entry.name, slice),
+                None => settings.lock_pass_config(entry.name),
+            };
             let checks = Arc::new(Checks::new(cfg.threads, entry.helpers, spec));
             let watchdog = Watchdog::start(
                 checks.watch.clone(),
@@ -452,8 +481,11 @@ fn main() -> ExitCode {
                 on_stall.clone(),
             );
             rcu_fence::lockdep::reset();
+            rcu_fence::lockdep::set_enabled(slice.is_none());
             let mut outcome = run_one(entry, backend, &cfg, &checks);
-            outcome.slice = slice;
+            rcu_fence::lockdep::set_enabled(false);
+            outcome.slice = cfg.slice;
+            outcome.lock_pass = slice.is_none();
             record_locks(spec, &mut outcome);
             drop(watchdog);
             progress.end(n, &label, &outcome);

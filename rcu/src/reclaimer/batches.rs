@@ -353,52 +353,64 @@ fn lock_ready() -> crate::sync::MutexGuard<'static, VecDeque<Batch>> {
 /// Runs ready batches until none is left, unless this thread is running jobs
 /// (then the outermost drain goes on with the queue).
 fn drain() {
-    drain_with(VecDeque::pop_front);
+    drain_with(VecDeque::pop_front, false);
 }
 
 /// Runs the oldest ready batches while more than `BACKLOG` are ready, then
 /// those this thread handed over, unless this thread is running jobs.
 fn drain_own() {
     let me = owner_id();
-    drain_with(|ready| {
-        if ready.len() > BACKLOG {
-            ready.pop_front()
-        } else {
-            // At most `BACKLOG` to look through.
-            let mine = ready.iter().position(|b| b.owner == me);
-            mine.and_then(|i| ready.remove(i))
-        }
-    });
+    drain_with(
+        |ready| {
+            if ready.len() > BACKLOG {
+                ready.pop_front()
+            } else {
+                // At most `BACKLOG` to look through.
+                let mine = ready.iter().position(|b| b.owner == me);
+                mine.and_then(|i| ready.remove(i))
+            }
+        },
+        true,
+    );
 }
 
 /// Runs the batches `take` picks from the ready queue (under its lock, run
 /// after it is released) until it picks none, unless this thread is running
-/// jobs.
-fn drain_with(mut take: impl FnMut(&mut VecDeque<Batch>) -> Option<Batch>) {
+/// jobs. With `recycle`, a batch's emptied vector becomes this thread's next
+/// local batch if it has none.
+fn drain_with(mut take: impl FnMut(&mut VecDeque<Batch>) -> Option<Batch>, recycle: bool) {
     if is_running() {
         return;
     }
     loop {
         let next = take(&mut lock_ready());
         match next {
-            Some(batch) => run(batch),
+            Some(batch) => run(batch, recycle),
             None => break,
         }
     }
 }
 
-/// Runs a batch whose grace period has elapsed.
-fn run(batch: Batch) {
+/// Runs a batch whose grace period has elapsed; with `recycle`, keeps its
+/// vector for this thread's next local batch ([`give_back`]).
+fn run(batch: Batch, recycle: bool) {
     let s = shared();
-    let _finished = Finished(Some(batch.phase));
+    let Batch {
+        mut jobs, phase, ..
+    } = batch;
+    let _finished = Finished(Some(phase));
     let before = tally::now();
     let mut panic = FirstPanic::new();
     {
         let _running = Running::enter();
-        let n = batch.jobs.len();
-        for job in batch.jobs {
-            panic.catch(|| job.run());
+        let n = jobs.len();
+        let mut rest = jobs.drain(..);
+        // One catch for the batch, not one per job: after a panic, the loop
+        // goes on with the jobs after the one that panicked.
+        while rest.len() > 0 {
+            panic.catch(|| rest.by_ref().for_each(Job::run));
         }
+        drop(rest);
         s.pending.done_many(n);
     }
     if tally::now() != before {
@@ -413,7 +425,27 @@ fn run(batch: Batch) {
         // this batch's exit (the `Finished` guard, below), which orders it.
         s.cascades.fetch_add(1, Ordering::Relaxed);
     }
+    if recycle {
+        give_back(jobs);
+    }
     stash(panic);
+}
+
+/// Makes `jobs` (empty) this thread's local batch if it has none: a writer
+/// that runs its own batches then fills the same few vectors in turn, instead
+/// of allocating and freeing a batch-sized block for every batch (which
+/// glibc serves by merging its small free blocks, each time).
+fn give_back(jobs: Vec<Job>) {
+    if jobs.capacity() < BATCH {
+        return;
+    }
+    let _ = LOCAL.try_with(|l| {
+        if let Ok(mut local) = l.jobs.try_borrow_mut() {
+            if local.capacity() == 0 {
+                *local = jobs;
+            }
+        }
+    });
 }
 
 /// Keeps a panic caught from a job until the outermost `rcu` call on this

@@ -198,6 +198,11 @@ pub(crate) struct Outcome {
     /// Which slice this is (0 for a combined outcome).
     #[serde(skip)]
     pub(crate) slice: usize,
+    /// A lock pass: a short run with the lock recorder on, for its lock report (and its
+    /// checks) only; not timed, so the recorder's cost stays out of the throughput and the
+    /// latencies.
+    #[serde(skip)]
+    pub(crate) lock_pass: bool,
     /// The latency samples, kept for combining slices.
     #[serde(skip)]
     pub(crate) histogram: Option<Histogram<u64>>,
@@ -234,6 +239,7 @@ impl Outcome {
             skipped: None,
             notes: Vec::new(),
             slice_rates: Vec::new(),
+            lock_pass: false,
             slice: 0,
             histogram: None,
         }
@@ -348,24 +354,40 @@ pub(crate) fn dash<T>(v: Option<T>, f: impl FnOnce(T) -> String) -> String {
 /// totals: errors lost (a violation on a strict backend already) and the lock recorder's
 /// objections.
 pub(crate) fn combine(parts: &[Outcome]) -> Outcome {
-    let first = &parts[0];
+    let timed = parts.iter().filter(|p| !p.lock_pass).count();
+    let first = parts.iter().find(|p| !p.lock_pass).unwrap_or(&parts[0]);
     let spec = crate::backends::spec(first.backend);
     let strict = spec.is_none_or(|b| b.strict);
     let mut o = Outcome::new(first.scenario, first.backend, first.seed, first.threads);
     o.unit = first.unit;
     o.skipped = first.skipped.clone();
     o.notes = first.notes.clone();
-    let many = parts.len() > 1;
+    let many = timed > 1;
     for p in parts {
-        o.seconds += p.seconds;
-        o.ops += p.ops;
+        if !p.lock_pass {
+            o.seconds += p.seconds;
+            o.ops += p.ops;
+            if let Some(h) = &p.histogram {
+                match &mut o.histogram {
+                    Some(all) => {
+                        let _ = all.add(h);
+                    }
+                    None => o.histogram = Some(h.clone()),
+                }
+            }
+            if p.skipped.is_none() {
+                o.slice_rates.push(p.ops_per_sec());
+            }
+        }
         o.callbacks_installed += p.callbacks_installed;
         o.callbacks_delivered += p.callbacks_delivered;
         o.callbacks_removed += p.callbacks_removed;
         o.violations += p.violations;
         o.leaked += p.leaked;
         let at = |what: &String| {
-            if many {
+            if p.lock_pass {
+                format!("lock pass: {what}")
+            } else if many {
                 format!("slice {}: {what}", p.slice + 1)
             } else {
                 what.clone()
@@ -375,14 +397,6 @@ pub(crate) fn combine(parts: &[Outcome]) -> Outcome {
         o.depth = o.depth.max(p.depth);
         o.depth_probes.extend(p.depth_probes.iter().cloned());
         o.peak_stack_bytes = o.peak_stack_bytes.max(p.peak_stack_bytes);
-        if let Some(h) = &p.histogram {
-            match &mut o.histogram {
-                Some(all) => {
-                    let _ = all.add(h);
-                }
-                None => o.histogram = Some(h.clone()),
-            }
-        }
         if let Some(l) = &p.lockdep {
             o.lockdep.get_or_insert_with(LockSummary::default).add(l);
         }
@@ -392,16 +406,13 @@ pub(crate) fn combine(parts: &[Outcome]) -> Outcome {
                 o.known_limits.push(l.clone());
             }
         }
-        if p.skipped.is_none() {
-            o.slice_rates.push(p.ops_per_sec());
-        }
     }
     o.latency = o.histogram.as_ref().and_then(Latency::from_histogram);
     if many && o.skipped.is_none() {
         o.notes = o
             .notes
             .iter()
-            .map(|n| format!("slice 1 of {}: {n}", parts.len()))
+            .map(|n| format!("slice 1 of {timed}: {n}"))
             .collect();
     }
     if !strict && o.errors.lost > 0 {
@@ -596,5 +607,26 @@ mod tests {
         assert!(!o.failed() && o.result() == "known limit");
         o.violations = 1;
         assert!(o.failed(), "a known limit excuses no violation");
+    }
+
+    #[test]
+    fn a_lock_pass_is_checked_but_not_timed() {
+        let slice = |i: usize, ops: u64| {
+            let mut o = Outcome::new("readers", "locked", 1, 2);
+            (o.slice, o.seconds, o.ops) = (i, 1.0, ops);
+            o
+        };
+        let mut pass = slice(2, 1);
+        pass.lock_pass = true;
+        pass.violations = 1;
+        pass.lockdep = Some(LockSummary {
+            cycles: vec!["array→chain→array".into()],
+            ..LockSummary::default()
+        });
+        let o = combine(&[slice(0, 100), slice(1, 300), pass]);
+        assert_eq!((o.ops, o.seconds), (400, 2.0));
+        assert_eq!(o.slice_rates, vec![100.0, 300.0]);
+        assert_eq!(o.violations, 1);
+        assert_eq!(o.lockdep.map(|l| l.cycles.len()), Some(1));
     }
 }
