@@ -441,8 +441,8 @@ impl<B: Backend> Drop for Fence<B> {
 ///
 /// Only the last handle comes here (a count of 1); two handles dropped at once may both see
 /// a count of two, and the later decrement then frees at once (rare, and only sooner than
-/// the kernel would). Under loom the memory is freed at once: the models check the locking protocols, and
-/// their leak check would see memory still waiting for a grace period.
+/// the kernel would). Under loom the memory is freed at once: the models check the locking
+/// protocols, and their leak check would see memory still waiting for a grace period.
 #[inline(never)]
 fn release_then_free_after_grace<B: Backend>(arc: Arc<FenceInner<B>>) {
     #[cfg(loom)]

@@ -41,9 +41,8 @@ pub fn defer<R: Reclaimer>(f: impl FnOnce() + Send + 'static) {
 
 /// Drops `value` once no reader that is now in a read-side critical section
 /// can still be in it (`kfree_rcu`): [`defer`] for an owned value, without
-/// allocating a closure. `value` must not be reachable from any slot.
-///
-/// It is dropped where [`defer`]'s closures run, with the same panic rule.
+/// allocating a closure. It is dropped where [`defer`]'s closures run, with
+/// the same panic rule.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -57,8 +56,10 @@ pub fn defer<R: Reclaimer>(f: impl FnOnce() + Send + 'static) {
 pub fn retire<R: Reclaimer, P: Pointer>(value: P) {
     let raw = value.into_raw();
     // SAFETY: `raw` came from `P::into_raw` just now and its ownership moves
-    // to the reclaimer (obligation 1); the caller's contract is that no slot
-    // holds the value, so no reader can newly reach it (obligation 2).
+    // to the reclaimer (obligation 1). The value was the caller's, not a
+    // slot's (a slot owns its own value), so no reader reaches it through a
+    // slot (obligation 2); another owner of the same pointee (an `Arc` clone
+    // in a slot) keeps the pointee alive whatever this drop does.
     unsafe { R::retire::<P>(raw) }
 }
 
