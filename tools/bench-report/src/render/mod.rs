@@ -212,8 +212,9 @@ How to read this: each table lists every variant of one benchmark with its media
 iteration, the figure per unit (member, link, level, job), and its ratio to the floor and to
 the baseline backend at the same parameter. `floor` is the least work the operation could do
 with the same allocations; `locked` is the kernel's classic scheme on the same API (its
-irq_work runs on the signalling thread as the kernel's does, and its lock recorder, lockdep,
-is off as in production kernels); the rest are the crates a user would pick instead. Two
+irq_work runs on the signalling thread as the kernel's does, it frees fence memory through
+RCU as the kernel's `dma_fence_free` does, and its lock recorder, lockdep, is off as in
+production kernels); the rest are the crates a user would pick instead. Two
 kinds of measurement: single-threaded ones under criterion, which runs the variants one
 after another (ratios between them carry the drift of the minutes between them), and the
 ones that swing between runs (two threads on two cores), measured in interleaved rounds:
