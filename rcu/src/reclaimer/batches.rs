@@ -292,13 +292,15 @@ pub(crate) fn defer<G: Grace>(job: Job) {
         Ok(true) => {
             hand_over_local::<G>();
             drain_own();
+            // Only a drain runs jobs, so only it can have caught a panic to
+            // resume (every outermost call that drains resumes its own).
+            resume_caught();
         }
         Ok(false) => {}
         // The thread is being torn down (the job is still here): hand it
         // over on its own.
         Err(_) => hand_over::<G>(job.into_iter().collect()),
     }
-    resume_caught();
 }
 
 /// Hands this thread's local batch over; `false` if it was empty.
