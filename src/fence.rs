@@ -462,7 +462,7 @@ fn release_then_free_after_grace<B: Backend>(arc: Arc<FenceInner<B>>) {
         // would prove. They are dropped once, here (if that panics, `hollow` frees the
         // memory at once); the retired `Arc<ManuallyDrop<_>>` only frees the memory.
         unsafe { ManuallyDrop::drop(&mut *contents) };
-        rcu::retire::<rcu::DefaultReclaimer, _>(hollow);
+        FencesOf::<B>::retire_memory(hollow);
     }
 }
 

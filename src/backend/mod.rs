@@ -173,6 +173,14 @@ pub(crate) trait FenceScheme<B: Backend>: 'static {
     /// reference, itself released past them: the memory is freed at the final put.
     const FREE_AFTER_GRACE: bool;
 
+    /// Retires a fence's memory (its contents already dropped) past RCU readers, on a scheme
+    /// that frees after a grace period. Retiring may run this thread's ready RCU batches and
+    /// resume a panic caught from one of them: each scheme says where that panic goes.
+    #[cfg(not(loom))]
+    fn retire_memory<P: ::rcu::Pointer>(memory: P) {
+        ::rcu::retire::<::rcu::DefaultReclaimer, P>(memory);
+    }
+
     /// Marks the fence signalled (applying `error` if none is set yet) and runs its
     /// callbacks exactly once. `Err(AlreadySignaled)` if it had signalled.
     fn signal(

@@ -87,6 +87,28 @@ impl<B: Backend> FenceScheme<B> for Fences {
     const FLAT_DROP: bool = false;
     const FREE_AFTER_GRACE: bool = true;
 
+    /// The panic another RCU job raised while this put ran the thread's ready batches is
+    /// not this put's: it must not unwind out of a callback node's release under a fence
+    /// lock (the rest of that fence's callbacks would never run), nor out of a drop made
+    /// while unwinding (an abort). It is kept for the outermost lock release, as a
+    /// callback's panic is; dropped if the thread is unwinding already (the panic hook has
+    /// reported it); resumed at once only outside any fence lock.
+    #[cfg(not(loom))]
+    fn retire_memory<P: ::rcu::Pointer>(memory: P) {
+        let retired = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ::rcu::retire::<::rcu::DefaultReclaimer, P>(memory);
+        }));
+        if let Err(payload) = retired {
+            if std::thread::panicking() {
+                drop(payload);
+            } else if irq_work::held() > 0 {
+                irq_work::keep_panic(payload);
+            } else {
+                std::panic::resume_unwind(payload);
+            }
+        }
+    }
+
     fn signal(
         fence: &Fence<B>,
         at: Option<Instant>,
