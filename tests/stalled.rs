@@ -6,7 +6,7 @@
 //! - With hazard pointers (`rcu::Hazard` slots), a stalled reader holds back only the value
 //!   it protects: the garbage stays bounded however long the churn goes on.
 //!
-//! The figures are printed (`--nocapture`) and quoted in DESIGN.md.
+//! The figures are printed (`--nocapture`); DESIGN.md's open questions discuss them.
 
 mod common;
 
