@@ -210,6 +210,7 @@ impl<B: Backend> FenceArray<B> {
                 seqno64: false,
                 container: true,
                 inert: false,
+                polls: true,
                 signaled_at: None,
             },
         ))

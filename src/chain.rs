@@ -36,6 +36,7 @@
 //! - **find_seqno**: see [`chain_find_seqno`].
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::sync::Arc as StdArc;
 
 use crate::backend::state::Birth;
@@ -160,6 +161,7 @@ impl<B: Backend> FenceChain<B> {
                 seqno64: true,
                 container: true,
                 inert: false,
+                polls: true,
                 signaled_at: None,
             },
         )
@@ -467,15 +469,148 @@ pub fn chain_find_seqno<B: Backend>(
     if head.as_chain().is_none() || head.seqno() < seqno {
         return Err(FenceError::InvalidSeqno);
     }
-    for node in chain_walk(head) {
-        match node.as_chain() {
-            Some(link) if node.context() == head.context() && link.prev_seqno() >= seqno => {
-                continue;
+    Ok(seek(head, seqno).found)
+}
+
+/// Where a lookup of `point` from `head` stops (the walk of `dma_fence_chain_find_seqno`).
+pub(crate) struct Seek<B: Backend> {
+    /// The last node the walk passed (a link of `head`'s context whose previous point is
+    /// `point` or later); `None` if it stopped at `head`.
+    pub(crate) above: Option<Fence<B>>,
+    /// The first node it did not pass; `None` if the walk ran out (every point up to
+    /// `point` has signalled).
+    pub(crate) found: Option<Fence<B>>,
+}
+
+/// Walks from `head` as [`chain_walk`] does, collecting signalled links on the way, to the
+/// first node that is not a link of `head`'s context with a previous point at or after
+/// `point`.
+///
+/// On a scheme that [seeks in a section](MemberScheme::SEEKS_IN_SECTION), pending links
+/// are passed inside one read-side section with no reference taken ([`seek_in_section`]);
+/// the walk leaves the section, with a reference to where it is, only to collect a
+/// signalled link or poll a driver's hook, which [`walk_step`] does as everywhere else.
+/// The links passed and the answer are the classic walk's: only the references differ.
+pub(crate) fn seek<B: Backend>(head: &Fence<B>, point: u64) -> Seek<B> {
+    let passes = |node: &Fence<B>| {
+        node.as_chain()
+            .is_some_and(|link| node.context() == head.context() && link.prev_seqno() >= point)
+    };
+    let mut above = None;
+    if !MembersOf::<B>::SEEKS_IN_SECTION {
+        for node in chain_walk(head) {
+            if !passes(&node) {
+                return Seek {
+                    above,
+                    found: Some(node),
+                };
             }
-            _ => return Ok(Some(node)),
+            above = Some(node);
+        }
+        return Seek { above, found: None };
+    }
+    if !passes(head) {
+        return Seek {
+            above,
+            found: Some(head.clone()),
+        };
+    }
+    let mut at = head.clone();
+    loop {
+        // `at` has been passed: go on in a section from there.
+        let last = match seek_in_section(&at, &passes) {
+            Leg::Stopped { last, found } => {
+                return Seek {
+                    above: Some(last.unwrap_or(at)),
+                    found,
+                };
+            }
+            Leg::Blocked(last) => last.unwrap_or(at),
+        };
+        // The step after `last` writes or polls: take it the classic way.
+        match walk_step(&last) {
+            Some(next) if passes(&next) => at = next,
+            found => {
+                return Seek {
+                    above: Some(last),
+                    found,
+                };
+            }
         }
     }
-    Ok(None)
+}
+
+/// How far [`seek_in_section`] got. `last` is the last node passed, if past its start.
+enum Leg<B: Backend> {
+    /// At the first node not passed (`found`), or at the end of the walk (`None`).
+    Stopped {
+        last: Option<Fence<B>>,
+        found: Option<Fence<B>>,
+    },
+    /// The step after `last` must collect a signalled link or poll a hook.
+    Blocked(Option<Fence<B>>),
+}
+
+/// From `start` (a node already passed, which the caller holds), passes the pending links
+/// that follow inside one read-side section, holding no reference to them: a reference is
+/// taken only to the nodes it returns. Stops where [`walk_step`] would write or poll.
+///
+/// Why a link seen here stays alive to the end of the section, with no reference of ours:
+/// it was loaded from the `prev` slot of `start` or of a link seen before it, and a slot
+/// releases its reference only by retiring it past every section open now (`take`,
+/// `replace`, `compare_exchange`) or when the slot itself is dropped; that slot's link is
+/// alive by the same argument, back to `start`. (A chain's drop steals the `prev` of a
+/// link only when nothing else refers to it, so no section can be reading it.) The same
+/// holds for the own fence read from a link's own slot.
+fn seek_in_section<B: Backend>(start: &Fence<B>, passes: &impl Fn(&Fence<B>) -> bool) -> Leg<B>
+where
+    rcu::DefaultReclaimer: rcu::WholeSection,
+{
+    let mut guard = rcu::pin::<rcu::DefaultReclaimer>();
+    let mut last: Option<ManuallyDrop<Fence<B>>> = None;
+    let clone = |seen: Option<ManuallyDrop<Fence<B>>>| seen.map(|f| Fence::clone(&f));
+    loop {
+        let current = last.as_deref().unwrap_or(start);
+        let chain = current.as_chain().expect("a passed node is a chain link");
+        let Some(raw) = chain.prev.load(&mut guard).map(|p| p.as_raw()) else {
+            return Leg::Stopped {
+                last: clone(last),
+                found: None,
+            };
+        };
+        // SAFETY: `raw` was just loaded from a slot through `guard`, which lives to the end
+        // of this function, and the default reclaimer protects every load of a section
+        // (`WholeSection`); the fence stays alive while `guard` does (see above).
+        let prev = unsafe { seen::<B>(raw) };
+        // Its own fence pending (the walk yields it), told from flags alone: polling a
+        // hook may signal and run callbacks, which must not run inside a section.
+        let pending = match prev.as_chain() {
+            Some(prev_chain) => prev_chain.fence.signaled_in(&mut guard),
+            None => prev.flag_answer(),
+        } == Some(false);
+        if !pending {
+            return Leg::Blocked(clone(last));
+        }
+        if !passes(&prev) {
+            return Leg::Stopped {
+                last: clone(last),
+                found: Some(Fence::clone(&prev)),
+            };
+        }
+        last = Some(prev);
+    }
+}
+
+/// A fence read from a slot, borrowed without a reference of its own.
+///
+/// # Safety
+/// 1. `raw` was loaded from a `Slot<Fence<B>>` through a guard of a
+///    [`WholeSection`](rcu::WholeSection) reclaimer, and the view is used only while that
+///    guard lives and the fence is alive.
+unsafe fn seen<B: Backend>(raw: *const ()) -> ManuallyDrop<Fence<B>> {
+    // SAFETY: a fence slot holds pointers from `Fence::into_raw` (obligation 1); the view
+    // is never dropped, so the slot's reference is not released through it.
+    ManuallyDrop::new(unsafe { <Fence<B> as rcu::Pointer>::from_raw(raw.cast_mut()) })
 }
 
 /// The chain's `signaled` polling hook: every own fence from the head back has signalled.

@@ -134,6 +134,8 @@ impl<B: Backend> Timeline<B> {
     }
 
     fn new_fence(&self, seqno: u64, ops: Arc<dyn FenceOps<B>>, inert: bool) -> Fence<B> {
+        // The timeline's own ops poll nothing; a driver's say.
+        let polls = !inert && ops.polls();
         Fence::new(
             self.context,
             seqno,
@@ -142,6 +144,7 @@ impl<B: Backend> Timeline<B> {
                 seqno64: self.seqno64,
                 container: false,
                 inert,
+                polls,
                 signaled_at: None,
             },
         )

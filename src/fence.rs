@@ -72,6 +72,16 @@ pub trait FenceOps<B: Backend = Rcu>: Any + Send + Sync + 'static {
         let _ = fence;
         false
     }
+    /// Whether [`signaled`](FenceOps::signaled) polls anything: return `false` if you do
+    /// not override it (as a kernel driver leaves `.signaled` NULL). The fence's flag then
+    /// answers "has it signalled?" alone, without a call into the ops, and so can be read
+    /// where no driver code may run: a chain lookup on `Rcu` passes the pending links whose
+    /// own fences are such (or containers) inside one read-side section, taking no
+    /// reference per link. Asked once, when a fence is made; `signaled` is then never
+    /// called. The default, `true`, is always correct.
+    fn polls(&self) -> bool {
+        true
+    }
     /// A hint that someone needs the fence by `deadline`; may be called several times.
     fn set_deadline(&self, fence: &Fence<B>, deadline: Instant) {
         let _ = (fence, deadline);
@@ -273,8 +283,12 @@ impl<B: Backend> Fence<B> {
     /// True once signalled. If not yet, polls the `signaled` hook, which may signal the
     /// fence (`dma_fence_is_signaled`).
     pub fn is_signaled(&self) -> bool {
-        if self.test_signaled_flag() {
+        let word = self.inner.state.word.load();
+        if word.is_signaled() {
             return true;
+        }
+        if word.is_quiet() {
+            return false;
         }
         if self.ops().signaled(self) {
             let _ = self.signal();
@@ -286,6 +300,22 @@ impl<B: Backend> Fence<B> {
     /// The signalled flag alone, without polling any hook (`dma_fence_test_signaled_flag`).
     pub fn test_signaled_flag(&self) -> bool {
         self.inner.state.is_signaled()
+    }
+
+    /// Whether the fence has signalled, when its state word alone can tell: `Some(true)` once
+    /// signalled; `Some(false)` while pending with no `signaled` poll to call (a container,
+    /// which answers through its flag, or a quiet fence); `None` when only the driver's poll
+    /// can tell. What [`Fence::is_signaled_shallow`] would answer, from one load and
+    /// running nothing: fit for a read-side section.
+    pub(crate) fn flag_answer(&self) -> Option<bool> {
+        let word = self.inner.state.word.load();
+        if word.is_signaled() {
+            Some(true)
+        } else if word.is_container() || word.is_quiet() {
+            Some(false)
+        } else {
+            None
+        }
     }
 
     /// True if the fence has signalled, polling a plain fence's hook but never descending
@@ -632,6 +662,7 @@ fn new_stub<B: Backend>(signaled_at: Option<Instant>) -> Fence<B> {
             seqno64: false,
             container: false,
             inert: true,
+            polls: true,
             signaled_at,
         },
     )

@@ -30,7 +30,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, FenceScheme, FencesOf, Rcu};
-use crate::chain::{FenceChain, chain_walk, failure_of};
+use crate::chain::{FenceChain, Seek, chain_walk, failure_of, seek};
 use crate::error::{Errno, FenceError};
 use crate::fence::Fence;
 use crate::sync::{Mutex, thread};
@@ -478,21 +478,9 @@ impl<B: Backend> Syncobj<B> {
 /// The fence for `point` on the chain `head` (which has reached it): see
 /// [`Syncobj::find_fence`].
 fn find_point<B: Backend>(head: &Fence<B>, point: u64) -> Fence<B> {
-    // Walk as `chain_find_seqno` does, remembering the last link passed: the walk records
-    // on it the failures of the signalled links it collects below it.
-    let mut above = None;
-    let mut found = None;
-    for node in chain_walk(head) {
-        match node.as_chain() {
-            Some(link) if node.context() == head.context() && link.prev_seqno() >= point => {
-                above = Some(node);
-            }
-            _ => {
-                found = Some(node);
-                break;
-            }
-        }
-    }
+    // Walk as `chain_find_seqno` does, keeping the last link passed: the walk records on it
+    // the failures of the signalled links it collects below it.
+    let Seek { above, found } = seek(head, point);
     // The earliest failure among the collected points that `point` waits for (a failure
     // whose point comes after `point`'s previous point belongs to a later point).
     let skipped = above

@@ -644,6 +644,134 @@ fn poll_from_fence_callback_keeps_error<B: Backend>() {
     assert_eq!(settle(&link), Status::Error(Errno::ETIME));
 }
 
+/// Hooks that poll a flag the test sets (`polls` left `true`), counting the polls; or, with
+/// `quiet`, the same flag behind `polls() == false`, whose poll must never be called.
+struct Polled {
+    done: Arc<std::sync::atomic::AtomicBool>,
+    polls: Arc<AtomicUsize>,
+    quiet: bool,
+}
+
+impl<B: Backend> rcu_fence::FenceOps<B> for Polled {
+    fn driver_name(&self) -> &str {
+        "polled"
+    }
+    fn timeline_name(&self) -> &str {
+        "polled"
+    }
+    fn signaled(&self, _: &Fence<B>) -> bool {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        self.done.load(Ordering::SeqCst)
+    }
+    fn polls(&self) -> bool {
+        !self.quiet
+    }
+}
+
+/// A fence whose ops say they have no poll is answered from its flag alone: its `signaled`
+/// hook is never called, by a poll, a wait with a zero timeout, or a chain walk.
+fn quiet_ops_are_never_polled<B: Backend>() {
+    let tl = timeline::<B>();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let quiet = tl.fence_with_ops(
+        1,
+        Arc::new(Polled {
+            done: done.clone(),
+            polls: polls.clone(),
+            quiet: true,
+        }),
+    );
+    assert!(!quiet.is_signaled(), "the flag answers: pending");
+    assert_eq!(quiet.status(), Status::Pending);
+    let link = FenceChain::create(None, quiet.clone(), 1);
+    let head = FenceChain::create(Some(link.clone()), tl.fence(2), 2);
+    assert!(chain_find_seqno(&head, 1).unwrap().unwrap().ptr_eq(&link));
+    assert_eq!(chain_walk(&head).count(), 2);
+    assert_eq!(
+        polls.load(Ordering::SeqCst),
+        0,
+        "a quiet fence is never polled"
+    );
+    quiet.signal().unwrap();
+    assert!(quiet.is_signaled());
+    assert_eq!(chain_walk(&head).count(), 1, "link 1 is collected");
+    assert_eq!(polls.load(Ordering::SeqCst), 0);
+}
+
+/// `find_seqno` over 48 links whose own fences are of three kinds (quiet timeline fences,
+/// polled fences whose poll answers "done" before they are signalled, and polled fences
+/// still running), with a random third of them signalled: for every point, the answer is
+/// the classic walk's, computed here from the flags (the newest pending link at or below
+/// the point; the head for the head's point; nothing when every point up to it is done),
+/// and a polled fence found done is signalled on the way. On `Rcu` the lookup passes the
+/// quiet links inside one read-side section and leaves it for the others.
+fn find_seqno_mixed_own_fences<B: Backend>() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for round in 0..8 {
+        let tl = timeline::<B>();
+        let polls = Arc::new(AtomicUsize::new(0));
+        let n = 48u64;
+        let mut fences = Vec::new();
+        let mut done_by_poll = Vec::new();
+        let mut links: Vec<Fence<B>> = Vec::new();
+        for p in 1..=n {
+            let (fence, by_poll) = match rng.random_range(0..3) {
+                0 => (tl.fence(p), false),
+                kind => {
+                    let by_poll = kind == 1;
+                    let ops = Polled {
+                        done: Arc::new(std::sync::atomic::AtomicBool::new(by_poll)),
+                        polls: polls.clone(),
+                        quiet: false,
+                    };
+                    (tl.fence_with_ops(p, Arc::new(ops)), by_poll)
+                }
+            };
+            links.push(FenceChain::create(links.last().cloned(), fence.clone(), p));
+            fences.push(fence);
+            done_by_poll.push(by_poll);
+        }
+        for (i, f) in fences.iter().enumerate() {
+            if rng.random_range(0..3) == 0 {
+                f.signal().unwrap();
+                done_by_poll[i] = true;
+            }
+        }
+        let head = links.last().unwrap().clone();
+        let mut points: Vec<u64> = (1..=n).collect();
+        points.shuffle(&mut rng);
+        for point in points {
+            let expected = if point == n {
+                Some(n)
+            } else {
+                (1..=point).rev().find(|&p| !done_by_poll[p as usize - 1])
+            };
+            let found = chain_find_seqno(&head, point).unwrap();
+            assert_eq!(
+                found.as_ref().map(|f| f.seqno()),
+                expected,
+                "round {round}, point {point}"
+            );
+            if let Some(found) = found {
+                let i = found.seqno() as usize - 1;
+                assert!(found.ptr_eq(&links[i]), "round {round}, point {point}");
+            }
+        }
+        // A full walk yields the head and the pending points, newest first; every polled
+        // fence it found done is signalled on the way.
+        let expected: Vec<u64> = std::iter::once(n)
+            .chain((1..n).rev().filter(|&p| !done_by_poll[p as usize - 1]))
+            .collect();
+        let walked: Vec<u64> = chain_walk(&head).map(|l| l.seqno()).collect();
+        assert_eq!(walked, expected, "round {round}");
+        for (i, f) in fences.iter().enumerate().take(n as usize - 1) {
+            assert_eq!(f.test_signaled_flag(), done_by_poll[i], "round {round}");
+        }
+        assert!(polls.load(Ordering::SeqCst) > 0);
+    }
+}
+
 every_backend!(
     poll_from_fence_callback_keeps_error,
     create_continues_context,
@@ -671,6 +799,8 @@ every_backend!(
     signal_small_orders_exhaustive,
     drop_long_chain,
     collected_error_reaches_a_later_link_that_arms,
+    quiet_ops_are_never_polled,
+    find_seqno_mixed_own_fences,
 );
 
 /// Backward signalling is linear on `Rcu` by design: it must finish at a size where the

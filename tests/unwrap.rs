@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{every_backend, settle, timeline, timeline_named};
 use rcu_fence::{
-    Backend, Errno, Fence, FenceArray, FenceChain, Status, Timeline, chain_find_seqno,
+    Backend, Errno, Fence, FenceArray, FenceChain, Status, Timeline, chain_find_seqno, chain_walk,
     context_alloc, merge, unwrap,
 };
 
@@ -374,7 +374,9 @@ fn merge_keeps_error_of_collected_link<B: Backend>() {
 }
 
 fn merge_keeps_error_of_link_collected_earlier<B: Backend>() {
-    // As above, but a find_seqno collected the failed point before the merge.
+    // As above, but a walk collected the failed point before the merge. (A find_seqno
+    // that stops at point 2 need not: `Rcu` stops without looking past it, as the kernel's
+    // does.)
     let tl = timeline::<B>();
     let fs: Vec<_> = (1..=3).map(|s| tl.fence(s)).collect();
     let links = chain(&fs);
@@ -385,6 +387,11 @@ fn merge_keeps_error_of_link_collected_earlier<B: Backend>() {
             .unwrap()
             .unwrap()
             .ptr_eq(&links[1])
+    );
+    assert_eq!(
+        chain_walk(&links[2]).count(),
+        2,
+        "points 3 and 2 are pending"
     );
     assert!(
         links[1].as_chain().unwrap().prev().is_none(),

@@ -56,7 +56,7 @@ mod tests;
 pub use guard::{Guard, pin};
 pub use pointer::Pointer;
 pub use rcu::{defer, flush, pending, retire, synchronize};
-pub use reclaimer::{DefaultReclaimer, Reclaimer, Reference};
+pub use reclaimer::{DefaultReclaimer, Reclaimer, Reference, WholeSection};
 #[cfg(not(loom))]
 pub use reclaimer::{Epoch, Hazard};
 pub use slot::{Shared, Slot, SlotMut};

@@ -235,6 +235,10 @@ pub(crate) trait Hold<B: Backend>: Send + Sync + Sized {
         let _ = guard;
         self.get()
     }
+    /// Whether the member has signalled (a released member has), when that can be told
+    /// inside the caller's read-side section `guard` without running anything: see
+    /// [`Fence::flag_answer`]; `None` if only polling the member's hook can tell.
+    fn signaled_in(&self, guard: &mut ::rcu::Guard) -> Option<bool>;
     /// True if the member is still held (a racy snapshot).
     fn is_held(&self) -> bool;
     /// Called by a container's callback once the member has signalled (after its error was
@@ -258,6 +262,13 @@ impl<B: Backend> Hold<B> for ::rcu::Slot<Fence<B>> {
         self.load(guard).map(|f| Fence::clone(&f))
     }
 
+    fn signaled_in(&self, guard: &mut ::rcu::Guard) -> Option<bool> {
+        match self.load(guard) {
+            None => Some(true),
+            Some(member) => member.flag_answer(),
+        }
+    }
+
     fn is_held(&self) -> bool {
         !self.is_empty()
     }
@@ -273,6 +284,11 @@ pub(crate) trait MemberScheme<B: Backend>: 'static {
     type Member: Hold<B>;
     /// A chain link's completion state in this scheme.
     type ChainState: Send + Sync;
+    /// Whether a chain lookup ([`chain_find_seqno`](crate::chain_find_seqno), a sync
+    /// object's `find_fence`) passes pending links inside one read-side section, taking no
+    /// reference per link, as RCU readers do (`Rcu`); otherwise it takes and drops one per
+    /// link, as the kernel's `dma_fence_chain_walk` does.
+    const SEEKS_IN_SECTION: bool = false;
 
     /// Installs a container's callback `node` on its member `member` (the container's
     /// `enable_signaling` hook calls this, possibly under the container's lock):

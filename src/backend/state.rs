@@ -4,17 +4,18 @@
 //! # The state word
 //!
 //! ```text
-//!  63            32 31      7   6       5        4        3          2         1         0
-//! [ error (i32)    | unused   | INERT | PARKED | LOCKED | CONTAINER | SEQNO64 | ENABLED | SIGNALED ]
+//!  63            32 31      8   7       6       5        4        3          2         1         0
+//! [ error (i32)    | unused   | QUIET | INERT | PARKED | LOCKED | CONTAINER | SEQNO64 | ENABLED | SIGNALED ]
 //! ```
 //!
 //! - `SIGNALED` is set once, by the signal winner's read-modify-write, which also freezes the
 //!   error: `set_error` is a CAS that fails once `SIGNALED` is set (no lock, as the kernel's
 //!   `dma_fence_set_error`), and "a reader who sees signalled sees the error" is one fact.
 //! - `ENABLED` is set by the first `enable_signaling` (the kernel's test-and-set, re-check).
-//! - `SEQNO64`, `CONTAINER` and `INERT` are fixed at birth. An inert fence (the library's
-//!   own plain ops: a timeline's, the stub's) is born `ENABLED` (there is no hook to call)
-//!   and its last drop cannot cascade unless callbacks are still linked.
+//! - `SEQNO64`, `CONTAINER`, `INERT` and `QUIET` are fixed at birth. An inert fence (the
+//!   library's own plain ops: a timeline's, the stub's) is born `ENABLED` (there is no hook
+//!   to call) and its last drop cannot cascade unless callbacks are still linked. A quiet
+//!   fence's ops have no `signaled` poll (`FenceOps::polls`): its flag answers alone.
 //! - `LOCKED` and `PARKED` belong to the scheme: `Rcu` uses `LOCKED` as its unlink lock,
 //!   `Locked` both as its fence lock (`backend::locked::lock`).
 //!
@@ -49,8 +50,10 @@ impl Word {
     pub(crate) const PARKED: u64 = 1 << 5;
     /// Fixed at birth: see [`Birth::inert`].
     pub(crate) const INERT: u64 = 1 << 6;
+    /// Fixed at birth: see [`Birth::polls`].
+    pub(crate) const QUIET: u64 = 1 << 7;
     /// The bits a fence is born with and keeps.
-    const FIXED: u64 = Self::SEQNO64 | Self::CONTAINER | Self::INERT;
+    const FIXED: u64 = Self::SEQNO64 | Self::CONTAINER | Self::INERT | Self::QUIET;
 
     pub(crate) fn from_bits(bits: u64) -> Word {
         Word(bits)
@@ -78,6 +81,10 @@ impl Word {
 
     pub(crate) fn is_inert(self) -> bool {
         self.0 & Self::INERT != 0
+    }
+
+    pub(crate) fn is_quiet(self) -> bool {
+        self.0 & Self::QUIET != 0
     }
 
     pub(crate) fn is_locked(self) -> bool {
@@ -219,6 +226,9 @@ pub(crate) struct Birth {
     /// have no `enable_signaling` hook to call (the fence is born enabled) and own nothing
     /// whose drop could cascade.
     pub(crate) inert: bool,
+    /// The fence's ops have a `signaled` poll (`FenceOps::polls`); if not, the fence is
+    /// quiet: its flag answers "signalled?" without calling into the ops.
+    pub(crate) polls: bool,
     pub(crate) signaled_at: Option<Instant>,
 }
 
@@ -239,6 +249,9 @@ impl FenceState {
         }
         if birth.inert {
             bits |= Word::INERT | Word::ENABLED;
+        }
+        if !birth.polls {
+            bits |= Word::QUIET;
         }
         let list = match birth.signaled_at {
             Some(at) => {

@@ -192,3 +192,45 @@ fn loom_chain_walk_keeps_the_earliest_failure() {
         fail_first_while_polling(&fences[0], &p3);
     });
 }
+
+/// A lookup on `Rcu` passes pending links inside one read-side section, holding no
+/// reference to them, while another thread signals points 2 and 1 and walks, collecting
+/// link 2 (and link 1), which releases the chain's last reference to it. Links 1 ← 2 ← 3
+/// with quiet own fences, so the lookup runs in the section until it meets a signalled
+/// point. The lookup of point 1 finds link 1 while point 1 is pending, or nothing once it
+/// has signalled; afterwards the chain reads [3], and nothing leaks (loom's leak check
+/// covers every fence).
+#[test]
+fn loom_chain_seek_in_section_vs_collect() {
+    loom::model(|| {
+        let (fences, [p1, p2, p3]) = three_points();
+        let link1 = p1.addr();
+        drop((p1, p2));
+        let seeker = {
+            let head = p3.clone();
+            thread::spawn(move || {
+                let found = crate::chain_find_seqno(&head, 1).unwrap();
+                found.map(|f| f.addr())
+            })
+        };
+        let collector = {
+            let head = p3.clone();
+            let (first, second) = (fences[0].clone(), fences[1].clone());
+            thread::spawn(move || {
+                second.signal().unwrap();
+                first.signal().unwrap();
+                assert_eq!(seqnos(&head), [3]);
+            })
+        };
+        let found = seeker.join().unwrap();
+        collector.join().unwrap();
+        assert!(
+            found.is_none_or(|addr| addr == link1),
+            "the lookup answers link 1 or nothing"
+        );
+        assert_eq!(seqnos(&p3), [3]);
+        assert!(p3.as_chain().unwrap().prev().is_none());
+        drop((fences, p3));
+        crate::synchronize_rcu();
+    });
+}

@@ -166,6 +166,43 @@ pub trait Reclaimer: sealed::Ops + Send + Sync + Default + Debug + 'static {
     const NAME: &'static str;
 }
 
+/// Reclaimers whose [`Guard`](crate::Guard) is a whole read-side critical
+/// section: every value loaded through a guard stays valid until the guard is
+/// dropped, however many loads follow (the kernel's `rcu_read_lock`). [`Epoch`]
+/// and [`Reference`] are; [`Hazard`] is not (a guard protects its latest load
+/// only).
+///
+/// Code that keeps the raw pointers of several loads through one guard, to walk
+/// a linked structure without taking a reference per node, bounds its
+/// reclaimer by this trait. Only this crate implements it.
+///
+/// ```
+/// use rcu::{Slot, WholeSection};
+///
+/// fn both<R: WholeSection>(a: &Slot<Box<u32>, R>, b: &Slot<Box<u32>, R>) -> u32 {
+///     let mut guard = rcu::pin::<R>();
+///     let first = a.load(&mut guard).map_or(core::ptr::null(), |v| v.as_raw());
+///     let second = b.load(&mut guard).map_or(0, |v| **v);
+///     let first = if first.is_null() {
+///         0
+///     } else {
+///         // SAFETY: `first` came from a load through `guard`, which is still
+///         // alive, and `R` protects every load of the section.
+///         unsafe { *first.cast::<u32>() }
+///     };
+///     first + second
+/// }
+///
+/// let (a, b) = (Slot::new(Some(Box::new(2))), Slot::new(Some(Box::new(3))));
+/// assert_eq!(both::<rcu::DefaultReclaimer>(&a, &b), 5);
+/// ```
+pub trait WholeSection: Reclaimer {}
+
+#[cfg(not(loom))]
+impl WholeSection for Epoch {}
+
+impl WholeSection for Reference {}
+
 pub(crate) mod sealed {
     use super::*;
 

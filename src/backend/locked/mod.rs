@@ -275,6 +275,11 @@ impl Hold<Locked> for Held {
         Some(self.0.clone())
     }
 
+    fn signaled_in(&self, guard: &mut ::rcu::Guard) -> Option<bool> {
+        let _ = guard;
+        self.0.flag_answer()
+    }
+
     fn is_held(&self) -> bool {
         true
     }

@@ -272,6 +272,7 @@ unsafe fn run_job(fence: *const (), first: *const ()) {
 impl MemberScheme<Rcu> for Members {
     type Member = rcu::Slot<Fence<Rcu>>;
     type ChainState = chain::ChainState;
+    const SEEKS_IN_SECTION: bool = true;
 
     fn complete(container: Fence<Rcu>) {
         // No lock is held in a callback: signal directly. The kernel bounces this through

@@ -270,8 +270,8 @@ impl Drop for Meter<'_> {
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-/// Fence hooks that only carry names and a live-object token: every fence made with them
-/// is counted until its last reference is gone.
+/// Fence hooks that only carry names and a live-object token (no `signaled` poll): every
+/// fence made with them is counted until its last reference is gone.
 pub(crate) struct TrackedOps {
     timeline: &'static str,
     _live: LiveToken,
@@ -284,6 +284,10 @@ impl<B: Backend> FenceOps<B> for TrackedOps {
 
     fn timeline_name(&self) -> &str {
         self.timeline
+    }
+
+    fn polls(&self) -> bool {
+        false // no `signaled` poll: the flag answers
     }
 }
 
