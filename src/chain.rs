@@ -409,10 +409,18 @@ fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
         let prev = chain.prev.load(&mut guard).map(|p| Fence::clone(&p))?;
         let replacement = match prev.as_chain() {
             Some(prev_chain) => {
-                let own = prev_chain.fence.get_in(&mut guard);
+                // Its own fence has signalled (released counts as signalled)? Its flag
+                // answers without a reference, as the kernel's walk reads it; only a
+                // driver's poll needs one, taken to leave the section.
+                let answer = prev_chain.fence.signaled_in(&mut guard);
+                let own = match answer {
+                    None => prev_chain.fence.get_in(&mut guard),
+                    Some(_) => None,
+                };
                 drop(guard);
-                // Its own fence has signalled (released counts as signalled)?
-                if !own.is_none_or(|f| f.is_signaled_shallow()) {
+                let signaled =
+                    answer.unwrap_or_else(|| own.is_none_or(|f| f.is_signaled_shallow()));
+                if !signaled {
                     return Some(prev);
                 }
                 // Read order matters: the collected link's callbacks record an input's
@@ -447,6 +455,10 @@ fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
 ///
 /// `Ok(None)`: every point up to `seqno` has already signalled. `seqno == 0`: `head` itself.
 /// `Err(InvalidSeqno)`: `head` is not a chain, or `seqno` is past the head.
+///
+/// On `Rcu` the lookup takes no reference to the pending links it passes whose own fences
+/// answer from their flag (containers, and fences whose ops do not poll:
+/// [`FenceOps::polls`]); the answer is the same on every backend.
 ///
 /// ```
 /// use rcu_fence::{FenceChain, Timeline, chain_find_seqno};
