@@ -451,7 +451,8 @@ fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
 
 /// Finds the link whose completion completes every point up to `seqno`
 /// (`dma_fence_chain_find_seqno`): walking from `head`, the first link whose previous seqno
-/// is below `seqno` (or which is on another context), collecting signalled links on the way.
+/// is below `seqno` (or which is on another context), collecting signalled links on the way
+/// there (not past it).
 ///
 /// `Ok(None)`: every point up to `seqno` has already signalled. `seqno == 0`: `head` itself.
 /// `Err(InvalidSeqno)`: `head` is not a chain, or `seqno` is past the head.
@@ -496,36 +497,41 @@ pub(crate) struct Seek<B: Backend> {
 
 /// Walks from `head` as [`chain_walk`] does, collecting signalled links on the way, to the
 /// first node that is not a link of `head`'s context with a previous point at or after
-/// `point`.
+/// `point`, and stops there, as the kernel's lookup does (the [`ChainWalk`] iterator steps
+/// once past each item it yields).
 ///
 /// On a scheme that [seeks in a section](MemberScheme::SEEKS_IN_SECTION), pending links
 /// are passed inside one read-side section with no reference taken ([`seek_in_section`]);
 /// the walk leaves the section, with a reference to where it is, only to collect a
 /// signalled link or poll a driver's hook, which [`walk_step`] does as everywhere else.
-/// The links passed and the answer are the classic walk's: only the references differ.
+/// The links passed, the links collected and the answer are the classic walk's: only the
+/// references differ.
 pub(crate) fn seek<B: Backend>(head: &Fence<B>, point: u64) -> Seek<B> {
     let passes = |node: &Fence<B>| {
         node.as_chain()
             .is_some_and(|link| node.context() == head.context() && link.prev_seqno() >= point)
     };
-    let mut above = None;
-    if !MembersOf::<B>::SEEKS_IN_SECTION {
-        for node in chain_walk(head) {
-            if !passes(&node) {
-                return Seek {
-                    above,
-                    found: Some(node),
-                };
-            }
-            above = Some(node);
-        }
-        return Seek { above, found: None };
-    }
     if !passes(head) {
         return Seek {
-            above,
+            above: None,
             found: Some(head.clone()),
         };
+    }
+    if !MembersOf::<B>::SEEKS_IN_SECTION {
+        // The kernel's loop: a reference per link, and no step past the answer.
+        let mut node = head.clone();
+        loop {
+            let next = walk_step(&node);
+            match next {
+                Some(next) if passes(&next) => node = next,
+                found => {
+                    return Seek {
+                        above: Some(node),
+                        found,
+                    };
+                }
+            }
+        }
     }
     let mut at = head.clone();
     loop {

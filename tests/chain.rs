@@ -772,6 +772,23 @@ fn find_seqno_mixed_own_fences<B: Backend>() {
     }
 }
 
+/// A lookup stops at its answer on every backend, as the kernel's does: point 1 has
+/// signalled, and looking up point 2 answers link 2 without collecting link 1 behind it
+/// (`Locked` went through the walk iterator, which steps once past what it yields).
+fn find_seqno_does_not_look_past_its_answer<B: Backend>() {
+    let c = Chain::<B>::new(1..=3);
+    c.fences[0].signal().unwrap();
+    let found = chain_find_seqno(c.head(), 2).unwrap().unwrap();
+    assert!(found.ptr_eq(&c.links[1]));
+    let behind = c.links[1].as_chain().unwrap().prev();
+    assert!(
+        behind.is_some_and(|p| p.ptr_eq(&c.links[0])),
+        "link 1 is still linked"
+    );
+    assert_eq!(chain_walk(c.head()).count(), 2, "a walk collects it");
+    assert!(c.links[1].as_chain().unwrap().prev().is_none());
+}
+
 every_backend!(
     poll_from_fence_callback_keeps_error,
     create_continues_context,
@@ -801,6 +818,7 @@ every_backend!(
     collected_error_reaches_a_later_link_that_arms,
     quiet_ops_are_never_polled,
     find_seqno_mixed_own_fences,
+    find_seqno_does_not_look_past_its_answer,
 );
 
 /// Backward signalling is linear on `Rcu` by design: it must finish at a size where the

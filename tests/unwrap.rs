@@ -375,8 +375,7 @@ fn merge_keeps_error_of_collected_link<B: Backend>() {
 
 fn merge_keeps_error_of_link_collected_earlier<B: Backend>() {
     // As above, but a walk collected the failed point before the merge. (A find_seqno
-    // that stops at point 2 need not: `Rcu` stops without looking past it, as the kernel's
-    // does.)
+    // that stops at point 2 does not: it never looks past its answer, as the kernel's.)
     let tl = timeline::<B>();
     let fs: Vec<_> = (1..=3).map(|s| tl.fence(s)).collect();
     let links = chain(&fs);

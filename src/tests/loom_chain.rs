@@ -234,3 +234,37 @@ fn loom_chain_seek_in_section_vs_collect() {
         crate::synchronize_rcu();
     });
 }
+
+/// The same lookup while the chain completes itself: links 1 ← 2 ← 3 enabled through the
+/// head, so each link's callbacks release its own fence and its `prev` as points 1 and 2
+/// signal on another thread, during the lookup's section. The lookup answers link 1 or
+/// nothing; point 3 then completes the head, and nothing leaks.
+#[test]
+fn loom_chain_seek_in_section_vs_completion() {
+    loom::model(|| {
+        let (fences, [p1, p2, p3]) = three_points();
+        p3.enable_sw_signaling();
+        drop((p1, p2));
+        let seeker = {
+            let head = p3.clone();
+            thread::spawn(move || {
+                let found = crate::chain_find_seqno(&head, 1).unwrap();
+                found.map(|f| f.seqno())
+            })
+        };
+        let signaller = {
+            let (first, second) = (fences[0].clone(), fences[1].clone());
+            thread::spawn(move || {
+                first.signal().unwrap();
+                second.signal().unwrap();
+            })
+        };
+        let found = seeker.join().unwrap();
+        signaller.join().unwrap();
+        assert!(found.is_none_or(|seqno| seqno == 1), "{found:?}");
+        fences[2].signal().unwrap();
+        assert!(p3.test_signaled_flag());
+        drop((fences, p3));
+        crate::synchronize_rcu();
+    });
+}
