@@ -298,7 +298,9 @@ impl<B: Backend> FenceArray<B> {
     /// complete.
     fn enable(&self, fence: &Fence<B>) -> bool {
         for entry in self.entries.iter() {
-            let Some(member) = entry.member.get() else {
+            // SAFETY: only `finish` releases a member, called by the entry's callback (not
+            // installed yet: it is installed below) or by this loop (after this read).
+            let Some(member) = (unsafe { entry.member.get_stable() }) else {
                 continue;
             };
             let held = Fence::clone(fence).into_raw();

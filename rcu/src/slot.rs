@@ -124,6 +124,42 @@ impl<P: Pointer, R: Reclaimer> Slot<P, R> {
         self.load(&mut guard).map(|shared| P::clone(&shared))
     }
 
+    /// Clones the value without entering a read-side section, for a caller who knows the
+    /// value cannot be retired meanwhile: the pin a section costs (a full fence) is then
+    /// saved.
+    ///
+    /// # Safety
+    ///
+    /// 1. Until this returns, nothing replaces, takes or exchanges the slot's value and
+    ///    the slot is not dropped (for example: the only code that empties it runs after
+    ///    this call, ordered by the caller's own synchronisation).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rcu::Slot;
+    ///
+    /// let slot: Slot<Arc<u8>> = Slot::new(Some(Arc::new(5)));
+    /// // SAFETY: this thread is the only one that can reach `slot`.
+    /// let value = unsafe { slot.load_clone_stable() };
+    /// assert_eq!(value.as_deref(), Some(&5));
+    /// ```
+    pub unsafe fn load_clone_stable(&self) -> Option<P>
+    where
+        P: Clone,
+    {
+        // Acquire: pairs with the Release of the store that published the pointer; the
+        // pointee's initialisation is visible.
+        let raw = self.ptr.load(Ordering::Acquire);
+        if raw.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null pointer in the slot came from `P::into_raw` and the slot owns
+        // it; by obligation 1 it is neither retired nor dropped before this returns, so the
+        // view is valid for the clone.
+        let value = unsafe { view::<P>(raw) };
+        Some(P::clone(&value))
+    }
+
     /// Whether the slot is empty. A racy snapshot.
     pub fn is_empty(&self) -> bool {
         // Relaxed: no pointee is read; the answer may be stale anyway.

@@ -235,6 +235,15 @@ pub(crate) trait Hold<B: Backend>: Send + Sync + Sized {
         let _ = guard;
         self.get()
     }
+    /// As [`Hold::get`], for a caller during whose call the member cannot be released: a
+    /// member in an RCU slot is then read without a read-side section.
+    ///
+    /// # Safety
+    /// 1. Nothing releases the member (its container's [`Hold::signaled`]) until this
+    ///    returns.
+    unsafe fn get_stable(&self) -> Option<Fence<B>> {
+        self.get()
+    }
     /// Whether the member has signalled (a released member has), when that can be told
     /// inside the caller's read-side section `guard` without running anything: see
     /// [`Fence::flag_answer`]; `None` if only polling the member's hook can tell.
@@ -260,6 +269,12 @@ impl<B: Backend> Hold<B> for ::rcu::Slot<Fence<B>> {
     #[inline]
     fn get_in(&self, guard: &mut ::rcu::Guard) -> Option<Fence<B>> {
         self.load(guard).map(|f| Fence::clone(&f))
+    }
+
+    unsafe fn get_stable(&self) -> Option<Fence<B>> {
+        // SAFETY: obligation 1: the slot is only emptied by `signaled` (and by its drop,
+        // which needs the container gone), so nothing retires the value meanwhile.
+        unsafe { self.load_clone_stable() }
     }
 
     fn signaled_in(&self, guard: &mut ::rcu::Guard) -> Option<bool> {

@@ -1,7 +1,7 @@
 //! Loom models of the containers on the `Rcu` backend: the array's pending count with
 //! concurrent member signallers (all and any mode), the chain walk's collection racing a
-//! signaller that walks too, and an array member released by its callback while another
-//! thread iterates the members.
+//! signaller that walks too, an array member released by its callback while another
+//! thread iterates the members, and enabling's unguarded member reads racing the release.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p rcu-fence --release
 //! --lib loom_`.
@@ -115,6 +115,36 @@ fn loom_array_enable_vs_signal() {
         ta.join().unwrap();
         assert!(array.is_signaled());
         assert_eq!(runs.load(Ordering::SeqCst), usize::from(added));
+    });
+}
+
+/// Enabling reads each member from its slot without a read-side section (nothing can
+/// release a member before its callback is installed) while another thread signals the
+/// members and drops its handles, so that each member's last reference is the slot's,
+/// released by the array's callback. Every member is read alive, the array signals exactly
+/// once, and each member is freed exactly once.
+#[test]
+fn loom_array_enable_reads_members_unguarded_vs_release() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let freed = Arc::new(AtomicUsize::new(0));
+        let (a, b) = (tracked(&tl, 1, &freed), tracked(&tl, 2, &freed));
+        let array =
+            FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
+        let signaller = thread::spawn(move || {
+            a.signal().unwrap();
+            drop(a);
+            b.signal().unwrap();
+            drop(b);
+            // Frees what the array's callbacks released, unless a reader is in a section.
+            crate::synchronize_rcu();
+        });
+        array.enable_sw_signaling();
+        signaller.join().unwrap();
+        assert!(array.is_signaled());
+        drop(array);
+        crate::synchronize_rcu();
+        assert_eq!(freed.load(Ordering::SeqCst), 2, "each member freed once");
     });
 }
 
