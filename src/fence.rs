@@ -77,8 +77,8 @@ pub trait FenceOps<B: Backend = Rcu>: Any + Send + Sync + 'static {
     /// answers "has it signalled?" alone, without a call into the ops, and so can be read
     /// where no driver code may run: a chain lookup on `Rcu` passes the pending links whose
     /// own fences are such (or containers) inside one read-side section, taking no
-    /// reference per link. Asked once, when a fence is made; `signaled` is then never
-    /// called. The default, `true`, is always correct.
+    /// reference per link. Asked once, when a fence is made; if the answer is `false`,
+    /// `signaled` is never called for that fence. The default, `true`, is always correct.
     fn polls(&self) -> bool {
         true
     }
