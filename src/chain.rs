@@ -507,10 +507,8 @@ pub(crate) struct Seek<B: Backend> {
 /// The links passed, the links collected and the answer are the classic walk's: only the
 /// references differ.
 pub(crate) fn seek<B: Backend>(head: &Fence<B>, point: u64) -> Seek<B> {
-    let passes = |node: &Fence<B>| {
-        node.as_chain()
-            .is_some_and(|link| node.context() == head.context() && link.prev_seqno() >= point)
-    };
+    let context = head.context();
+    let passes = |node: &Fence<B>| passed(node, node.as_chain(), context, point);
     if !passes(head) {
         return Seek {
             above: None,
@@ -536,7 +534,7 @@ pub(crate) fn seek<B: Backend>(head: &Fence<B>, point: u64) -> Seek<B> {
     let mut at = head.clone();
     loop {
         // `at` has been passed: go on in a section from there.
-        let last = match seek_in_section(&at, &passes) {
+        let last = match seek_in_section(&at, context, point) {
             Leg::Stopped { last, found } => {
                 return Seek {
                     above: Some(last.unwrap_or(at)),
@@ -569,6 +567,17 @@ enum Leg<B: Backend> {
     Blocked(Option<Fence<B>>),
 }
 
+/// Whether a lookup of `point` on `context` passes `node` (`link`, if it is a chain link):
+/// a link of that context whose previous point is `point` or later.
+fn passed<B: Backend>(
+    node: &Fence<B>,
+    link: Option<&FenceChain<B>>,
+    context: u64,
+    point: u64,
+) -> bool {
+    link.is_some_and(|link| node.context() == context && link.prev_seqno() >= point)
+}
+
 /// From `start` (a node already passed, which the caller holds), passes the pending links
 /// that follow inside one read-side section, holding no reference to them: a reference is
 /// taken only to the nodes it returns. Stops where [`walk_step`] would write or poll.
@@ -580,7 +589,7 @@ enum Leg<B: Backend> {
 /// alive by the same argument, back to `start`. (A chain's drop steals the `prev` of a
 /// link only when nothing else refers to it, so no section can be reading it.) The same
 /// holds for the own fence read from a link's own slot.
-fn seek_in_section<B: Backend>(start: &Fence<B>, passes: &impl Fn(&Fence<B>) -> bool) -> Leg<B>
+fn seek_in_section<B: Backend>(start: &Fence<B>, context: u64, point: u64) -> Leg<B>
 where
     rcu::DefaultReclaimer: rcu::WholeSection,
 {
@@ -602,14 +611,15 @@ where
         let prev = unsafe { seen::<B>(raw) };
         // Its own fence pending (the walk yields it), told from flags alone: polling a
         // hook may signal and run callbacks, which must not run inside a section.
-        let pending = match prev.as_chain() {
+        let prev_chain = prev.as_chain();
+        let pending = match prev_chain {
             Some(prev_chain) => prev_chain.fence.signaled_in(&mut guard),
             None => prev.flag_answer(),
         } == Some(false);
         if !pending {
             return Leg::Blocked(clone(last));
         }
-        if !passes(&prev) {
+        if !passed(&prev, prev_chain, context, point) {
             return Leg::Stopped {
                 last: clone(last),
                 found: Some(Fence::clone(&prev)),

@@ -322,7 +322,7 @@ impl<B: Backend> Fence<B> {
     /// into a container (which would recurse with nesting depth): what a container's own
     /// poll asks of each member. A container answers through its flag only.
     pub(crate) fn is_signaled_shallow(&self) -> bool {
-        self.test_signaled_flag() || (!self.is_container() && self.is_signaled())
+        self.flag_answer().unwrap_or_else(|| self.is_signaled())
     }
 
     /// Pending, signalled, or signalled with an error (`dma_fence_get_status`); may poll.
