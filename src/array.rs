@@ -49,7 +49,7 @@ use std::sync::Arc as StdArc;
 
 use crate::backend::state::Birth;
 use crate::backend::{
-    Backend, ContainerKind, Hold, MemberOf, MemberScheme, MembersOf, Node, NodeVtable, Rcu,
+    ArrayMemberOf, Backend, ContainerKind, Hold, MemberScheme, MembersOf, Node, NodeVtable, Rcu,
 };
 use crate::error::FenceError;
 use crate::fence::{Fence, FenceOps, context_alloc};
@@ -63,7 +63,7 @@ struct Entry<B: Backend> {
     /// The array, as a `Fence::into_raw` reference held by the installed callback and given
     /// up by the node's release.
     array: UnsafeCell<*const ()>,
-    member: MemberOf<B>,
+    member: ArrayMemberOf<B>,
 }
 
 /// A fence over a set of member fences (`dma_fence_array`).
@@ -191,7 +191,7 @@ impl<B: Backend> FenceArray<B> {
                 Entry {
                     node: Node::new(&Self::VTABLE),
                     array: UnsafeCell::new(std::ptr::null()),
-                    member: <MemberOf<B> as Hold<B>>::hold(f),
+                    member: <ArrayMemberOf<B> as Hold<B>>::hold(f),
                 }
             })
             .collect();

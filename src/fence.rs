@@ -28,7 +28,7 @@ use std::time::Instant;
 use crate::backend::state::{Birth, FenceState};
 use crate::backend::{Backend, FenceScheme, FencesOf, Rcu};
 use crate::error::{Errno, FenceError, Status};
-use crate::sync::Arc;
+use crate::sync::{FenceArc as Arc, FenceWeak};
 use crate::work::{self, Job};
 
 /// The hooks a driver can attach to its fences (the kernel's `dma_fence_ops`).
@@ -178,9 +178,15 @@ impl<B: Backend> Fence<B> {
     }
 
     /// True if this handle is the only reference to the fence (the kernel's `refcount <= 1`
-    /// test in the chain's release). Stable only when no other handle can be cloned from.
+    /// test in the chain's release) and no weak reference ([`WeakFence`]) can make another.
+    /// Stable only when no other handle can be cloned from.
     pub(crate) fn is_unique(&self) -> bool {
-        Arc::strong_count(&self.inner) == 1
+        Arc::strong_count(&self.inner) == 1 && Arc::weak_count(&self.inner) == 0
+    }
+
+    /// A weak reference to this fence: it keeps the fence's memory, not the fence.
+    pub(crate) fn downgrade(&self) -> WeakFence<B> {
+        WeakFence(Arc::downgrade(&self.inner))
     }
 
     /// The identity used by callback ids and `ptr_eq`.
@@ -488,8 +494,8 @@ fn release_then_free_after_grace<B: Backend>(arc: Arc<FenceInner<B>>) {
             unsafe { Arc::from_raw(Arc::into_raw(arc).cast::<ManuallyDrop<FenceInner<B>>>()) };
         let contents = Arc::as_ptr(&hollow).cast_mut();
         // SAFETY: the caller saw a strong count of 1 on the handle it owned, and no `Weak`
-        // of a fence is ever made: nothing else can reach the contents, as `Arc::get_mut`
-        // would prove. They are dropped once, here (if that panics, `hollow` frees the
+        // of a fence is made on a scheme that frees after a grace period (`WeakFence`):
+        // nothing else can reach the contents, as `Arc::get_mut` would prove. They are dropped once, here (if that panics, `hollow` frees the
         // memory at once); the retired `Arc<ManuallyDrop<_>>` only frees the memory.
         unsafe { ManuallyDrop::drop(&mut *contents) };
         FencesOf::<B>::retire_memory(hollow);
@@ -697,6 +703,41 @@ pub(crate) fn shared_stub<B: Backend>(cell: &'static std::sync::OnceLock<Fence<B
     {
         let _ = cell;
         private_stub(Instant::now())
+    }
+}
+
+/// A weak reference to a fence (`std`'s `Weak`): it keeps the fence's memory allocated but
+/// not the fence alive, and [`WeakFence::upgrade`] takes a reference only while one is
+/// still held somewhere: the kernel's `dma_fence_get_rcu`, which fails once the count has
+/// fallen to zero. `Rcu`'s arrays let their readers reach members through one, so that a
+/// member they release is dropped at once (see `backend::rcu::ArrayHold`).
+///
+/// Only the `Rcu` scheme makes them: the classic schemes' final put (a count of one, then
+/// the contents dropped by hand) relies on no weak reference being able to revive a fence.
+pub(crate) struct WeakFence<B: Backend>(FenceWeak<FenceInner<B>>);
+
+impl<B: Backend> WeakFence<B> {
+    /// A new reference to the fence, if any is still held.
+    #[inline]
+    pub(crate) fn upgrade(&self) -> Option<Fence<B>> {
+        self.0.upgrade().map(|arc| Fence {
+            inner: ManuallyDrop::new(arc),
+        })
+    }
+}
+
+// SAFETY: `Weak::into_raw` of a weak reference made from a live fence is non-null and keeps
+// one weak count, so the allocation stays put until the rebuilt `Weak` is dropped (1); a
+// `ManuallyDrop<WeakFence>` rebuilt from it shares that count without touching it, and
+// `upgrade` through `&WeakFence` is allowed from any thread (2).
+unsafe impl<B: Backend> rcu::Pointer for WeakFence<B> {
+    fn into_raw(self) -> *mut () {
+        FenceWeak::into_raw(self.0).cast_mut().cast()
+    }
+
+    unsafe fn from_raw(ptr: *mut ()) -> Self {
+        // SAFETY: the trait's contract: `ptr` came from `into_raw` and ownership returns once.
+        WeakFence(unsafe { FenceWeak::from_raw(ptr.cast_const().cast()) })
     }
 }
 

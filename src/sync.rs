@@ -1,23 +1,26 @@
 //! The one choke point for synchronisation primitives.
 //!
-//! Every atomic, `Arc`, `UnsafeCell`, thread handle and thread-local used by the library comes
-//! from here. Under `--cfg loom` they are loom's, so the same algorithm text is model-checked;
-//! otherwise they are `std`'s. The non-loom [`UnsafeCell`] exposes loom's `with`/`with_mut`
+//! Every atomic, the fence handle's counted pointer, `UnsafeCell`, thread handle and
+//! thread-local used by the library comes from here. Under `--cfg loom` they are loom's (the
+//! counted pointer a model of `std`'s on loom's atomics), so the same algorithm text is
+//! model-checked; otherwise they are `std`'s. The non-loom [`UnsafeCell`] exposes loom's `with`/`with_mut`
 //! shape so the algorithm code does not change between the two builds.
 
-#[cfg(not(loom))]
-pub(crate) use std::sync::Arc;
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::thread;
 
 #[cfg(loom)]
-pub(crate) use loom::sync::Arc;
+pub(crate) use self::counted::{Arc as FenceArc, Weak as FenceWeak};
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::thread;
+/// The counted pointer behind every fence handle, with weak references: `std`'s, or under
+/// loom a model of it (loom's own `Arc` has no weak references).
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Arc as FenceArc, Weak as FenceWeak};
 
 /// The waker slot used by futures: `atomic_waker::AtomicWaker`, or loom's model of it.
 #[cfg(not(loom))]
@@ -132,5 +135,184 @@ impl LeakCheck {
         return LeakCheck();
         #[cfg(loom)]
         return LeakCheck(loom::sync::Arc::new(()));
+    }
+}
+
+/// A model of `std::sync::Arc` and `Weak` on loom's atomics, for the fence handle: the same
+/// counts and orderings as `std`'s (a strong count, and a weak count that the strong
+/// references share one unit of), so that loom explores a weak reference's upgrade racing
+/// the last strong release. Only what the fence handle uses.
+#[cfg(loom)]
+mod counted {
+    use std::ops::Deref;
+    use std::ptr::NonNull;
+
+    use loom::sync::atomic::{self, AtomicUsize, Ordering};
+
+    /// The value first, so that a pointer to it is a pointer to the whole.
+    #[repr(C)]
+    struct Inner<T> {
+        data: std::mem::ManuallyDrop<T>,
+        strong: AtomicUsize,
+        /// The weak references, plus one for all the strong ones together.
+        weak: AtomicUsize,
+        /// Set instead of freeing: the block is kept (leaked) so that a use after the free
+        /// is caught by the assertions below rather than going unseen. Not a loom atomic:
+        /// it is a check, not part of the modelled protocol.
+        freed: std::sync::atomic::AtomicBool,
+        /// Dropped at the free, so that loom's leak check covers the block.
+        leak: std::mem::ManuallyDrop<super::LeakCheck>,
+    }
+
+    /// The block behind `ptr`, checked not freed.
+    ///
+    /// # Safety
+    /// `ptr` came from `Arc::new` (blocks are never given back to the allocator here).
+    unsafe fn live<'a, T>(ptr: NonNull<Inner<T>>) -> &'a Inner<T> {
+        // SAFETY: the caller's obligation: the block is never deallocated.
+        let inner = unsafe { ptr.as_ref() };
+        assert!(
+            !inner.freed.load(std::sync::atomic::Ordering::SeqCst),
+            "a fence used after its memory was freed"
+        );
+        inner
+    }
+
+    /// A strong reference (`std::sync::Arc`'s model).
+    pub(crate) struct Arc<T>(NonNull<Inner<T>>);
+    /// A weak reference (`std::sync::Weak`'s model).
+    pub(crate) struct Weak<T>(NonNull<Inner<T>>);
+
+    // SAFETY: as `std`'s: the value is shared between threads and dropped on any of them.
+    unsafe impl<T: Send + Sync> Send for Arc<T> {}
+    // SAFETY: as above.
+    unsafe impl<T: Send + Sync> Sync for Arc<T> {}
+    // SAFETY: as above.
+    unsafe impl<T: Send + Sync> Send for Weak<T> {}
+    // SAFETY: as above.
+    unsafe impl<T: Send + Sync> Sync for Weak<T> {}
+
+    impl<T> Arc<T> {
+        pub(crate) fn new(data: T) -> Self {
+            let inner = Box::new(Inner {
+                data: std::mem::ManuallyDrop::new(data),
+                strong: AtomicUsize::new(1),
+                weak: AtomicUsize::new(1),
+                freed: std::sync::atomic::AtomicBool::new(false),
+                leak: std::mem::ManuallyDrop::new(super::LeakCheck::new()),
+            });
+            Arc(NonNull::from(Box::leak(inner)))
+        }
+
+        fn inner(&self) -> &Inner<T> {
+            // SAFETY: made by `Arc::new`.
+            unsafe { live(self.0) }
+        }
+
+        pub(crate) fn strong_count(this: &Self) -> usize {
+            this.inner().strong.load(Ordering::Relaxed)
+        }
+
+        pub(crate) fn weak_count(this: &Self) -> usize {
+            this.inner().weak.load(Ordering::Relaxed) - 1
+        }
+
+        pub(crate) fn downgrade(this: &Self) -> Weak<T> {
+            // Acquire, as `std`'s (which also spins while `get_mut` holds the count).
+            this.inner().weak.fetch_add(1, Ordering::Acquire);
+            Weak(this.0)
+        }
+
+        pub(crate) fn as_ptr(this: &Self) -> *const T {
+            &*this.inner().data as *const T
+        }
+
+        pub(crate) fn into_raw(this: Self) -> *const T {
+            let this = std::mem::ManuallyDrop::new(this);
+            this.0.as_ptr().cast_const().cast()
+        }
+
+        /// # Safety
+        /// `ptr` came from `Arc::into_raw` and one strong count comes back with it.
+        pub(crate) unsafe fn from_raw(ptr: *const T) -> Self {
+            // SAFETY: the caller's obligation; `into_raw` gave the allocation's address.
+            Arc(unsafe { NonNull::new_unchecked(ptr.cast_mut().cast()) })
+        }
+    }
+
+    impl<T> Clone for Arc<T> {
+        fn clone(&self) -> Self {
+            // Relaxed, as `std`'s: a new reference is made from an existing one.
+            self.inner().strong.fetch_add(1, Ordering::Relaxed);
+            Arc(self.0)
+        }
+    }
+
+    impl<T> Deref for Arc<T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            &self.inner().data
+        }
+    }
+
+    impl<T> Drop for Arc<T> {
+        fn drop(&mut self) {
+            // Release, then Acquire on the last, as `std`'s.
+            if self.inner().strong.fetch_sub(1, Ordering::Release) != 1 {
+                return;
+            }
+            atomic::fence(Ordering::Acquire);
+            // SAFETY: the last strong reference: the value is dropped once, here; the block
+            // is never deallocated.
+            unsafe { std::mem::ManuallyDrop::drop(&mut (*self.0.as_ptr()).data) };
+            drop(Weak(self.0));
+        }
+    }
+
+    impl<T> Weak<T> {
+        pub(crate) fn upgrade(&self) -> Option<Arc<T>> {
+            // SAFETY: made by `Arc::new`.
+            let strong = unsafe { &live(self.0).strong };
+            let mut n = strong.load(Ordering::Relaxed);
+            loop {
+                if n == 0 {
+                    return None;
+                }
+                // Acquire, as `std`'s: the value's last writes before the count came up.
+                match strong.compare_exchange_weak(n, n + 1, Ordering::Acquire, Ordering::Relaxed) {
+                    Ok(_) => return Some(Arc(self.0)),
+                    Err(seen) => n = seen,
+                }
+            }
+        }
+
+        pub(crate) fn into_raw(this: Self) -> *const T {
+            let this = std::mem::ManuallyDrop::new(this);
+            this.0.as_ptr().cast_const().cast()
+        }
+
+        /// # Safety
+        /// `ptr` came from `Weak::into_raw` and one weak count comes back with it.
+        pub(crate) unsafe fn from_raw(ptr: *const T) -> Self {
+            // SAFETY: the caller's obligation.
+            Weak(unsafe { NonNull::new_unchecked(ptr.cast_mut().cast()) })
+        }
+    }
+
+    impl<T> Drop for Weak<T> {
+        fn drop(&mut self) {
+            // SAFETY: made by `Arc::new`.
+            let inner = unsafe { live(self.0) };
+            // Release, then Acquire on the last, as `std`'s.
+            if inner.weak.fetch_sub(1, Ordering::Release) == 1 {
+                atomic::fence(Ordering::Acquire);
+                // The free: marked, and the leak token let go (the value was dropped by the
+                // last strong reference).
+                inner.freed.store(true, std::sync::atomic::Ordering::SeqCst);
+                // SAFETY: no reference of either kind is left, so nothing else touches the
+                // token; it is dropped once, here.
+                unsafe { std::mem::ManuallyDrop::drop(&mut (*self.0.as_ptr()).leak) };
+            }
+        }
     }
 }

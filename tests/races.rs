@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use rand::Rng;
-use rcu_fence::{Backend, Errno, FenceError, Status};
+use rcu_fence::{Backend, Errno, Fence, FenceArray, FenceError, FenceOps, Status, context_alloc};
 
 use common::{Counter, block_on, timeline};
 
@@ -20,6 +20,7 @@ common::every_backend!(
     awaiter_races_signal,
     remove_waits_for_a_running_callback,
     remove_after_observing_the_signal_returns_false,
+    array_readers_race_member_releases,
 );
 
 /// Busy-waits for a random short while, to vary the interleavings.
@@ -303,4 +304,102 @@ fn remove_after_observing_the_signal_returns_false<B: Backend>() {
     assert_eq!(later.get(), 1);
     remover.join().unwrap();
     signaller.join().unwrap();
+}
+
+/// Driver ops that count their drops and check that they are used only while alive.
+struct Tracked {
+    alive: AtomicBool,
+    dropped: Arc<AtomicUsize>,
+}
+
+impl<B: Backend> FenceOps<B> for Tracked {
+    fn driver_name(&self) -> &str {
+        assert!(
+            self.alive.load(Ordering::SeqCst),
+            "ops used after their drop"
+        );
+        "races"
+    }
+
+    fn timeline_name(&self) -> &str {
+        "tracked"
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        assert!(
+            self.alive.swap(false, Ordering::SeqCst),
+            "ops dropped twice"
+        );
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Readers take members out of an enabled array (`fences`, `fence(i)`) while a writer
+/// signals each member and drops its own handle right after, so that the array's release
+/// and the readers' references race for the last one. A reader gets either a live member
+/// (its driver ops usable) or nothing; every member is dropped exactly once, and once all
+/// have signalled an array on an RCU scheme holds none.
+fn array_readers_race_member_releases<B: Backend>() {
+    const MEMBERS: usize = 32;
+    for _ in 0..20 {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let tl = timeline::<B>();
+        let mut members: Vec<Fence<B>> = (1..=MEMBERS as u64)
+            .map(|s| {
+                let ops = Tracked {
+                    alive: AtomicBool::new(true),
+                    dropped: dropped.clone(),
+                };
+                tl.fence_with_ops(s, Arc::new(ops))
+            })
+            .collect();
+        let array =
+            FenceArray::create(members.clone(), context_alloc(1), 1, false).expect("members");
+        array.enable_sw_signaling();
+        let done = Arc::new(AtomicBool::new(false));
+        let start = Arc::new(Barrier::new(3));
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (array, done, start) = (array.clone(), done.clone(), start.clone());
+                thread::spawn(move || {
+                    let members = array.as_array().expect("an array");
+                    start.wait();
+                    let mut seen = 0usize;
+                    while !done.load(Ordering::SeqCst) {
+                        let got: Vec<Fence<B>> = if r == 0 {
+                            members.fences().collect()
+                        } else {
+                            (0..MEMBERS).filter_map(|i| members.fence(i)).collect()
+                        };
+                        for m in &got {
+                            assert_eq!(m.driver_name(), "races");
+                        }
+                        seen += got.len();
+                        jitter(50);
+                    }
+                    seen
+                })
+            })
+            .collect();
+        start.wait();
+        while let Some(m) = members.pop() {
+            jitter(200);
+            m.signal().unwrap();
+            drop(m);
+        }
+        done.store(true, Ordering::SeqCst);
+        for r in readers {
+            r.join().unwrap();
+        }
+        assert_eq!(array.status(), Status::Signaled);
+        // The RCU schemes release members as they signal; `Locked` holds them to its end.
+        let held = if B::NAME == "locked" { MEMBERS } else { 0 };
+        assert_eq!(array.as_array().unwrap().fences().count(), held);
+        drop(array);
+        rcu_fence::synchronize_rcu();
+        // Every member's last handle is gone: dropped once each.
+        assert_eq!(dropped.load(Ordering::SeqCst), MEMBERS);
+    }
 }

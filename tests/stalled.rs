@@ -14,8 +14,12 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 
 use common::alloc::{CountingAlloc, live, tracked};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use rcu::{Epoch, Hazard, Reclaimer, Slot};
-use rcu_fence::{FenceArray, Timeline, context_alloc, unwrap};
+use rcu_fence::{
+    Backend, Fence, FenceArray, FenceOps, Locked, LockedRcu, Rcu, Timeline, context_alloc, unwrap,
+};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -186,5 +190,80 @@ fn hazard_garbage_stays_bounded_epoch_grows() {
         (hazard_after, epoch_after),
         (0, 0),
         "all freed once the reader left"
+    );
+}
+
+/// Driver ops that count their own drops (a driver's per-fence state).
+struct Counted(Arc<AtomicUsize>);
+
+impl<B: Backend> FenceOps<B> for Counted {
+    fn driver_name(&self) -> &str {
+        "stalled"
+    }
+
+    fn timeline_name(&self) -> &str {
+        "counted"
+    }
+
+    fn polls(&self) -> bool {
+        false
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// An array releases its signalled members while a reader stays pinned, and every handle is
+/// then dropped. Returns how many members' driver ops were dropped before the reader left,
+/// and after it left and a grace period passed.
+fn members_dropped_under_a_stalled_reader<B: Backend>() -> (usize, usize) {
+    const MEMBERS: usize = 8;
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let mut before = 0;
+    with_stalled_reader(
+        |entered, leave| {
+            let guard = rcu::pin::<Epoch>();
+            entered.wait();
+            leave.recv().unwrap();
+            drop(guard);
+        },
+        || {
+            let tl = Timeline::new_in("stalled", B::default());
+            let members: Vec<Fence<B>> = (1..=MEMBERS as u64)
+                .map(|s| tl.fence_with_ops(s, Arc::new(Counted(dropped.clone()))))
+                .collect();
+            let array = FenceArray::create(members.clone(), context_alloc(1), 1, false).unwrap();
+            array.enable_sw_signaling();
+            for m in &members {
+                m.signal().unwrap();
+            }
+            assert!(array.test_signaled_flag());
+            drop(array);
+            drop(members);
+            before = dropped.load(Ordering::SeqCst);
+        },
+    );
+    rcu_fence::synchronize_rcu();
+    (before, dropped.load(Ordering::SeqCst))
+}
+
+/// Regression (`Rcu`): an array released each signalled member's reference past RCU
+/// readers, so a stalled reader held back whole members (their drivers' state too) until it
+/// left. Now the reference goes at once and readers reach members through a weak
+/// reference, which keeps only the memory: the members are dropped with their last handle,
+/// as on `Locked`, where the kernel's `kfree_rcu` also holds back memory only. `LockedRcu`
+/// keeps the counted slot (its classic final put rules out weak references), so its members
+/// wait for the reader.
+#[test]
+fn a_stalled_reader_holds_back_memory_not_members() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    assert_eq!(members_dropped_under_a_stalled_reader::<Rcu>(), (8, 8));
+    assert_eq!(members_dropped_under_a_stalled_reader::<Locked>(), (8, 8));
+    assert_eq!(
+        members_dropped_under_a_stalled_reader::<LockedRcu>(),
+        (0, 8)
     );
 }

@@ -63,6 +63,8 @@ impl Rearmed for LockedRcu {
 
 impl MemberScheme<LockedRcu> for Members {
     type Member = rcu::Slot<Fence<LockedRcu>>;
+    // Not `Rcu`'s weak hold: this scheme's final put relies on no weak reference existing.
+    type ArrayMember = rcu::Slot<Fence<LockedRcu>>;
     type ChainState = ChainState<LockedRcu>;
 
     unsafe fn add_to_member(member: &Fence<LockedRcu>, node: NonNull<Node<LockedRcu>>) -> bool {

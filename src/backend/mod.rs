@@ -155,8 +155,10 @@ pub(crate) mod sealed {
 pub(crate) type FencesOf<B> = <B as sealed::Sealed>::Fences;
 /// The member scheme of `B`.
 pub(crate) type MembersOf<B> = <B as sealed::Sealed>::Members;
-/// A container's hold on one member, on `B`.
+/// A chain link's hold on its own fence, on `B`.
 pub(crate) type MemberOf<B> = <MembersOf<B> as MemberScheme<B>>::Member;
+/// An array's hold on one member, on `B`.
+pub(crate) type ArrayMemberOf<B> = <MembersOf<B> as MemberScheme<B>>::ArrayMember;
 /// A chain link's per-scheme completion state, on `B`.
 pub(crate) type ChainStateOf<B> = <MembersOf<B> as MemberScheme<B>>::ChainState;
 
@@ -295,8 +297,10 @@ impl<B: Backend> Hold<B> for ::rcu::Slot<Fence<B>> {
 
 /// How containers hold members and complete (see the module docs).
 pub(crate) trait MemberScheme<B: Backend>: 'static {
-    /// A container's hold on one member.
+    /// A chain link's hold on its own fence.
     type Member: Hold<B>;
+    /// An array's hold on one member.
+    type ArrayMember: Hold<B>;
     /// A chain link's completion state in this scheme.
     type ChainState: Send + Sync;
     /// Whether a chain lookup ([`chain_find_seqno`](crate::chain_find_seqno), a sync

@@ -1,7 +1,8 @@
 //! Loom models of the containers on the `Rcu` backend: the array's pending count with
 //! concurrent member signallers (all and any mode), the chain walk's collection racing a
 //! signaller that walks too, an array member released by its callback while another
-//! thread iterates the members, and enabling's unguarded member reads racing the release.
+//! thread iterates the members, a reader's weak reference racing a member's last release,
+//! and enabling's unguarded member reads racing the release.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p rcu-fence --release
 //! --lib loom_`.
@@ -184,6 +185,45 @@ fn loom_chain_gc_vs_walker() {
             3,
             "every fence released exactly once"
         );
+    });
+}
+
+/// A reader takes a member out of the array while the member signals (the array drops its
+/// reference at once) and its last other handle is dropped: the reader gets the member alive
+/// (its driver ops not yet dropped, and dropped once the reader lets go) or nothing, never a
+/// member whose count had fallen to zero; the member is dropped exactly once, on whichever
+/// thread let go last, and its memory waits only for the reader.
+#[test]
+fn loom_array_weak_member_vs_last_release() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let freed = Arc::new(AtomicUsize::new(0));
+        let a = tracked(&tl, 1, &freed);
+        let array = FenceArray::create(vec![a.clone()], context_alloc(1), 1, false).unwrap();
+        array.enable_sw_signaling();
+        let reader_array = array.clone();
+        let reader_freed = freed.clone();
+        let reader = thread::spawn(move || {
+            if let Some(member) = reader_array.as_array().unwrap().fence(0) {
+                assert_eq!(
+                    reader_freed.load(Ordering::SeqCst),
+                    0,
+                    "a dropped member revived"
+                );
+                assert_eq!(member.driver_name(), "loom");
+            }
+        });
+        a.signal().unwrap();
+        drop(a);
+        reader.join().unwrap();
+        assert_eq!(
+            freed.load(Ordering::SeqCst),
+            1,
+            "dropped once, with its last handle"
+        );
+        assert!(array.as_array().unwrap().fence(0).is_none());
+        drop(array);
+        crate::synchronize_rcu();
     });
 }
 

@@ -299,6 +299,7 @@ impl chain::Rearmed for Locked {
 
 impl MemberScheme<Locked> for Members {
     type Member = Held;
+    type ArrayMember = Held;
     type ChainState = chain::ChainState<Locked>;
 
     fn complete(container: Fence<Locked>) {

@@ -37,12 +37,15 @@ mod chain;
 use std::ptr::NonNull;
 use std::time::Instant;
 
+use crate::backend::Hold;
 use crate::backend::Node;
 use crate::backend::list;
 use crate::backend::state::{FenceState, Word};
 use crate::backend::{ContainerKind, FenceScheme, MemberScheme, Rcu, sealed::Sealed};
 use crate::error::{Errno, FenceError};
 use crate::fence::Fence;
+use crate::fence::WeakFence;
+use crate::sync::UnsafeCell;
 use crate::sync::{Ordering, backoff};
 use crate::work::{self, Job};
 
@@ -269,8 +272,89 @@ unsafe fn run_job(fence: *const (), first: *const ()) {
     run(&fence, first.cast());
 }
 
+/// An array's hold on one member on `Rcu`: the member's reference, and a weak reference to
+/// it in an RCU slot, which is what readers load.
+///
+/// A reader pins, loads the weak reference and upgrades it: it gets a new reference while
+/// the member is still held anywhere, and nothing once its count has fallen to zero (the
+/// kernel's `dma_fence_get_rcu`). So when the array releases a signalled member, its own
+/// reference is dropped at once, and only the weak one, which keeps the member's memory
+/// but not its contents, waits for the readers to leave. A reader stalled in a read-side
+/// section then holds back memory only, as the kernel's `kfree_rcu` does, not whole members
+/// with their drivers' state.
+///
+/// Why not on every scheme: the classic final put drops the contents of a fence whose count
+/// is one (`release_then_free_after_grace`), which a weak reference could revive.
+#[allow(unreachable_pub)] // named by the sealed trait; not reachable by users
+pub struct ArrayHold {
+    /// The weak reference readers load; emptied (and retired past them) on release.
+    seen: rcu::Slot<WeakFence<Rcu>>,
+    /// The member reference. Written when the array is built, then only by `signaled` (once,
+    /// by the entry's finisher) and by the drop; read by `get_stable`, which runs before any
+    /// finisher can (its obligation).
+    member: UnsafeCell<Option<Fence<Rcu>>>,
+}
+
+// SAFETY: the cell is accessed as its field docs say: never by two threads at once (the
+// finisher's `signaled` is ordered after `get_stable` by the callback list's publication).
+// The rest is a slot and fences, both `Send + Sync`.
+unsafe impl Send for ArrayHold {}
+// SAFETY: as above.
+unsafe impl Sync for ArrayHold {}
+
+impl Hold<Rcu> for ArrayHold {
+    fn hold(fence: Fence<Rcu>) -> Self {
+        ArrayHold {
+            seen: rcu::Slot::new(Some(fence.downgrade())),
+            member: UnsafeCell::new(Some(fence)),
+        }
+    }
+
+    fn get(&self) -> Option<Fence<Rcu>> {
+        let mut guard = ::rcu::pin::<::rcu::DefaultReclaimer>();
+        self.get_in(&mut guard)
+    }
+
+    #[inline]
+    fn get_in(&self, guard: &mut ::rcu::Guard) -> Option<Fence<Rcu>> {
+        self.seen.load(guard).and_then(|weak| weak.upgrade())
+    }
+
+    unsafe fn get_stable(&self) -> Option<Fence<Rcu>> {
+        // SAFETY: obligation 1: `signaled`, the only writer besides the drop, does not run
+        // before this returns, so the cell is not written meanwhile.
+        self.member.with(|m| unsafe { (*m).clone() })
+    }
+
+    fn signaled_in(&self, guard: &mut ::rcu::Guard) -> Option<bool> {
+        match self.seen.load(guard) {
+            None => Some(true),
+            // Telling more would take a reference, whose drop may be the last.
+            Some(_) => None,
+        }
+    }
+
+    fn is_held(&self) -> bool {
+        !self.seen.is_empty()
+    }
+
+    fn signaled(&self) {
+        // Readers that still see the weak reference get a member still held elsewhere, or
+        // nothing; its memory waits for them to leave.
+        self.seen.take();
+        // SAFETY: the entry's finisher calls this once, after the member's error is recorded;
+        // `get_stable` ran before it (the callback was installed after that read), and only
+        // the drop, which needs the array gone, touches the cell afterwards.
+        let member = self.member.with_mut(|m| unsafe { (*m).take() });
+        // Inside the member's callbacks: if this was the last reference, its release goes to
+        // the work list.
+        drop(member);
+    }
+}
+
 impl MemberScheme<Rcu> for Members {
     type Member = rcu::Slot<Fence<Rcu>>;
+    type ArrayMember = ArrayHold;
     type ChainState = chain::ChainState;
     const SEEKS_IN_SECTION: bool = true;
 
