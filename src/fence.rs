@@ -493,10 +493,11 @@ fn release_then_free_after_grace<B: Backend>(arc: Arc<FenceInner<B>>) {
         let hollow =
             unsafe { Arc::from_raw(Arc::into_raw(arc).cast::<ManuallyDrop<FenceInner<B>>>()) };
         let contents = Arc::as_ptr(&hollow).cast_mut();
-        // SAFETY: the caller saw a strong count of 1 on the handle it owned, and no `Weak`
-        // of a fence is made on a scheme that frees after a grace period (`WeakFence`):
-        // nothing else can reach the contents, as `Arc::get_mut` would prove. They are dropped once, here (if that panics, `hollow` frees the
-        // memory at once); the retired `Arc<ManuallyDrop<_>>` only frees the memory.
+        // SAFETY: the caller saw a strong count of 1 on the handle it owned, and no weak
+        // reference to a fence is made on a scheme that frees after a grace period
+        // (`WeakFence`): nothing else can reach the contents, as `Arc::get_mut` would prove.
+        // They are dropped once, here (if that panics, `hollow` frees the memory at once);
+        // the retired `Arc<ManuallyDrop<_>>` only frees the memory.
         unsafe { ManuallyDrop::drop(&mut *contents) };
         FencesOf::<B>::retire_memory(hollow);
     }

@@ -3,8 +3,8 @@
 //! Every atomic, the fence handle's counted pointer, `UnsafeCell`, thread handle and
 //! thread-local used by the library comes from here. Under `--cfg loom` they are loom's (the
 //! counted pointer a model of `std`'s on loom's atomics), so the same algorithm text is
-//! model-checked; otherwise they are `std`'s. The non-loom [`UnsafeCell`] exposes loom's `with`/`with_mut`
-//! shape so the algorithm code does not change between the two builds.
+//! model-checked; otherwise they are `std`'s. The non-loom [`UnsafeCell`] exposes loom's
+//! `with`/`with_mut` shape so the algorithm code does not change between the two builds.
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};

@@ -13,7 +13,7 @@
 //!
 //! | backend | fence scheme | member scheme |
 //! | --- | --- | --- |
-//! | [`Rcu`] | `rcu::Fences`: no lock around callbacks; follow-on work on the thread's work list | `rcu::Members`: RCU slots released by the containers' callbacks; direct completion; chains count their two inputs |
+//! | [`Rcu`] | `rcu::Fences`: no lock around callbacks; follow-on work on the thread's work list | `rcu::Members`: RCU slots released by the containers' callbacks (an array's readers upgrade weak references, so a released member goes at once); direct completion; chains count their two inputs |
 //! | [`Locked`] | `locked::Fences`: the kernel's fence lock, callbacks run under it | `locked::Members`: members held until the container's release; completion by irq_work; the chain's one re-armed callback |
 //! | [`LockedRcu`] | `locked::Fences` | `locked_rcu::Members`: RCU slots released by the containers' callbacks; container inputs enabled at build time; nested-annotated adds; completion by irq_work; the re-armed chain |
 //!
