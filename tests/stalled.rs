@@ -60,6 +60,14 @@ fn with_stalled_reader(
     reader.join().unwrap();
 }
 
+/// A reader that pins `Epoch` and stays until told to leave.
+fn stall_epoch(entered: &Barrier, leave: mpsc::Receiver<()>) {
+    let guard = rcu::pin::<Epoch>();
+    entered.wait();
+    leave.recv().unwrap();
+    drop(guard);
+}
+
 /// Epoch: a pinned reader holds back every deferred release; the pending count and the
 /// live bytes grow each round, and all of it goes once the reader leaves.
 #[test]
@@ -71,26 +79,18 @@ fn epoch_garbage_grows_under_a_stalled_reader_and_is_freed_after() {
     // Allocated before tracking starts, so that only the churn is counted.
     let mut figures = Vec::with_capacity(ROUNDS);
     let (pending0, live0) = (rcu::pending::<Epoch>(), live());
-    with_stalled_reader(
-        |entered, leave| {
-            let guard = rcu::pin::<Epoch>();
-            entered.wait();
-            leave.recv().unwrap();
-            drop(guard);
-        },
-        || {
-            tracked(|| {
-                for _ in 0..ROUNDS {
-                    churn(&tl);
-                    rcu::flush::<Epoch>();
-                    figures.push((
-                        rcu::pending::<Epoch>() - pending0.min(rcu::pending::<Epoch>()),
-                        live().1 - live0.1,
-                    ));
-                }
-            });
-        },
-    );
+    with_stalled_reader(stall_epoch, || {
+        tracked(|| {
+            for _ in 0..ROUNDS {
+                churn(&tl);
+                rcu::flush::<Epoch>();
+                figures.push((
+                    rcu::pending::<Epoch>() - pending0.min(rcu::pending::<Epoch>()),
+                    live().1 - live0.1,
+                ));
+            }
+        });
+    });
     common::eventually(|| {
         rcu_fence::synchronize_rcu();
         live() == live0
@@ -223,29 +223,21 @@ fn members_dropped_under_a_stalled_reader<B: Backend>() -> (usize, usize) {
     const MEMBERS: usize = 8;
     let dropped = Arc::new(AtomicUsize::new(0));
     let mut before = 0;
-    with_stalled_reader(
-        |entered, leave| {
-            let guard = rcu::pin::<Epoch>();
-            entered.wait();
-            leave.recv().unwrap();
-            drop(guard);
-        },
-        || {
-            let tl = Timeline::new_in("stalled", B::default());
-            let members: Vec<Fence<B>> = (1..=MEMBERS as u64)
-                .map(|s| tl.fence_with_ops(s, Arc::new(Counted(dropped.clone()))))
-                .collect();
-            let array = FenceArray::create(members.clone(), context_alloc(1), 1, false).unwrap();
-            array.enable_sw_signaling();
-            for m in &members {
-                m.signal().unwrap();
-            }
-            assert!(array.test_signaled_flag());
-            drop(array);
-            drop(members);
-            before = dropped.load(Ordering::SeqCst);
-        },
-    );
+    with_stalled_reader(stall_epoch, || {
+        let tl = Timeline::new_in("stalled", B::default());
+        let members: Vec<Fence<B>> = (1..=MEMBERS as u64)
+            .map(|s| tl.fence_with_ops(s, Arc::new(Counted(dropped.clone()))))
+            .collect();
+        let array = FenceArray::create(members.clone(), context_alloc(1), 1, false).unwrap();
+        array.enable_sw_signaling();
+        for m in &members {
+            m.signal().unwrap();
+        }
+        assert!(array.test_signaled_flag());
+        drop(array);
+        drop(members);
+        before = dropped.load(Ordering::SeqCst);
+    });
     rcu_fence::synchronize_rcu();
     (before, dropped.load(Ordering::SeqCst))
 }

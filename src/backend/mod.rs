@@ -172,7 +172,8 @@ pub(crate) trait FenceScheme<B: Backend>: 'static {
     /// its contents at once: the classic scheme's timing (`dma_fence_free` is `kfree_rcu`,
     /// because the kernel's readers, `dma_fence_get_rcu`, may reach a fence whose count has
     /// fallen to zero). False where readers reach fences only through a slot's counted
-    /// reference, itself released past them: the memory is freed at the final put.
+    /// reference or a weak one (which upgrades only while the count is above zero), each
+    /// released past them: the memory is freed when the last of both goes.
     const FREE_AFTER_GRACE: bool;
 
     /// Retires a fence's memory (its contents already dropped) past RCU readers, on a scheme

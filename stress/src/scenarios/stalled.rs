@@ -4,10 +4,11 @@
 //! A helper thread pins the RCU reclaimer (`rcu::pin`, the library's default: epoch-based)
 //! for the first half of the run and then leaves. Meanwhile every worker builds arrays of
 //! tracked leaves, enables them, signals the leaves and drops everything. The stalled
-//! reader holds back every scheme's garbage: on `Rcu` each signalled member's release
-//! (the array's slot reference, released past RCU readers); on the classic schemes the
-//! memory of every fence put for the last time (the kernel's `dma_fence_free` is
-//! `kfree_rcu`). The run samples how much is pending while it is stalled (`rcu::pending`)
+//! reader holds back every scheme's garbage: on `Rcu` the memory of each signalled member
+//! (the weak reference its array's readers upgrade; the member itself goes with its last
+//! handle); on `LockedRcu` each signalled member whole (the array's slot reference); on the
+//! classic schemes the memory of every fence put for the last time (the kernel's
+//! `dma_fence_free` is `kfree_rcu`). The run samples how much is pending while it is stalled (`rcu::pending`)
 //! and checks that all of it is reclaimed once the reader has left (a violation otherwise).
 //!
 //! Checked: the usual exactly-once, leak and watchdog checks; an array over a failed leaf
