@@ -245,7 +245,7 @@ impl<B: Backend> FenceArray<B> {
     /// Finishes `entry`'s member after it signalled; true if this completed the array.
     fn finish(&self, array: &Fence<B>, entry: &Entry<B>, member: &Fence<B>) -> bool {
         // The error is recorded (on the array's own fence, the first one sticks) before the
-        // member is released: readers read the slot first, then the error.
+        // member is released: readers read the member's hold first, then the error.
         array.record_error(member.error());
         entry.member.signaled();
         if self.signal_on_any {

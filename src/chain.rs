@@ -297,12 +297,13 @@ impl<B: Backend> Drop for FenceChain<B> {
     /// not need it; it costs them nothing).
     fn drop(&mut self) {
         let mut next = std::mem::take(&mut self.prev).into_inner();
-        while let Some(fence) = next.take() {
+        while let Some(mut fence) = next.take() {
             if fence.is_unique() {
                 if let Some(link) = fence.as_chain() {
                     // SAFETY: `fence` is the only reference to that link: no other handle,
-                    // and no slot (a slot's reference, even retired, would count), so no
-                    // reader can reach its `prev` any more.
+                    // no slot (a slot's reference, even retired, would count) and no weak
+                    // reference (which a reader could upgrade), so no reader can reach its
+                    // `prev` any more.
                     next = unsafe { link.prev.take_unshared() };
                 }
             }
@@ -587,7 +588,8 @@ fn passed<B: Backend>(
 /// releases its reference only by retiring it past every section open now (`take`,
 /// `replace`, `compare_exchange`) or when the slot itself is dropped; that slot's link is
 /// alive by the same argument, back to `start`. (A chain's drop steals the `prev` of a
-/// link only when nothing else refers to it, so no section can be reading it.) The same
+/// link only when nothing else refers to it, strongly or weakly, so no section can be
+/// reading it.) The same
 /// holds for the own fence read from a link's own slot.
 fn seek_in_section<B: Backend>(start: &Fence<B>, context: u64, point: u64) -> Leg<B>
 where

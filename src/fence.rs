@@ -177,11 +177,13 @@ impl<B: Backend> Fence<B> {
         ops.downcast_ref::<T>()
     }
 
-    /// True if this handle is the only reference to the fence (the kernel's `refcount <= 1`
-    /// test in the chain's release) and no weak reference ([`WeakFence`]) can make another.
-    /// Stable only when no other handle can be cloned from.
-    pub(crate) fn is_unique(&self) -> bool {
-        Arc::strong_count(&self.inner) == 1 && Arc::weak_count(&self.inner) == 0
+    /// True if this handle is the only reference to the fence and no weak reference
+    /// ([`WeakFence`]) exists that could make another (the kernel's `refcount <= 1` test in
+    /// the chain's release). Once true, it stays true while the handle is held: `Arc::get_mut`
+    /// locks the weak count while it reads the strong one, so an upgrade racing the check is
+    /// seen (two separate loads could miss it: the upgrade, then its weak reference retired).
+    pub(crate) fn is_unique(&mut self) -> bool {
+        Arc::get_mut(&mut self.inner).is_some()
     }
 
     /// A weak reference to this fence: it keeps the fence's memory, not the fence.

@@ -7,14 +7,16 @@
 //! `with`/`with_mut` shape so the algorithm code does not change between the two builds.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 #[cfg(not(loom))]
 pub(crate) use std::thread;
 
 #[cfg(loom)]
 pub(crate) use self::counted::{Arc as FenceArc, Weak as FenceWeak};
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{
+    AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence,
+};
 #[cfg(loom)]
 pub(crate) use loom::thread;
 /// The counted pointer behind every fence handle, with weak references: `std`'s, or under
@@ -160,6 +162,9 @@ mod counted {
         /// is caught by the assertions below rather than going unseen. Not a loom atomic:
         /// it is a check, not part of the modelled protocol.
         freed: std::sync::atomic::AtomicBool,
+        /// Set when the last strong reference drops the value, for the same purpose: a
+        /// stale view of a fence whose contents are gone is caught when it is used.
+        dropped: std::sync::atomic::AtomicBool,
         /// Dropped at the free, so that loom's leak check covers the block.
         leak: std::mem::ManuallyDrop<super::LeakCheck>,
     }
@@ -199,6 +204,7 @@ mod counted {
                 strong: AtomicUsize::new(1),
                 weak: AtomicUsize::new(1),
                 freed: std::sync::atomic::AtomicBool::new(false),
+                dropped: std::sync::atomic::AtomicBool::new(false),
                 leak: std::mem::ManuallyDrop::new(super::LeakCheck::new()),
             });
             Arc(NonNull::from(Box::leak(inner)))
@@ -213,18 +219,54 @@ mod counted {
             this.inner().strong.load(Ordering::Relaxed)
         }
 
-        pub(crate) fn weak_count(this: &Self) -> usize {
-            this.inner().weak.load(Ordering::Relaxed) - 1
+        /// The value alone, checked not dropped.
+        fn value(&self) -> &T {
+            let inner = self.inner();
+            assert!(
+                !inner.dropped.load(std::sync::atomic::Ordering::SeqCst),
+                "a fence used after its last reference dropped it"
+            );
+            &inner.data
         }
 
         pub(crate) fn downgrade(this: &Self) -> Weak<T> {
-            // Acquire, as `std`'s (which also spins while `get_mut` holds the count).
-            this.inner().weak.fetch_add(1, Ordering::Acquire);
-            Weak(this.0)
+            // As `std`'s: wait while `get_mut` holds the weak count locked, then take one
+            // (Acquire, pairing with the unlock).
+            let weak = &this.inner().weak;
+            let mut n = weak.load(Ordering::Relaxed);
+            loop {
+                if n == usize::MAX {
+                    loom::thread::yield_now();
+                    n = weak.load(Ordering::Relaxed);
+                    continue;
+                }
+                match weak.compare_exchange_weak(n, n + 1, Ordering::Acquire, Ordering::Relaxed) {
+                    Ok(_) => return Weak(this.0),
+                    Err(seen) => n = seen,
+                }
+            }
+        }
+
+        /// As `std`'s: the value, if this is the only strong reference and no weak one
+        /// exists. The weak count is locked (set to `usize::MAX`) while the strong one is
+        /// read, so no weak reference can be made or upgraded meanwhile.
+        pub(crate) fn get_mut(this: &mut Self) -> Option<&mut T> {
+            let inner = this.inner();
+            if inner
+                .weak
+                .compare_exchange(1, usize::MAX, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                return None;
+            }
+            let unique = inner.strong.load(Ordering::Acquire) == 1;
+            inner.weak.store(1, Ordering::Release);
+            // SAFETY: unique: nothing else can reach the value while `this` is borrowed.
+            unique.then(|| unsafe { &mut *(*this.0.as_ptr()).data })
         }
 
         pub(crate) fn as_ptr(this: &Self) -> *const T {
-            &*this.inner().data as *const T
+            this.value() as *const T
         }
 
         pub(crate) fn into_raw(this: Self) -> *const T {
@@ -243,6 +285,7 @@ mod counted {
     impl<T> Clone for Arc<T> {
         fn clone(&self) -> Self {
             // Relaxed, as `std`'s: a new reference is made from an existing one.
+            self.value();
             self.inner().strong.fetch_add(1, Ordering::Relaxed);
             Arc(self.0)
         }
@@ -251,7 +294,7 @@ mod counted {
     impl<T> Deref for Arc<T> {
         type Target = T;
         fn deref(&self) -> &T {
-            &self.inner().data
+            self.value()
         }
     }
 
@@ -262,6 +305,9 @@ mod counted {
                 return;
             }
             atomic::fence(Ordering::Acquire);
+            self.inner()
+                .dropped
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             // SAFETY: the last strong reference: the value is dropped once, here; the block
             // is never deallocated.
             unsafe { std::mem::ManuallyDrop::drop(&mut (*self.0.as_ptr()).data) };

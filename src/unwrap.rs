@@ -120,7 +120,8 @@ impl<B: Backend> Iterator for Unwrap<B> {
         loop {
             // Read order (here and in the chain walk): a container records a member's
             // error *before* it releases the member, so a slot is read first and the
-            // recorded error after it; an empty slot then comes with its error.
+            // recorded error after it; a released member (an empty slot, or on `Rcu` a weak
+            // reference that no longer upgrades) then comes with its error.
             let mut recorded = None;
             let candidate = match self.stack.last_mut()? {
                 Cursor::One(slot) => slot.take(),

@@ -411,3 +411,72 @@ fn loom_locked_rcu_array_release_vs_reader() {
         assert_eq!(freed.load(Ordering::SeqCst), 2, "each member released once");
     });
 }
+
+/// Regression: `unwrap` of an enabled array whose member fails and signals concurrently. On
+/// `Rcu` "member released" can be a weak reference that no longer upgrades, whose failed
+/// upgrade read the count with a Relaxed load: without an Acquire after it, the unwrap could
+/// find the member gone without the error the finisher recorded before releasing it.
+#[test]
+fn loom_unwrap_keeps_error_of_array_member_released_concurrently() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let own = tl.fence(1);
+        let array = FenceArray::create(vec![own.clone()], context_alloc(1), 1, false).unwrap();
+        array.enable_sw_signaling();
+        let failer = fail_on_thread(own, Errno::ETIME);
+        let mut leaves = crate::unwrap(&array);
+        let yielded: Vec<_> = leaves.by_ref().collect();
+        let error = leaves.error();
+        failer.join().unwrap();
+        match yielded.as_slice() {
+            [] => assert_eq!(error, Some(Errno::ETIME), "released without its error"),
+            [leaf] => assert!(error.is_none() || error == leaf.error()),
+            more => panic!("one leaf at most: {more:?}"),
+        }
+        drop(array);
+        crate::synchronize_rcu();
+    });
+}
+
+/// Regression: the uniqueness test of the chain's iterative release against a weak
+/// reference's upgrade, after which the weak reference goes. Two separate loads of the
+/// strong and weak counts could answer "unique" while the upgraded handle was alive, and
+/// the release would then steal and free the `prev` of a link another thread was walking.
+#[test]
+fn loom_uniqueness_sees_a_racing_upgrade() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let mut f = tl.fence(1);
+        let weak = f.downgrade();
+        let t = thread::spawn(move || {
+            let got = weak.upgrade();
+            drop(weak);
+            got
+        });
+        let unique = f.is_unique();
+        let got = t.join().unwrap();
+        assert!(
+            !(unique && got.is_some()),
+            "unique while another handle exists"
+        );
+    });
+}
+
+/// The model itself: a raw view of a fence used after its last strong reference dropped
+/// the contents (a weak reference keeping the memory) fails, as a use after free does.
+#[test]
+#[should_panic(expected = "after its last reference dropped it")]
+fn loom_model_flags_a_view_used_after_the_last_drop() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let f = tl.fence(7);
+        let _weak = f.downgrade();
+        let raw = f.into_raw();
+        // SAFETY: deliberately wrong (the point of the test): the view outlives the
+        // reference it borrows, which is dropped on the next line.
+        let view = unsafe { Fence::<Rcu>::borrow_raw(raw) };
+        // SAFETY: `raw` came from `into_raw` and is taken back once.
+        drop(unsafe { Fence::<Rcu>::from_raw(raw) });
+        let _ = view.seqno();
+    });
+}

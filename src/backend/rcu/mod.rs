@@ -46,7 +46,7 @@ use crate::error::{Errno, FenceError};
 use crate::fence::Fence;
 use crate::fence::WeakFence;
 use crate::sync::UnsafeCell;
-use crate::sync::{Ordering, backoff};
+use crate::sync::{Ordering, backoff, fence};
 use crate::work::{self, Job};
 
 impl Sealed for Rcu {
@@ -317,7 +317,15 @@ impl Hold<Rcu> for ArrayHold {
 
     #[inline]
     fn get_in(&self, guard: &mut ::rcu::Guard) -> Option<Fence<Rcu>> {
-        self.seen.load(guard).and_then(|weak| weak.upgrade())
+        let member = self.seen.load(guard)?.upgrade();
+        if member.is_none() {
+            // The upgrade read a count of zero (a Relaxed load): Acquire, to pair with the
+            // Release decrements that took it there, the finisher's among them (made after
+            // it recorded the member's error), so that "released" comes with the error, as
+            // an empty slot does.
+            fence(Ordering::Acquire);
+        }
+        member
     }
 
     unsafe fn get_stable(&self) -> Option<Fence<Rcu>> {
