@@ -589,8 +589,7 @@ fn passed<B: Backend>(
 /// `replace`, `compare_exchange`) or when the slot itself is dropped; that slot's link is
 /// alive by the same argument, back to `start`. (A chain's drop steals the `prev` of a
 /// link only when nothing else refers to it, strongly or weakly, so no section can be
-/// reading it.) The same
-/// holds for the own fence read from a link's own slot.
+/// reading it.) The same holds for the own fence read from a link's own slot.
 fn seek_in_section<B: Backend>(start: &Fence<B>, context: u64, point: u64) -> Leg<B>
 where
     rcu::DefaultReclaimer: rcu::WholeSection,

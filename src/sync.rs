@@ -12,15 +12,16 @@ pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize,
 pub(crate) use std::thread;
 
 #[cfg(loom)]
-pub(crate) use self::counted::{Arc as FenceArc, Weak as FenceWeak};
-#[cfg(loom)]
 pub(crate) use loom::sync::atomic::{
     AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering, fence,
 };
 #[cfg(loom)]
 pub(crate) use loom::thread;
-/// The counted pointer behind every fence handle, with weak references: `std`'s, or under
-/// loom a model of it (loom's own `Arc` has no weak references).
+
+// The counted pointer behind every fence handle, with weak references: `std`'s, or under
+// loom a model of it (loom's own `Arc` has no weak references).
+#[cfg(loom)]
+pub(crate) use self::counted::{Arc as FenceArc, Weak as FenceWeak};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Arc as FenceArc, Weak as FenceWeak};
 
@@ -216,6 +217,7 @@ mod counted {
         }
 
         pub(crate) fn strong_count(this: &Self) -> usize {
+            // Relaxed, as `std`'s: a snapshot, ordering nothing.
             this.inner().strong.load(Ordering::Relaxed)
         }
 
@@ -233,6 +235,7 @@ mod counted {
             // As `std`'s: wait while `get_mut` holds the weak count locked, then take one
             // (Acquire, pairing with the unlock).
             let weak = &this.inner().weak;
+            // Relaxed: only a first guess for the compare-and-swap below.
             let mut n = weak.load(Ordering::Relaxed);
             loop {
                 if n == usize::MAX {
@@ -252,6 +255,9 @@ mod counted {
         /// read, so no weak reference can be made or upgraded meanwhile.
         pub(crate) fn get_mut(this: &mut Self) -> Option<&mut T> {
             let inner = this.inner();
+            // The orderings are `std`'s: the lock's Acquire pairs with the Release of weak
+            // references' drops, the strong load's with strong drops' Release, and the
+            // unlock's Release with `downgrade`'s Acquire.
             if inner
                 .weak
                 .compare_exchange(1, usize::MAX, Ordering::Acquire, Ordering::Relaxed)
@@ -284,8 +290,8 @@ mod counted {
 
     impl<T> Clone for Arc<T> {
         fn clone(&self) -> Self {
-            // Relaxed, as `std`'s: a new reference is made from an existing one.
             self.value();
+            // Relaxed, as `std`'s: a new reference is made from an existing one.
             self.inner().strong.fetch_add(1, Ordering::Relaxed);
             Arc(self.0)
         }
@@ -319,6 +325,7 @@ mod counted {
         pub(crate) fn upgrade(&self) -> Option<Arc<T>> {
             // SAFETY: made by `Arc::new`.
             let strong = unsafe { &live(self.0).strong };
+            // Relaxed: only a first guess for the compare-and-swap below.
             let mut n = strong.load(Ordering::Relaxed);
             loop {
                 if n == 0 {
