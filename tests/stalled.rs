@@ -10,12 +10,11 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 
 use common::alloc::{CountingAlloc, live, tracked};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use rcu::{Epoch, Hazard, Reclaimer, Slot};
 use rcu_fence::{
     Backend, Fence, FenceArray, FenceOps, Locked, LockedRcu, Rcu, Timeline, context_alloc, unwrap,
