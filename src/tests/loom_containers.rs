@@ -11,7 +11,7 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
-use super::loom_support::{fail_on_thread, tracked};
+use super::loom_support::{fail_on_thread, tracked, tracked_pair_array};
 
 use crate::{
     Errno, Fence, FenceArray, FenceChain, Rcu, Status, Timeline, chain_walk, context_alloc,
@@ -32,11 +32,7 @@ fn counting_callback(f: &Fence<Rcu>) -> Arc<AtomicUsize> {
 #[test]
 fn loom_array_two_signallers() {
     loom::model(|| {
-        let tl = Timeline::new("loom");
-        let freed = Arc::new(AtomicUsize::new(0));
-        let (a, b) = (tracked(&tl, 1, &freed), tracked(&tl, 2, &freed));
-        let array =
-            FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
+        let (freed, a, b, array) = tracked_pair_array();
         let runs = counting_callback(&array);
         let ta = fail_on_thread(a, Errno::ETIME);
         let tb = thread::spawn(move || b.signal().unwrap());
@@ -127,11 +123,7 @@ fn loom_array_enable_vs_signal() {
 #[test]
 fn loom_array_enable_reads_members_unguarded_vs_release() {
     loom::model(|| {
-        let tl = Timeline::new("loom");
-        let freed = Arc::new(AtomicUsize::new(0));
-        let (a, b) = (tracked(&tl, 1, &freed), tracked(&tl, 2, &freed));
-        let array =
-            FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
+        let (freed, a, b, array) = tracked_pair_array();
         let signaller = thread::spawn(move || {
             a.signal().unwrap();
             drop(a);
@@ -232,11 +224,7 @@ fn loom_array_weak_member_vs_last_release() {
 #[test]
 fn loom_slot_release_vs_reader() {
     loom::model(|| {
-        let tl = Timeline::new("loom");
-        let freed = Arc::new(AtomicUsize::new(0));
-        let (a, b) = (tracked(&tl, 1, &freed), tracked(&tl, 2, &freed));
-        let array =
-            FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
+        let (freed, a, b, array) = tracked_pair_array();
         array.enable_sw_signaling();
         let reader_array = array.clone();
         let reader = thread::spawn(move || {

@@ -14,7 +14,7 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
-use super::loom_support::{fail_on_thread, tracked};
+use super::loom_support::{fail_on_thread, tracked, tracked_pair_array};
 
 use crate::{Errno, Fence, FenceArray, FenceChain, Rcu, Status, Timeline, context_alloc};
 
@@ -171,11 +171,7 @@ fn loom_container_final_drop_vs_member_signal() {
 #[test]
 fn loom_enabled_container_completes_after_last_handle() {
     loom::model(|| {
-        let tl = Timeline::new("loom");
-        let freed = Arc::new(AtomicUsize::new(0));
-        let (a, b) = (tracked(&tl, 1, &freed), tracked(&tl, 2, &freed));
-        let array =
-            FenceArray::create(vec![a.clone(), b.clone()], context_alloc(1), 1, false).unwrap();
+        let (freed, a, b, array) = tracked_pair_array();
         let probe = Probe::install(&array, Status::Signaled);
         b.signal().unwrap();
         drop(array);
