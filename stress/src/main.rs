@@ -59,7 +59,7 @@ struct Cli {
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
 
-    /// Time budget of each scenario on each backend, in seconds [default: 3; 0.5 with
+    /// Time budget of each scenario on each backend, in seconds [default: 4; 0.5 with
     /// --quick; none if only --ops is given].
     #[arg(long, value_name = "S")]
     seconds: Option<f64>,
@@ -78,8 +78,9 @@ struct Cli {
     #[arg(long, value_name = "W")]
     width: Option<usize>,
 
-    /// Slices each scenario's budget is split into, run alternately on each backend; the
-    /// ratios are the median of the slices' ratios [default: 3; 1 with --quick].
+    /// Slices each scenario's budget is split into, run alternately on each backend, in
+    /// the order of --list in even slices and the reverse in odd ones; the ratios are the
+    /// median of the slices' ratios [default: 4; 1 with --quick].
     #[arg(long, value_name = "N")]
     slices: Option<usize>,
 
@@ -146,12 +147,12 @@ impl Settings {
             }
             (Some(s), _) => Some(Duration::from_secs_f64(s)),
             (None, Some(_)) => None,
-            (None, None) => Some(Duration::from_secs_f64(if cli.quick { 0.5 } else { 3.0 })),
+            (None, None) => Some(Duration::from_secs_f64(if cli.quick { 0.5 } else { 4.0 })),
         };
         if cli.ops == Some(0) {
             return Err("--ops must be at least 1".into());
         }
-        let slices = cli.slices.unwrap_or(if cli.quick { 1 } else { 3 });
+        let slices = cli.slices.unwrap_or(if cli.quick { 1 } else { 4 });
         if slices == 0 {
             return Err("--slices must be at least 1".into());
         }
@@ -362,6 +363,16 @@ fn run_one(entry: &Entry, backend: &'static str, cfg: &RunConfig, checks: &Arc<C
 /// Fills the lock columns from the process-wide lock recorder (reset before the run) on a
 /// backend whose locks it records. (`report::combine` turns a cycle, a same-class nesting or
 /// a nesting warning into the kernel's known limit.)
+/// The order the backends run in within slice `slice`: as given in even slices, reversed in
+/// odd ones.
+fn slice_order<'a>(
+    backends: &'a [&'static str],
+    slice: usize,
+) -> impl Iterator<Item = &'static str> + 'a {
+    let forward = slice % 2 == 0;
+    (0..backends.len()).map(move |i| backends[if forward { i } else { backends.len() - 1 - i }])
+}
+
 fn record_locks(spec: &backends::Spec, outcome: &mut Outcome) {
     if !spec.recorded_locks || outcome.skipped.is_some() {
         return;
@@ -445,15 +456,18 @@ fn main() -> ExitCode {
     let total = entries.len() * (backends.len() * slices + recorded);
     let progress = Progress::new(total);
     let mut n = 0;
-    // Each scenario's slices run alternately on the backends (the baseline first in each
-    // slice), so that the ratios pair runs made close in time. They run with the lock
-    // recorder off, as the kernel's lockdep is in production: its bookkeeping is not the
-    // classic scheme's cost. A short lock pass per recorded backend follows, recorder on,
-    // for the lock report alone (checked like any run, never timed).
+    // Each scenario's slices run alternately on the backends, so that the ratios pair runs
+    // made close in time: the baseline first in even slices, last in odd ones. A run
+    // leaves the process in a state (its heap, the caches) that the next one may gain or
+    // lose from; with a fixed order the same backend would be second in every slice. An
+    // even number of slices (the default) gives each order the same weight. They run with
+    // the lock recorder off, as the kernel's lockdep is in production: its bookkeeping is
+    // not the classic scheme's cost. A short lock pass per recorded backend follows,
+    // recorder on, for the lock report alone (checked like any run, never timed).
     rcu_fence::lockdep::set_enabled(false);
     for entry in &entries {
         let runs = (0..slices)
-            .flat_map(|s| backends.iter().map(move |&b| (Some(s), b)))
+            .flat_map(|s| slice_order(&backends, s).map(move |b| (Some(s), b)))
             .chain(backends.iter().map(|&b| (None, b)));
         for (slice, backend) in runs {
             let spec = backends::spec(backend).expect("parsed from backends::ALL");
@@ -541,5 +555,21 @@ fn main() -> ExitCode {
         }
         eprintln!("stress: replay with --seed {}", settings.seed);
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slice_order;
+
+    #[test]
+    fn slices_alternate_the_order_of_the_backends() {
+        let all = ["locked", "locked-rcu", "rcu"];
+        let order = |s| slice_order(&all, s).collect::<Vec<_>>();
+        assert_eq!(order(0), ["locked", "locked-rcu", "rcu"]);
+        assert_eq!(order(1), ["rcu", "locked-rcu", "locked"]);
+        assert_eq!(order(2), order(0));
+        assert_eq!(order(3), order(1));
+        assert_eq!(slice_order(&all[..1], 1).collect::<Vec<_>>(), ["locked"]);
     }
 }
