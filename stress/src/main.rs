@@ -360,9 +360,6 @@ fn run_one(entry: &Entry, backend: &'static str, cfg: &RunConfig, checks: &Arc<C
     }
 }
 
-/// Fills the lock columns from the process-wide lock recorder (reset before the run) on a
-/// backend whose locks it records. (`report::combine` turns a cycle, a same-class nesting or
-/// a nesting warning into the kernel's known limit.)
 /// The order the backends run in within slice `slice`: as given in even slices, reversed in
 /// odd ones.
 fn slice_order<'a>(
@@ -373,6 +370,9 @@ fn slice_order<'a>(
     (0..backends.len()).map(move |i| backends[if forward { i } else { backends.len() - 1 - i }])
 }
 
+/// Fills the lock columns from the process-wide lock recorder (reset before the run) on a
+/// backend whose locks it records. (`report::combine` turns a cycle, a same-class nesting or
+/// a nesting warning into the kernel's known limit.)
 fn record_locks(spec: &backends::Spec, outcome: &mut Outcome) {
     if !spec.recorded_locks || outcome.skipped.is_some() {
         return;

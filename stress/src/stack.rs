@@ -59,11 +59,14 @@ pub(crate) fn paint() -> Painted {
 #[inline(never)]
 pub(crate) fn measure(painted: Painted) -> u64 {
     // Scan upwards from the far end: the first byte that differs is the deepest one used.
-    // Whole words first (`low` is a `u64` array's address, so aligned), then bytes.
+    // By 64-byte lines first (`low` is a `u64` array's address, so aligned), then by words,
+    // then by bytes.
     let mut addr = painted.low;
     const LINE: usize = 64;
     while addr + LINE <= painted.base {
-        // SAFETY: as for the words below, for 64 bytes (`low` is aligned for `u64`).
+        // SAFETY: the line lies inside this thread's own stack, below the current frame's
+        // caller and at or above the painted area's low end: mapped, readable memory,
+        // aligned for `u64`, that no one else writes. Volatile, so that it is actually read.
         let line = unsafe { std::ptr::read_volatile(addr as *const [u64; LINE / 8]) };
         if line.iter().fold(0, |diff, w| diff | (w ^ PATTERN_WORD)) != 0 {
             break;
@@ -71,9 +74,7 @@ pub(crate) fn measure(painted: Painted) -> u64 {
         addr += LINE;
     }
     while addr + 8 <= painted.base {
-        // SAFETY: the word lies inside this thread's own stack, below the current frame's
-        // caller and at or above the painted area's low end: mapped, readable, aligned
-        // memory that no one else writes. Volatile, so that it is actually read.
+        // SAFETY: as for the lines above, for one word below `base` (still aligned).
         let word = unsafe { std::ptr::read_volatile(addr as *const u64) };
         if word != PATTERN_WORD {
             break;
@@ -81,7 +82,7 @@ pub(crate) fn measure(painted: Painted) -> u64 {
         addr += 8;
     }
     while addr < painted.base {
-        // SAFETY: as above, for one byte below `base`.
+        // SAFETY: as for the lines above, for one byte below `base`.
         let byte = unsafe { std::ptr::read_volatile(addr as *const u8) };
         if byte != PATTERN {
             break;
