@@ -16,7 +16,7 @@ use rcu_fence::{
     chain_walk, context_alloc, merge, unwrap,
 };
 
-use common::{Counter, block_on, every_backend, settle, timeline};
+use common::{Counter, DropCounted, block_on, every_backend, settle, timeline};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -294,24 +294,6 @@ fn removal_is_bounded<B: Backend>() {
     );
     f.signal().unwrap();
     assert_eq!(kept.get(), 1);
-}
-
-/// Ops that count their own drop.
-struct DropCounted(Counter);
-
-impl<B: Backend> FenceOps<B> for DropCounted {
-    fn driver_name(&self) -> &str {
-        "test"
-    }
-    fn timeline_name(&self) -> &str {
-        "drop-counted"
-    }
-}
-
-impl Drop for DropCounted {
-    fn drop(&mut self) {
-        self.0.inc();
-    }
 }
 
 /// The final put drops a fence's contents at once on every backend. The classic schemes

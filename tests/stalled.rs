@@ -10,14 +10,14 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 
 use common::alloc::{CountingAlloc, live, tracked};
+use common::{Counter, DropCounted};
 use rcu::{Epoch, Hazard, Reclaimer, Slot};
 use rcu_fence::{
-    Backend, Fence, FenceArray, FenceOps, Locked, LockedRcu, Rcu, Timeline, context_alloc, unwrap,
+    Backend, Fence, FenceArray, Locked, LockedRcu, Rcu, Timeline, context_alloc, unwrap,
 };
 
 #[global_allocator]
@@ -192,40 +192,17 @@ fn hazard_garbage_stays_bounded_epoch_grows() {
     );
 }
 
-/// Driver ops that count their own drops (a driver's per-fence state).
-struct Counted(Arc<AtomicUsize>);
-
-impl<B: Backend> FenceOps<B> for Counted {
-    fn driver_name(&self) -> &str {
-        "stalled"
-    }
-
-    fn timeline_name(&self) -> &str {
-        "counted"
-    }
-
-    fn polls(&self) -> bool {
-        false
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 /// An array releases its signalled members while a reader stays pinned, and every handle is
 /// then dropped. Returns how many members' driver ops were dropped before the reader left,
 /// and after it left and a grace period passed.
 fn members_dropped_under_a_stalled_reader<B: Backend>() -> (usize, usize) {
     const MEMBERS: usize = 8;
-    let dropped = Arc::new(AtomicUsize::new(0));
+    let dropped = Counter::new();
     let mut before = 0;
     with_stalled_reader(stall_epoch, || {
         let tl = Timeline::new_in("stalled", B::default());
         let members: Vec<Fence<B>> = (1..=MEMBERS as u64)
-            .map(|s| tl.fence_with_ops(s, Arc::new(Counted(dropped.clone()))))
+            .map(|s| tl.fence_with_ops(s, Arc::new(DropCounted(dropped.clone()))))
             .collect();
         let array = FenceArray::create(members.clone(), context_alloc(1), 1, false).unwrap();
         array.enable_sw_signaling();
@@ -235,10 +212,10 @@ fn members_dropped_under_a_stalled_reader<B: Backend>() -> (usize, usize) {
         assert!(array.test_signaled_flag());
         drop(array);
         drop(members);
-        before = dropped.load(Ordering::SeqCst);
+        before = dropped.get();
     });
     rcu_fence::synchronize_rcu();
-    (before, dropped.load(Ordering::SeqCst))
+    (before, dropped.get())
 }
 
 /// Regression (`Rcu`): an array released each signalled member's reference past RCU

@@ -150,6 +150,24 @@ pub(crate) fn settle<B: Backend>(fence: &rcu_fence::Fence<B>) -> rcu_fence::Stat
     }
 }
 
+/// Fence hooks that count their own drop (a driver's per-fence state going away).
+pub(crate) struct DropCounted(pub(crate) Counter);
+
+impl<B: Backend> rcu_fence::FenceOps<B> for DropCounted {
+    fn driver_name(&self) -> &str {
+        "test"
+    }
+    fn timeline_name(&self) -> &str {
+        "drop-counted"
+    }
+}
+
+impl Drop for DropCounted {
+    fn drop(&mut self) {
+        self.0.inc();
+    }
+}
+
 /// Fence hooks that count `enable_signaling` calls.
 pub(crate) struct CountingOps(pub(crate) Counter);
 
