@@ -186,8 +186,15 @@ impl<B: Backend> Fence<B> {
         Arc::get_mut(&mut self.inner).is_some()
     }
 
-    /// A weak reference to this fence: it keeps the fence's memory, not the fence.
+    /// A weak reference to this fence: it keeps the fence's memory, not the fence. Only on a
+    /// scheme that frees at the final put: the classic final put relies on there being none.
     pub(crate) fn downgrade(&self) -> WeakFence<B> {
+        // A constant: the check costs nothing, and it keeps `release_then_free_after_grace`'s
+        // SAFETY argument from depending on callers alone.
+        assert!(
+            !FencesOf::<B>::FREE_AFTER_GRACE,
+            "a weak reference to a fence of a scheme that frees after a grace period"
+        );
         WeakFence(Arc::downgrade(&self.inner))
     }
 

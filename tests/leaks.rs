@@ -298,7 +298,8 @@ fn removal_is_bounded<B: Backend>() {
 
 /// The final put drops a fence's contents at once on every backend. The classic schemes
 /// free its memory one grace period later, as the kernel's `dma_fence_free` (`kfree_rcu`);
-/// `Rcu` frees it at once (its readers reach fences only through a slot's own reference).
+/// `Rcu` frees it with the last reference (its readers reach fences only through a slot's
+/// own reference or a weak one, which upgrades only while a reference is held).
 fn freed_past_readers_on_the_classic_schemes<B: Backend>() {
     let _serial = serial();
     let tl = timeline::<B>();

@@ -8,8 +8,9 @@
 //! (the weak reference its array's readers upgrade; the member itself goes with its last
 //! handle); on `LockedRcu` each signalled member whole (the array's slot reference); on the
 //! classic schemes the memory of every fence put for the last time (the kernel's
-//! `dma_fence_free` is `kfree_rcu`). The run samples how much is pending while it is stalled (`rcu::pending`)
-//! and checks that all of it is reclaimed once the reader has left (a violation otherwise).
+//! `dma_fence_free` is `kfree_rcu`). The run samples how much is pending while it is
+//! stalled (`rcu::pending`) and checks that all of it is reclaimed once the reader has left
+//! (a violation otherwise).
 //!
 //! Checked: the usual exactly-once, leak and watchdog checks; an array over a failed leaf
 //! carries an error (the error rule); nothing pending after the reader leaves and
