@@ -588,6 +588,7 @@ pub(crate) unsafe fn wait_done<T: 'static>(node: NonNull<Node<T>>, run_queued: i
             Claimed::Elsewhere => run_queued(),
         }
     }
+    spin_until_done(state);
     while state.load(Ordering::Acquire) != DONE {
         // AcqRel: Release orders our waiting before the runner's DONE swap reads it;
         // Acquire as above if DONE is already there.
@@ -596,6 +597,24 @@ pub(crate) unsafe fn wait_done<T: 'static>(node: NonNull<Node<T>>, run_queued: i
         }
         park_until_done(link.as_ptr().cast_const().cast(), state);
     }
+}
+
+/// Spins briefly (parking_lot's adaptive spin: a few pause rounds, then a few yields) while
+/// the node is not `DONE`. The common remover that gets here is a waiter whose own wake
+/// callback is still running: woken by that callback's unpark, it arrives while the
+/// runner is still returning from the unpark's system call, microseconds before `DONE`.
+/// Parking at once made both sides pay a second system call (the waiter's park and the
+/// runner's unpark by address) on most blocked waits. The kernel's remover spins too (on
+/// the fence lock). Loom models the parked path only (the spin only loads).
+fn spin_until_done(state: &AtomicU8) {
+    #[cfg(not(loom))]
+    {
+        let mut spin = parking_lot_core::SpinWait::new();
+        // Acquire: as in `wait_done`.
+        while state.load(Ordering::Acquire) != DONE && spin.spin() {}
+    }
+    #[cfg(loom)]
+    let _ = state;
 }
 
 /// Wakes removers parked on the node at `addr`. Never dereferences it.
