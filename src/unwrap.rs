@@ -270,7 +270,7 @@ pub fn merge<B: Backend>(fences: &[Fence<B>]) -> Result<Fence<B>, FenceError> {
                 error = error.or(leaf.error());
                 latest = latest.max(leaf.timestamp());
             } else {
-                pending.push(leaf);
+                keep_latest(&mut pending, leaf);
             }
         }
         error = error.or(leaves.error());
@@ -279,9 +279,9 @@ pub fn merge<B: Backend>(fences: &[Fence<B>]) -> Result<Fence<B>, FenceError> {
     // (Unstable, as the kernel's heap sort: equal keys are the same point of a timeline.)
     pending.sort_unstable_by(|a, b| {
         a.context().cmp(&b.context()).then_with(|| {
-            if seqno_is_later(a.seqno(), b.seqno(), a.is_seqno64()) {
+            if is_later(a, b) {
                 std::cmp::Ordering::Less
-            } else if seqno_is_later(b.seqno(), a.seqno(), a.is_seqno64()) {
+            } else if is_later(b, a) {
                 std::cmp::Ordering::Greater
             } else {
                 std::cmp::Ordering::Equal
@@ -307,4 +307,26 @@ pub fn merge<B: Backend>(fences: &[Fence<B>]) -> Result<Fence<B>, FenceError> {
             Ok(array)
         }
     }
+}
+
+/// Whether `a` is a later point than `b` of their (shared) context.
+fn is_later<B: Backend>(a: &Fence<B>, b: &Fence<B>) -> bool {
+    seqno_is_later(a.seqno(), b.seqno(), a.is_seqno64())
+}
+
+/// Adds a pending leaf to `merge`'s list, keeping only the later of two points of one
+/// context while the list is short: a timeline syncobj point unwraps to every pending point
+/// below it, all of one context, so most merges end with a few fences after passing
+/// dozens. The scan stops at the inline capacity (many contexts would make it quadratic);
+/// past it leaves are appended and the sort and dedup after the loop give the same result.
+fn keep_latest<B: Backend>(pending: &mut SmallVec<[Fence<B>; 8]>, leaf: Fence<B>) {
+    if pending.len() <= pending.inline_size() {
+        if let Some(kept) = pending.iter_mut().find(|f| f.context() == leaf.context()) {
+            if is_later(&leaf, kept) {
+                *kept = leaf;
+            }
+            return;
+        }
+    }
+    pending.push(leaf);
 }

@@ -9,6 +9,7 @@
 //! | an array of N, created and enabled | at most 4 allocations, at most 48 bytes per member | the array, `fences[]`, `callbacks[]` |
 //! | a chain link, created and enabled | at most 2 allocations | one |
 //! | `merge` of two pending fences on two contexts | at most 3 allocations | |
+//! | `merge` of a chain over 40 pending points of one timeline | none (the newest point is the result) | |
 //!
 //! Each measurement runs once untracked first, so that what a thread sets up once (its
 //! handle of the epoch collector, the work list's and the lock recorder's buffers) is not
@@ -24,7 +25,7 @@ use std::time::Duration;
 use common::alloc::{CountingAlloc, Made, counted};
 use common::{CountingWaker, every_backend, timeline};
 use rcu_fence::{
-    Backend, CallbackRegistration, FenceArray, FenceChain, FenceError, context_alloc, merge,
+    Backend, CallbackRegistration, Fence, FenceArray, FenceChain, FenceError, context_alloc, merge,
 };
 
 #[global_allocator]
@@ -38,6 +39,7 @@ every_backend!(
     array_of_1024,
     chain_link,
     merge_of_two,
+    merge_of_one_timeline,
 );
 
 /// Runs `op` once untracked (warm-up), then again counted.
@@ -169,4 +171,18 @@ fn merge_of_two<B: Backend>() {
     let (merged, made) = budget(|| merge(&[a.clone(), b.clone()]).unwrap());
     assert!(merged.as_array().is_some());
     assert!(made.count <= 3, "{made:?}");
+}
+
+/// A timeline syncobj point unwraps to every pending point below it, all of one context:
+/// `merge` keeps the newest as it goes, so nothing is allocated for the many it passes.
+fn merge_of_one_timeline<B: Backend>() {
+    let tl = timeline::<B>();
+    let points: Vec<Fence<B>> = (1..=40).map(|s| tl.fence(s)).collect();
+    let head = points.iter().fold(None, |prev: Option<Fence<B>>, f| {
+        Some(FenceChain::create(prev, f.clone(), f.seqno()))
+    });
+    let head = head.expect("forty links");
+    let (merged, made) = budget(|| merge(std::slice::from_ref(&head)).unwrap());
+    assert!(merged.ptr_eq(&points[39]));
+    assert_eq!(made.count, 0, "{made:?}");
 }

@@ -166,6 +166,28 @@ fn merge_seqno<B: Backend>() {
     assert_fences(members(&m), &[&f2, &g5]);
 }
 
+/// Twelve contexts, three points each, interleaved so that later and earlier points of a
+/// context arrive both before and after `merge`'s list outgrows its inline capacity of
+/// eight: the result is still the latest point of each context, in context order.
+fn merge_keeps_latest_past_inline_capacity<B: Backend>() {
+    let tls: Vec<Timeline<B>> = (0..12).map(|i| timeline_named(&format!("t{i}"))).collect();
+    let points: Vec<Vec<_>> = tls
+        .iter()
+        .map(|tl| (1..=3).map(|s| tl.fence(s)).collect())
+        .collect();
+    let mut inputs = Vec::new();
+    for seqno in [1, 2, 0] {
+        for tl_points in &points {
+            inputs.push(tl_points[seqno].clone());
+        }
+        // Contexts in a different order on the next pass.
+        inputs.reverse();
+    }
+    let m = merge(&inputs).unwrap();
+    let latest: Vec<_> = points.iter().map(|p| &p[2]).collect();
+    assert_fences(members(&m), &latest);
+}
+
 fn merge_seqno_wraps_in_32_bits<B: Backend>() {
     let tl = timeline::<B>();
     let (old, new) = (tl.fence(0xffff_fff0), tl.fence(5));
@@ -482,6 +504,7 @@ every_backend!(
     merge_sorted_by_context,
     merge_seqno,
     merge_seqno_wraps_in_32_bits,
+    merge_keeps_latest_past_inline_capacity,
     merge_order,
     merge_complex,
     merge_complex_seqno,
