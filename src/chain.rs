@@ -360,10 +360,12 @@ impl<B: Backend> fmt::Debug for FenceChain<B> {
 pub fn chain_walk<B: Backend>(head: &Fence<B>) -> ChainWalk<B> {
     ChainWalk {
         next: Some(head.clone()),
+        next_own: None,
     }
 }
 
-/// The iterator returned by [`chain_walk`]; it holds a reference to the current link only.
+/// The iterator returned by [`chain_walk`]; between calls it holds a reference to the next
+/// link only.
 ///
 /// ```
 /// use rcu_fence::{FenceChain, Timeline, chain_walk};
@@ -377,6 +379,28 @@ pub fn chain_walk<B: Backend>(head: &Fence<B>) -> ChainWalk<B> {
 /// ```
 pub struct ChainWalk<B: Backend = Rcu> {
     next: Option<Fence<B>>,
+    /// The next link's own fence, if the step that found the link took it (only
+    /// [`ChainWalk::next_with_own`] steps take it).
+    next_own: Option<Fence<B>>,
+}
+
+impl<B: Backend> ChainWalk<B> {
+    /// The next item, with its own fence if the step that found it took a reference to it:
+    /// where a link holds its own fence in an RCU slot, each step takes a pending link's
+    /// own fence in the section it reads the link in (one pin per link instead of two);
+    /// elsewhere as [`Iterator::next`]. `None` does not mean the link has none.
+    pub(crate) fn next_with_own(&mut self) -> Option<(Fence<B>, Option<Fence<B>>)> {
+        if !<MemberOf<B> as Hold<B>>::READS_SLOT {
+            return self.next().map(|link| (link, None));
+        }
+        let current = self.next.take()?;
+        let own = self.next_own.take();
+        if let Some((next, next_own)) = walk_step_own::<B, true>(&current) {
+            self.next = Some(next);
+            self.next_own = next_own;
+        }
+        Some((current, own))
+    }
 }
 
 impl<B: Backend> Iterator for ChainWalk<B> {
@@ -384,6 +408,8 @@ impl<B: Backend> Iterator for ChainWalk<B> {
 
     fn next(&mut self) -> Option<Fence<B>> {
         let current = self.next.take()?;
+        // Only `next_with_own` fills it (for the link now current): not wanted here.
+        self.next_own = None;
         self.next = walk_step(&current);
         Some(current)
     }
@@ -399,6 +425,15 @@ impl<B: Backend> fmt::Debug for ChainWalk<B> {
 
 /// `dma_fence_chain_walk`: the next older item after `current` that is not yet collected.
 fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
+    walk_step_own::<B, false>(current).map(|(next, _)| next)
+}
+
+/// [`walk_step`], with the found link's own fence if the step took a reference to it: to
+/// see whether it has signalled, or, with `TAKE_OWN`, for a caller that wants it (one
+/// read-side section for both reads, where two would each pin).
+fn walk_step_own<B: Backend, const TAKE_OWN: bool>(
+    current: &Fence<B>,
+) -> Option<(Fence<B>, Option<Fence<B>>)> {
     let chain = current.as_chain()?;
     loop {
         // One read-side section for both slot reads of the step (`prev` and, on schemes that
@@ -416,13 +451,16 @@ fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
                 let answer = prev_chain.fence.signaled_in(&mut guard);
                 let own = match answer {
                     None => prev_chain.fence.get_in(&mut guard),
+                    // A caller after the own fence of a pending link: take it in this
+                    // section rather than in a section of its own later.
+                    Some(false) if TAKE_OWN => prev_chain.fence.get_in(&mut guard),
                     Some(_) => None,
                 };
                 drop(guard);
                 let signaled =
-                    answer.unwrap_or_else(|| own.is_none_or(|f| f.is_signaled_shallow()));
+                    answer.unwrap_or_else(|| own.as_ref().is_none_or(|f| f.is_signaled_shallow()));
                 if !signaled {
-                    return Some(prev);
+                    return Some((prev, own));
                 }
                 // Read order matters: the collected link's callbacks record an input's
                 // failure *before* they release that input, so each slot is read first
@@ -437,7 +475,7 @@ fn walk_step<B: Backend>(current: &Fence<B>) -> Option<Fence<B>> {
             None => {
                 drop(guard);
                 if !prev.is_signaled_shallow() {
-                    return Some(prev);
+                    return Some((prev, None));
                 }
                 record_item(current, &prev);
                 None

@@ -138,13 +138,15 @@ impl<B: Backend> Iterator for Unwrap<B> {
                     }
                     found
                 }
-                Cursor::Chain(walk) => match walk.next() {
+                Cursor::Chain(walk) => match walk.next_with_own() {
                     // A link stands for its own fence; a released one has signalled. The
                     // walk has just collected the signalled links behind this one and
                     // recorded their errors in it, so note its error whatever it yields.
-                    Some(link) => match link.as_chain() {
+                    // The own fence is read before the error (the step's read, if it took
+                    // one, came before it too).
+                    Some((link, taken)) => match link.as_chain() {
                         Some(chain) => {
-                            let own = chain.fence();
+                            let own = taken.or_else(|| chain.fence());
                             recorded = recorded_error_of(&link);
                             match own {
                                 Some(own) => Some(own),

@@ -227,6 +227,9 @@ pub(crate) trait FenceScheme<B: Backend>: 'static {
 /// A container's hold on one member (an array member, a chain link's own fence), as its
 /// scheme keeps it.
 pub(crate) trait Hold<B: Backend>: Send + Sync + Sized {
+    /// Whether [`Hold::get`] reads an RCU slot (a read-side section of its own, which
+    /// [`Hold::get_in`] shares with the caller's); not for a member held immutably.
+    const READS_SLOT: bool = true;
     /// Holds `fence` as a member.
     fn hold(fence: Fence<B>) -> Self;
     /// A new reference to the member, if still held.

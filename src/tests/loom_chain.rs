@@ -158,6 +158,48 @@ fn loom_unwrap_keeps_error_of_own_fence_released_concurrently() {
     });
 }
 
+/// As above, for an older link's own fence, which the walk's step reads (and, where links
+/// hold their own fences in RCU slots, takes) in the section it reads the link in: an
+/// `unwrap` that does not yield it must report its error, one that yields it sees it
+/// through the fence.
+#[test]
+fn loom_unwrap_keeps_error_of_older_own_fence_released_concurrently() {
+    loom::model(|| {
+        let tl = Timeline::new("loom");
+        let (own1, own2) = (tl.fence(1), tl.fence(2));
+        let p1 = FenceChain::create(None, own1.clone(), 1);
+        let head = FenceChain::create(Some(p1), own2.clone(), 2);
+        head.enable_sw_signaling();
+        let failer = fail_on_thread(own1.clone(), crate::Errno::ETIME);
+        let mut leaves = crate::unwrap(&head);
+        let yielded: Vec<_> = leaves.by_ref().collect();
+        let error = leaves.error();
+        failer.join().unwrap();
+        match yielded.as_slice() {
+            [leaf] => {
+                assert!(leaf.ptr_eq(&own2), "the head's own fence first");
+                assert_eq!(
+                    error,
+                    Some(crate::Errno::ETIME),
+                    "released without its error"
+                );
+            }
+            [first, older] => {
+                assert!(first.ptr_eq(&own2) && older.ptr_eq(&own1));
+                assert!(
+                    error.is_none() || error == Some(crate::Errno::ETIME),
+                    "{error:?}"
+                );
+            }
+            more => panic!("two leaves at most: {more:?}"),
+        }
+        // Complete the head, whose enabled callback holds it, and let the retired go.
+        own2.signal().unwrap();
+        drop((yielded, head, own1, own2));
+        crate::synchronize_rcu();
+    });
+}
+
 /// Two points fail concurrently, the later one (2) possibly first: every link at or after
 /// point 1 reports point 1's error (the earliest failed point), whatever the interleaving.
 /// Links 1 ← 2 ← 3, all enabled through the head; point 3 has signalled cleanly.

@@ -267,6 +267,8 @@ pub(crate) fn nesting_warning<B: Backend>(kind: ContainerKind, member: &Fence<B>
 pub(crate) struct Held(Fence<Locked>);
 
 impl Hold<Locked> for Held {
+    const READS_SLOT: bool = false;
+
     fn hold(fence: Fence<Locked>) -> Self {
         Held(fence)
     }
