@@ -337,8 +337,22 @@ fn b8_rearm() {
 
 /// `RCU_FENCE_PROFILE=<variant>:<order>:<links>` runs one round and exits, for
 /// `valgrind --tool=callgrind` (compare the inclusive count of `Fence::signal` across sizes).
-/// `<variant>` is a backend's name or `floor`.
+/// `<variant>` is a backend's name or `floor`. `RCU_FENCE_PROFILE=merge:<backend>:<rounds>`
+/// instead merges a chain of `MERGE_POINTS` pending points of one timeline `rounds` times
+/// (a timeline syncobj dependency, as B11's jobs merge them).
 fn profile(spec: &str) {
+    if let Some(rest) = spec.strip_prefix("merge:") {
+        let mut parts = rest.split(':');
+        let backend = parts.next().unwrap_or("rcu");
+        let rounds: usize = parts.next().and_then(|x| x.parse().ok()).unwrap_or(1_000);
+        let mut ran = false;
+        for_each_backend!(|B| if B::NAME == backend {
+            merge_points::<B>(rounds);
+            ran = true;
+        });
+        assert!(ran, "no backend {backend}");
+        return;
+    }
     let mut parts = spec.split(':');
     let variant = parts.next().unwrap_or("rcu");
     let order = match parts.next() {
@@ -356,6 +370,26 @@ fn profile(spec: &str) {
         .unwrap_or_else(|| panic!("no variant {variant}"));
     let t = v.signal_all(n, &indices);
     println!("{variant} {} {n}: {t:?}", order.name());
+}
+
+/// Pending points in the `merge` profile's chain.
+const MERGE_POINTS: u64 = 100;
+
+/// Merges a chain of `MERGE_POINTS` pending points `rounds` times.
+fn merge_points<B: Backend>(rounds: usize) {
+    let tl = Timeline::<B>::new_in("merge", B::default());
+    let points: Vec<Fence<B>> = (1..=MERGE_POINTS).map(|s| tl.fence(s)).collect();
+    let head = points
+        .iter()
+        .fold(None, |prev: Option<Fence<B>>, f| {
+            Some(FenceChain::create(prev, f.clone(), f.seqno()))
+        })
+        .expect("points");
+    for _ in 0..rounds {
+        let merged = rcu_fence::merge(std::slice::from_ref(&head)).expect("merge");
+        assert!(merged.ptr_eq(&points[points.len() - 1]));
+    }
+    println!("merge {} x{rounds}", B::NAME);
 }
 
 fn main() {
