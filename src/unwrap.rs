@@ -4,7 +4,10 @@
 //! [`Unwrap`] keeps an explicit stack of cursors (one per container being iterated), so it
 //! descends any nesting depth with constant call stack; each cursor holds a reference to its
 //! container. A chain is walked with [`chain_walk`](crate::chain_walk), which collects
-//! signalled links. Leaves are yielded as new references.
+//! signalled links; on schemes whose links hold their own fences in RCU slots its cursor
+//! also holds the next link's own fence, taken with the link, so a fence released in the
+//! meantime is still yielded (signalled, its error noted). Leaves are yielded as new
+//! references.
 //!
 //! Errors are not lost: a container that releases its signalled members (the `Rcu`
 //! backend) keeps their first error, and so does a collected chain link. [`Unwrap::error`]
@@ -320,7 +323,9 @@ fn is_later<B: Backend>(a: &Fence<B>, b: &Fence<B>) -> bool {
 /// context while the list is short: a timeline syncobj point unwraps to every pending point
 /// below it, all of one context, so most merges end with a few fences after passing
 /// dozens. The scan stops at the inline capacity (many contexts would make it quadratic);
-/// past it leaves are appended and the sort and dedup after the loop give the same result.
+/// past it leaves are appended and the sort and dedup after the loop give the same result,
+/// for the points of a context within 2^31 of each other as the timeline contract requires
+/// of 32-bit seqnos (beyond it "later" is not an order, and neither answer is right).
 fn keep_latest<B: Backend>(pending: &mut SmallVec<[Fence<B>; 8]>, leaf: Fence<B>) {
     if pending.len() <= pending.inline_size() {
         if let Some(kept) = pending.iter_mut().find(|f| f.context() == leaf.context()) {

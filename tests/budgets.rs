@@ -9,7 +9,7 @@
 //! | an array of N, created and enabled | at most 4 allocations, at most 48 bytes per member | the array, `fences[]`, `callbacks[]` |
 //! | a chain link, created and enabled | at most 2 allocations | one |
 //! | `merge` of two pending fences on two contexts | at most 3 allocations | |
-//! | `merge` of a chain over 40 pending points of one timeline | none (the newest point is the result) | |
+//! | `merge` of a chain over 40 pending points of one timeline | none (the newest point is the result; fewer than 10 over 100 merges, for the reclaimer's queue) | |
 //!
 //! Each measurement runs once untracked first, so that what a thread sets up once (its
 //! handle of the epoch collector, the work list's and the lock recorder's buffers) is not
@@ -175,6 +175,10 @@ fn merge_of_two<B: Backend>() {
 
 /// A timeline syncobj point unwraps to every pending point below it, all of one context:
 /// `merge` keeps the newest as it goes, so nothing is allocated for the many it passes.
+/// Counted over 100 merges: each pins once per link, and now and then a pin collects for
+/// the reclaimer, whose shared queue of ready batches may grow then (a few allocations in
+/// all, whichever test's garbage fills it); the old `merge` made three per merge (its
+/// list's growth past the inline capacity).
 fn merge_of_one_timeline<B: Backend>() {
     let tl = timeline::<B>();
     let points: Vec<Fence<B>> = (1..=40).map(|s| tl.fence(s)).collect();
@@ -182,7 +186,11 @@ fn merge_of_one_timeline<B: Backend>() {
         Some(FenceChain::create(prev, f.clone(), f.seqno()))
     });
     let head = head.expect("forty links");
-    let (merged, made) = budget(|| merge(std::slice::from_ref(&head)).unwrap());
-    assert!(merged.ptr_eq(&points[39]));
-    assert_eq!(made.count, 0, "{made:?}");
+    let ((), made) = budget(|| {
+        for _ in 0..100 {
+            let merged = merge(std::slice::from_ref(&head)).unwrap();
+            assert!(merged.ptr_eq(&points[39]));
+        }
+    });
+    assert!(made.count < 10, "{made:?}");
 }
