@@ -18,10 +18,10 @@
 //! runnable (on `Locked` it includes the irq_work that completes the merged array).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rcu_fence::{Backend, Fence, Syncobj, Timeline, merge};
@@ -66,31 +66,109 @@ struct Ring<B: Backend> {
     jobs: Vec<Fence<B>>,
 }
 
-/// Runnable jobs.
+/// Runnable jobs, and the workers looking for them.
+///
+/// A worker that finds the queue empty looks again for a short while ([`SEARCH`]) before it
+/// sleeps, and a push wakes a sleeper only when no searching worker is left to take the job,
+/// as the workers of an async runtime search before they park. Without this, nearly every job
+/// cost the submitter a futex wake of a sleeping worker (the submitter is the bottleneck, and
+/// most jobs' dependencies have completed by the time it submits them): a cost of this
+/// stand-in for the rings, the same on every backend, which hid the difference the fences make.
 struct Ready<B: Backend> {
-    queue: Mutex<VecDeque<Job<B>>>,
+    queue: Mutex<Queue<B>>,
+    /// The queue's length, for searching workers to poll without the lock.
+    queued: AtomicUsize,
     more: Condvar,
 }
 
+struct Queue<B: Backend> {
+    jobs: VecDeque<Job<B>>,
+    /// Workers looking for a job without sleeping.
+    searching: usize,
+    /// Workers asleep on `more`.
+    sleeping: usize,
+}
+
+/// How long a worker that finds no job looks for one before it sleeps.
+const SEARCH: Duration = Duration::from_micros(50);
+
 impl<B: Backend> Ready<B> {
-    fn push(&self, job: Job<B>) {
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(job);
-        self.more.notify_one();
+    fn new() -> Self {
+        Ready {
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                searching: 0,
+                sleeping: 0,
+            }),
+            queued: AtomicUsize::new(0),
+            more: Condvar::new(),
+        }
     }
 
-    fn pop(&self, timeout: Duration) -> Option<Job<B>> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if q.is_empty() {
-            q = self
-                .more
-                .wait_timeout(q, timeout)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+    fn lock(&self) -> MutexGuard<'_, Queue<B>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the first job; keeps `queued` in step (under the lock).
+    fn take(&self, q: &mut Queue<B>) -> Option<Job<B>> {
+        let job = q.jobs.pop_front();
+        // Relaxed: a hint for searchers, who take the lock before they rely on it.
+        self.queued.store(q.jobs.len(), Ordering::Relaxed);
+        job
+    }
+
+    fn push(&self, job: Job<B>) {
+        let mut q = self.lock();
+        q.jobs.push_back(job);
+        // Relaxed: as in `take`.
+        self.queued.store(q.jobs.len(), Ordering::Relaxed);
+        // Counted under the lock, so a worker that stops searching to sleep either sees this
+        // job first or is counted asleep here.
+        let wake = q.sleeping > 0 && q.jobs.len() > q.searching;
+        drop(q);
+        if wake {
+            self.more.notify_one();
         }
-        q.pop_front()
+    }
+
+    /// A job, or `None` after `timeout` asleep with none pushed.
+    fn pop(&self, timeout: Duration) -> Option<Job<B>> {
+        let mut q = self.lock();
+        if let Some(job) = self.take(&mut q) {
+            return Some(job);
+        }
+        // One searcher at a time: on a machine with few cores, more of them would take the
+        // submitter's core.
+        let until = if q.searching == 0 {
+            Instant::now() + SEARCH
+        } else {
+            Instant::now()
+        };
+        q.searching += 1;
+        drop(q);
+        loop {
+            let give_up = Instant::now() >= until;
+            // Relaxed: only a hint; the lock below orders the job itself.
+            if give_up || self.queued.load(Ordering::Relaxed) > 0 {
+                let mut q = self.lock();
+                if let Some(job) = self.take(&mut q) {
+                    q.searching -= 1;
+                    return Some(job);
+                }
+                if give_up {
+                    q.searching -= 1;
+                    q.sleeping += 1;
+                    let (mut q, _) = self
+                        .more
+                        .wait_timeout(q, timeout)
+                        .unwrap_or_else(|e| e.into_inner());
+                    q.sleeping -= 1;
+                    return self.take(&mut q);
+                }
+            }
+            // Yield, not spin: the core may be another worker's, running callbacks.
+            thread::yield_now();
+        }
     }
 }
 
@@ -126,10 +204,7 @@ impl Scenario for Sched {
     fn run<B: Backend>(cfg: &RunConfig, checks: &Arc<Checks>) -> Outcome {
         let mut outcome = Outcome::new(Self::NAME, B::NAME, cfg.seed, cfg.threads);
         let main = checks.watch.helper("main");
-        let ready = Arc::new(Ready::<B> {
-            queue: Mutex::new(VecDeque::new()),
-            more: Condvar::new(),
-        });
+        let ready = Arc::new(Ready::<B>::new());
         let completed = AtomicU64::new(0);
         let finished = std::sync::atomic::AtomicBool::new(false);
         let stop = Stop::new(cfg);
@@ -302,5 +377,59 @@ impl Scenario for Sched {
         ));
         checks.finish(&mut outcome);
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcu_fence::Rcu;
+
+    fn job() -> Job<Rcu> {
+        Job {
+            fence: Timeline::<Rcu>::new("test").fence(1),
+            deps: Vec::new(),
+            carried: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_push_wakes_a_sleeping_worker() {
+        let ready = Ready::<Rcu>::new();
+        thread::scope(|s| {
+            let worker = s.spawn(|| {
+                let start = Instant::now();
+                let job = ready.pop(Duration::from_secs(10));
+                (job.is_some(), start.elapsed())
+            });
+            // Wait until the worker has stopped searching and sleeps.
+            while ready.lock().sleeping == 0 {
+                thread::yield_now();
+            }
+            ready.push(job());
+            // After a lost wake-up the worker sleeps its whole timeout, then takes the job.
+            let (got, slept) = worker.join().unwrap();
+            assert!(got, "the sleeping worker got no job");
+            assert!(slept < Duration::from_secs(5), "not woken: slept {slept:?}");
+        });
+        let q = ready.lock();
+        assert_eq!((q.jobs.len(), q.searching, q.sleeping), (0, 0, 0));
+        assert_eq!(ready.queued.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn jobs_pushed_with_no_worker_waiting_are_taken_in_order() {
+        let ready = Ready::<Rcu>::new();
+        let (a, b) = (job(), job());
+        let (fa, fb) = (a.fence.clone(), b.fence.clone());
+        ready.push(a);
+        ready.push(b);
+        assert_eq!(ready.queued.load(Ordering::Relaxed), 2);
+        let first = ready.pop(Duration::ZERO).expect("a job");
+        let second = ready.pop(Duration::ZERO).expect("a job");
+        assert!(first.fence.ptr_eq(&fa) && second.fence.ptr_eq(&fb));
+        assert!(ready.pop(Duration::ZERO).is_none());
+        let q = ready.lock();
+        assert_eq!((q.searching, q.sleeping), (0, 0));
     }
 }
