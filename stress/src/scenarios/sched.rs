@@ -83,7 +83,7 @@ struct Ready<B: Backend> {
 
 struct Queue<B: Backend> {
     jobs: VecDeque<Job<B>>,
-    /// Workers looking for a job without sleeping.
+    /// Workers looking for a job without sleeping (at most one).
     searching: usize,
     /// Workers asleep on `more`.
     sleeping: usize,
@@ -138,37 +138,37 @@ impl<B: Backend> Ready<B> {
             return Some(job);
         }
         // One searcher at a time: on a machine with few cores, more of them would take the
-        // submitter's core.
-        let until = if q.searching == 0 {
-            Instant::now() + SEARCH
-        } else {
-            Instant::now()
-        };
-        q.searching += 1;
-        drop(q);
-        loop {
-            let give_up = Instant::now() >= until;
-            // Relaxed: only a hint; the lock below orders the job itself.
-            if give_up || self.queued.load(Ordering::Relaxed) > 0 {
-                let mut q = self.lock();
-                if let Some(job) = self.take(&mut q) {
-                    q.searching -= 1;
-                    return Some(job);
+        // submitter's core. The others sleep at once.
+        if q.searching == 0 {
+            q.searching = 1;
+            drop(q);
+            let until = Instant::now() + SEARCH;
+            loop {
+                let give_up = Instant::now() >= until;
+                // Relaxed: only a hint; the lock below orders the job itself.
+                if give_up || self.queued.load(Ordering::Relaxed) > 0 {
+                    q = self.lock();
+                    if let Some(job) = self.take(&mut q) {
+                        q.searching = 0;
+                        return Some(job);
+                    }
+                    if give_up {
+                        q.searching = 0;
+                        break;
+                    }
+                    drop(q);
                 }
-                if give_up {
-                    q.searching -= 1;
-                    q.sleeping += 1;
-                    let (mut q, _) = self
-                        .more
-                        .wait_timeout(q, timeout)
-                        .unwrap_or_else(|e| e.into_inner());
-                    q.sleeping -= 1;
-                    return self.take(&mut q);
-                }
+                // Yield, not spin: the core may be another worker's, running callbacks.
+                thread::yield_now();
             }
-            // Yield, not spin: the core may be another worker's, running callbacks.
-            thread::yield_now();
         }
+        q.sleeping += 1;
+        let (mut q, _) = self
+            .more
+            .wait_timeout(q, timeout)
+            .unwrap_or_else(|e| e.into_inner());
+        q.sleeping -= 1;
+        self.take(&mut q)
     }
 }
 
