@@ -19,7 +19,7 @@
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::Violations;
+use super::{Errors, Violations};
 
 /// Slots per chunk of the ledger.
 const CHUNK: usize = 4096;
@@ -37,14 +37,18 @@ struct Chunk {
     slots: Box<[AtomicU8]>,
     used: AtomicUsize,
     violations: Arc<Violations>,
+    /// The error rule's checks, reached through a ticket so that a callback's closure
+    /// needs no handle of its own on them (a shared count both threads would write).
+    errors: Arc<Errors>,
 }
 
 impl Chunk {
-    fn new(violations: Arc<Violations>) -> Arc<Chunk> {
+    fn new(violations: Arc<Violations>, errors: Arc<Errors>) -> Arc<Chunk> {
         Arc::new(Chunk {
             slots: (0..CHUNK).map(|_| AtomicU8::new(0)).collect(),
             used: AtomicUsize::new(0),
             violations,
+            errors,
         })
     }
 }
@@ -59,6 +63,7 @@ impl Chunk {
 pub(crate) struct Ledger {
     chunks: Mutex<Vec<Arc<Chunk>>>,
     violations: Arc<Violations>,
+    errors: Arc<Errors>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -81,10 +86,11 @@ pub(crate) struct Tally {
 }
 
 impl Ledger {
-    pub(crate) fn new(violations: Arc<Violations>) -> Ledger {
+    pub(crate) fn new(violations: Arc<Violations>, errors: Arc<Errors>) -> Ledger {
         Ledger {
             chunks: Mutex::new(Vec::new()),
             violations,
+            errors,
         }
     }
 
@@ -155,7 +161,7 @@ impl LedgerWriter<'_> {
     /// A fresh slot for one callback.
     pub(crate) fn ticket(&mut self) -> Ticket {
         if self.next == CHUNK {
-            let chunk = Chunk::new(self.ledger.violations.clone());
+            let chunk = Chunk::new(self.ledger.violations.clone(), self.ledger.errors.clone());
             self.ledger
                 .chunks
                 .lock()
@@ -189,6 +195,11 @@ impl Ticket {
 
     fn violations(&self) -> &Violations {
         &self.chunk.violations
+    }
+
+    /// The run's error-rule checks.
+    pub(crate) fn errors(&self) -> &Errors {
+        &self.chunk.errors
     }
 
     /// Another handle on the same slot, kept by the thread that added the callback.
@@ -254,7 +265,8 @@ mod tests {
     #[test]
     fn ledger_catches_double_run_never_run_and_run_after_remove() {
         let violations = Arc::new(Violations::default());
-        let ledger = Ledger::new(violations.clone());
+        let errors = Arc::new(Errors::new(true, violations.clone()));
+        let ledger = Ledger::new(violations.clone(), errors);
         let mut w = ledger.writer();
         let twice = w.ticket();
         twice.installed();

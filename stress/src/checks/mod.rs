@@ -53,9 +53,10 @@ impl Checks {
         let violations = Arc::new(Violations::default());
         let mut names = helpers.to_vec();
         names.push("main");
+        let errors = Arc::new(Errors::new(backend.strict, violations.clone()));
         Checks {
-            ledger: Ledger::new(violations.clone()),
-            errors: Arc::new(Errors::new(backend.strict, violations.clone())),
+            ledger: Ledger::new(violations.clone(), errors.clone()),
+            errors,
             violations,
             watch: Arc::new(Watch::new(workers, &names)),
             latency: Mutex::new(latency::new_histogram()),

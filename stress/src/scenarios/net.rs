@@ -244,7 +244,6 @@ fn check_rule<B: Backend>(
 /// Builds checked networks on one thread; counts the nodes it builds.
 pub(crate) struct Builder<'a, B: Backend> {
     writer: LedgerWriter<'a>,
-    errors: Arc<Errors>,
     timeline: Timeline<B>,
     seqno: u64,
     /// Nodes built (leaves and containers).
@@ -263,7 +262,6 @@ impl<'a, B: Backend> Builder<'a, B> {
     pub(crate) fn new(checks: &'a Checks, name: &str) -> Self {
         Builder {
             writer: checks.ledger.writer(),
-            errors: checks.errors.clone(),
             timeline: Timeline::new_in(name, B::default()),
             seqno: 0,
             nodes: 0,
@@ -312,14 +310,13 @@ impl<'a, B: Backend> Builder<'a, B> {
         let live = CALLBACKS.token();
         let rule = Arc::new(rule);
         let r = rule.clone();
-        let errors = self.errors.clone();
         let strict = backends::of::<B>().chain_waits_for_prev_link;
         self.nodes += 1;
         let installed = fence.add_callback(move |f| {
             if !f.test_signaled_flag() {
                 ticket.report(format!("{what}: callback ran before the flag was set"));
             }
-            if let Some(from) = check_rule(&r, f, &ticket, &errors, what, strict) {
+            if let Some(from) = check_rule(&r, f, &ticket, ticket.errors(), what, strict) {
                 latency::record(now_ns().saturating_sub(from));
             }
             ticket.ran();
@@ -333,7 +330,7 @@ impl<'a, B: Backend> Builder<'a, B> {
                 // Only a container whose members had all signalled may be complete at once;
                 // its watcher did not run, so check here.
                 mine.refused();
-                check_rule(&rule, &fence, &mine, &self.errors, what, strict);
+                check_rule(&rule, &fence, &mine, mine.errors(), what, strict);
             }
         }
         Node { fence, rule }
@@ -443,26 +440,22 @@ pub(crate) fn check_merge<B: Backend>(
     }
     let ticket = writer.ticket();
     let mine = ticket.share();
-    let errors = checks.errors.clone();
     let live = CALLBACKS.token();
-    let check = move |m: &Fence<B>| {
+    let check = |m: &Fence<B>, errors: &Errors| {
         errors.check(m.error().is_some(), || {
             "merge of a container signalled with an error signalled without one".into()
         });
     };
-    let installed = merged.add_callback({
-        let check = check.clone();
-        move |m| {
-            check(m);
-            ticket.ran();
-            drop(live);
-        }
+    let installed = merged.add_callback(move |m| {
+        check(m, ticket.errors());
+        ticket.ran();
+        drop(live);
     });
     match installed {
         Ok(_) => mine.installed(),
         Err(_) => {
             mine.refused();
-            check(&merged);
+            check(&merged, mine.errors());
         }
     }
 }

@@ -178,14 +178,13 @@ fn runnable<B: Backend>(
     job: Job<B>,
     ticket: Ticket,
     ready: Arc<Ready<B>>,
-    errors: Arc<Errors>,
 ) -> impl FnOnce(&Fence<B>) + Send + 'static {
     let live = CALLBACKS.token();
     move |merged| {
         if job.deps.iter().any(|d| !d.test_signaled_flag()) {
             ticket.report("a job became runnable before one of its dependencies completed");
         }
-        job.check_merged(merged, &errors);
+        job.check_merged(merged, ticket.errors());
         if let Some(last) = job.deps.iter().filter_map(|d| d.timestamp()).max() {
             latency::record(last.elapsed().as_nanos() as u64);
         }
@@ -336,8 +335,7 @@ impl Scenario for Sched {
                     deps: job.deps.clone(),
                     carried: job.carried.clone(),
                 };
-                let errors = checks.errors.clone();
-                match merged.add_callback(runnable(job, ticket, ready.clone(), errors)) {
+                match merged.add_callback(runnable(job, ticket, ready.clone())) {
                     Ok(_) => {
                         mine.installed();
                         drop(direct);

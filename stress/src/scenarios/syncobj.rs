@@ -296,7 +296,6 @@ fn worker<B: Backend>(
             let ticket = writer.ticket();
             let mine = ticket.share();
             let g = generation.clone();
-            let errors = checks.errors.clone();
             let stubs_seen = stubs.clone();
             let live = CALLBACKS.token();
             heart.at(Op::AddCallback);
@@ -306,7 +305,7 @@ fn worker<B: Backend>(
                         "the fence found for point {point} signalled before every earlier point"
                     ));
                 }
-                check_found(f, point, &g, &errors, &stubs_seen);
+                check_found(f, point, &g, ticket.errors(), &stubs_seen);
                 // From the signal of the point that completed `f` (the last of the points
                 // it covers) to this callback, as the networks measure a container's:
                 // `f`'s own timestamp would leave out, on the classic scheme, the irq_work
