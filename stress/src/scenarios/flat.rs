@@ -374,7 +374,13 @@ fn worker<B: Backend>(
                 let mine = ticket.share();
                 heart.at(Op::AddCallback);
                 meter.add(1);
-                match fence.add_callback(callback(kind, ticket, weak.clone(), cell.clone())) {
+                // Only a cascade uses the pool: the others take no count on it, which both
+                // workers would otherwise write on every callback.
+                let pool_ref = match kind {
+                    Kind::Cascade(_) => weak.clone(),
+                    _ => Weak::new(),
+                };
+                match fence.add_callback(callback(kind, ticket, pool_ref, cell.clone())) {
                     Ok(id) => {
                         mine.installed();
                         held.push(Held {
