@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rcu_fence::{Backend, Fence, Syncobj, Timeline, merge};
+use smallvec::SmallVec;
 
 use super::net::{Builder, injected_error};
 use super::{RunConfig, Scenario, Stop};
@@ -43,10 +44,14 @@ struct Job<B: Backend> {
     fence: Fence<B>,
     /// The fences of the jobs it depends on (a fence counts as completed once its flag is
     /// set: `merge` leaves out such a fence even while its callbacks are still running).
-    deps: Vec<Fence<B>>,
+    deps: Deps<B>,
     /// Those whose dependency was found as a fence that carries their error (not the stub).
-    carried: Vec<Fence<B>>,
+    carried: Deps<B>,
 }
+
+/// A job's dependencies: its ring's previous job and up to two others, kept inline (no
+/// allocation of the harness's own on the submitter, the scenario's bottleneck).
+type Deps<B> = SmallVec<[Fence<B>; 3]>;
 
 impl<B: Backend> Job<B> {
     /// The error rule for the merged dependency fence, now signalled.
@@ -268,8 +273,8 @@ impl Scenario for Sched {
                 }
                 main.at(Op::Build);
                 let r = rng.random_range(0..RINGS);
-                let mut deps = Vec::new();
-                let mut probes = Vec::new();
+                let mut deps: SmallVec<[_; 3]> = SmallVec::new();
+                let mut probes = Deps::new();
                 let own = rings[r].jobs.len();
                 if own > 0 {
                     probes.push(rings[r].jobs[own - 1].clone());
@@ -285,7 +290,7 @@ impl Scenario for Sched {
                     probes.push(rings[other].jobs[point - 1].clone());
                     deps.push(rings[other].obj.find_fence(point as u64));
                 }
-                let deps: Vec<Fence<B>> = match deps.into_iter().collect() {
+                let deps: Deps<B> = match deps.into_iter().collect() {
                     Ok(d) => d,
                     Err(e) => {
                         checks
@@ -386,8 +391,8 @@ mod tests {
     fn job() -> Job<Rcu> {
         Job {
             fence: Timeline::<Rcu>::new("test").fence(1),
-            deps: Vec::new(),
-            carried: Vec::new(),
+            deps: Deps::new(),
+            carried: Deps::new(),
         }
     }
 
