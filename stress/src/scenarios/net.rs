@@ -42,6 +42,7 @@ use rand::Rng;
 use rcu_fence::{
     Backend, Errno, Fence, FenceArray, FenceChain, Timeline, context_alloc, merge, unwrap,
 };
+use smallvec::SmallVec;
 
 use super::tracked_fence;
 use crate::backends;
@@ -90,6 +91,10 @@ enum Rule<B: Backend> {
     /// The link's own fence, and `prev` with its rule.
     Chain(Fence<B>, Option<(Fence<B>, Arc<Rule<B>>)>),
 }
+
+/// The harness's own short lists (a container's inputs, a merge's members), inline up to
+/// a size that covers most of them, so that checking allocates as little as it can.
+type Inline<T> = SmallVec<[T; 8]>;
 
 /// What a watcher sees of one input.
 #[derive(Clone, Copy, Debug)]
@@ -173,7 +178,7 @@ fn check_rule<B: Backend>(
     match rule {
         Rule::Leaf => None,
         Rule::All(members) => {
-            let views: Vec<View> = members.iter().map(view).collect();
+            let views: Inline<View> = members.iter().map(view).collect();
             let pending = views.iter().filter(|m| !m.done).count();
             if pending > 0 {
                 fail(format!(
@@ -181,7 +186,7 @@ fn check_rule<B: Backend>(
                     views.len()
                 ));
             }
-            let failed: Vec<Errno> = views.iter().filter_map(|m| m.error).collect();
+            let failed: Inline<Errno> = views.iter().filter_map(|m| m.error).collect();
             if let Some(e) = error {
                 if !failed.contains(&e) {
                     fail(format!("array error {e} is no member's error"));
@@ -195,8 +200,8 @@ fn check_rule<B: Backend>(
             views.iter().map(|m| m.at).max()
         }
         Rule::Any(members) => {
-            let views: Vec<View> = members.iter().map(view).collect();
-            let done: Vec<&View> = views.iter().filter(|m| m.done).collect();
+            let views: Inline<View> = members.iter().map(view).collect();
+            let done: Inline<&View> = views.iter().filter(|m| m.done).collect();
             if done.is_empty() {
                 fail("any-mode array signalled before any member".into());
             }
@@ -432,11 +437,11 @@ pub(crate) fn check_merge<B: Backend>(
         });
     }
     if let Some(array) = merged.as_array() {
-        let members: Vec<Fence<B>> = array.fences().collect();
+        let members: Inline<Fence<B>> = array.fences().collect();
         v.check(members.iter().all(|m| !m.is_container()), || {
             "merge returned a nested array".into()
         });
-        let mut contexts: Vec<u64> = members.iter().map(|m| m.context()).collect();
+        let mut contexts: Inline<u64> = members.iter().map(|m| m.context()).collect();
         contexts.sort_unstable();
         contexts.dedup();
         v.check(contexts.len() == members.len(), || {
