@@ -88,9 +88,12 @@ enum Rule<B: Backend> {
     Leaf,
     All(Vec<Fence<B>>),
     Any(Vec<Fence<B>>),
-    /// The link's own fence, and `prev` with its rule.
-    Chain(Fence<B>, Option<(Fence<B>, Arc<Rule<B>>)>),
+    /// The link's own fence, and `prev` with its rule (none if `prev` is a leaf).
+    Chain(Fence<B>, Prev<B>),
 }
+
+/// A chain link's `prev` as its watcher sees it: the fence, and its rule if it has one.
+type Prev<B> = Option<(Fence<B>, Option<Arc<Rule<B>>>)>;
 
 /// The harness's own short lists (a container's inputs, a merge's members), inline up to
 /// a size that covers most of them, so that checking allocates as little as it can.
@@ -131,11 +134,7 @@ fn view<B: Backend>(f: &Fence<B>) -> View {
 /// waits only for the own fences behind it, as the kernel's does), a pending older link is
 /// looked through: its own fence must have signalled, and so on back to a signalled link or
 /// the start of the chain.
-fn chain_inputs<B: Backend>(
-    own: &Fence<B>,
-    prev: &Option<(Fence<B>, Arc<Rule<B>>)>,
-    strict: bool,
-) -> (bool, bool, u64) {
+fn chain_inputs<B: Backend>(own: &Fence<B>, prev: &Prev<B>, strict: bool) -> (bool, bool, u64) {
     let own = view(own);
     let (mut done, mut failed, mut at) = (own.done, own.error.is_some(), own.at);
     let mut cur = prev.clone();
@@ -146,8 +145,8 @@ fn chain_inputs<B: Backend>(
             at = at.max(v.at);
             break;
         }
-        match &*rule {
-            Rule::Chain(older_own, older) if !strict => {
+        match rule.as_deref() {
+            Some(Rule::Chain(older_own, older)) if !strict => {
                 let o = view(older_own);
                 done &= o.done;
                 failed |= o.error.is_some();
@@ -303,10 +302,7 @@ impl<'a, B: Backend> Builder<'a, B> {
         let link = FenceChain::create(prev.map(|p| p.fence.clone()), fence.fence.clone(), seqno);
         let rule = Rule::Chain(
             fence.fence.clone(),
-            prev.map(|p| {
-                let rule = p.rule.clone().expect("a chain link's prev is a chain link");
-                (p.fence.clone(), rule)
-            }),
+            prev.map(|p| (p.fence.clone(), p.rule.clone())),
         );
         self.watch(link, rule, "chain link")
     }
@@ -515,4 +511,38 @@ pub(crate) fn array_poll_keeps_error<B: Backend>(checks: &Checks) {
     checks.violations.check(error.is_none_or(|e| e == Errno::ETIME), || {
         format!("array polled from its member's callback reports error {error:?}, the member failed with {}", Errno::ETIME)
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcu_fence::{Locked, Rcu};
+
+    /// The DAG chains links after leaves as well as after links: a leaf's node carries no
+    /// rule, and a link over it is still watched and checked.
+    fn chain_after_a_leaf<B: Backend>() {
+        let checks = Checks::new(1, &[], backends::of::<B>());
+        let mut b = Builder::<B>::new(&checks, "test");
+        let prev = b.leaf();
+        let own = b.leaf();
+        let link = b.chain(Some(&prev), &own, 1);
+        let later = b.chain(Some(&link), &own, 2);
+        own.fence.signal().expect("pending");
+        prev.fence.signal().expect("pending");
+        assert_eq!(link.fence.wait(), Ok(()));
+        assert_eq!(later.fence.wait(), Ok(()));
+        assert_eq!(
+            checks.violations.count(),
+            0,
+            "{:?}",
+            checks.violations.descriptions()
+        );
+        assert_eq!(b.nodes, 4);
+    }
+
+    #[test]
+    fn a_chain_link_after_a_leaf_is_watched_on_every_scheme() {
+        chain_after_a_leaf::<Rcu>();
+        chain_after_a_leaf::<Locked>();
+    }
 }
