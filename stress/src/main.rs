@@ -78,9 +78,9 @@ struct Cli {
     #[arg(long, value_name = "W")]
     width: Option<usize>,
 
-    /// Slices each scenario's budget is split into, run alternately on each backend, in
-    /// the order of --list in even slices and the reverse in odd ones; the ratios are the
-    /// median of the slices' ratios [default: 4; 1 with --quick].
+    /// Slices each scenario's budget is split into, run alternately on each backend, the
+    /// baseline between the others, in one order in even slices and the reverse in odd ones;
+    /// the ratios are the median of the slices' ratios [default: 4; 1 with --quick].
     #[arg(long, value_name = "N")]
     slices: Option<usize>,
 
@@ -360,14 +360,22 @@ fn run_one(entry: &Entry, backend: &'static str, cfg: &RunConfig, checks: &Arc<C
     }
 }
 
-/// The order the backends run in within slice `slice`: as given in even slices, reversed in
-/// odd ones.
-fn slice_order<'a>(
-    backends: &'a [&'static str],
-    slice: usize,
-) -> impl Iterator<Item = &'static str> + 'a {
-    let forward = slice % 2 == 0;
-    (0..backends.len()).map(move |i| backends[if forward { i } else { backends.len() - 1 - i }])
+/// The order the backends run in within slice `slice`: the baseline (if it runs) between
+/// the others, so that every scheme's run sits next to the baseline's run it is divided by;
+/// in even slices in that order, in odd ones reversed.
+fn slice_order(backends: &[&'static str], slice: usize) -> Vec<&'static str> {
+    let mut order: Vec<&'static str> = backends
+        .iter()
+        .copied()
+        .filter(|&b| b != backends::BASELINE)
+        .collect();
+    if backends.contains(&backends::BASELINE) {
+        order.insert(order.len() / 2, backends::BASELINE);
+    }
+    if slice % 2 == 1 {
+        order.reverse();
+    }
+    order
 }
 
 /// Fills the lock columns from the process-wide lock recorder (reset before the run) on a
@@ -457,17 +465,25 @@ fn main() -> ExitCode {
     let progress = Progress::new(total);
     let mut n = 0;
     // Each scenario's slices run alternately on the backends, so that the ratios pair runs
-    // made close in time: the baseline first in even slices, last in odd ones. A run
-    // leaves the process in a state (its heap, the caches) that the next one may gain or
-    // lose from; with a fixed order the same backend would be second in every slice. An
-    // even number of slices (the default) gives each order the same weight. They run with
+    // made close in time: the baseline runs between the other backends, so that each one's
+    // run is next to the baseline run it is divided by (on a shared machine the speed can
+    // change within seconds: over ten default runs, the slices' ratios of two backends
+    // that ran next to each other spread 15-25 % less than those of two that did not), and
+    // the order is reversed in odd slices. A run leaves the process in a state (its heap,
+    // the caches) that the next one may gain or lose from; with a fixed order the same
+    // backend would follow the baseline in every slice. An even number of slices (the
+    // default) gives each order the same weight. They run with
     // the lock recorder off, as the kernel's lockdep is in production: its bookkeeping is
     // not the classic scheme's cost. A short lock pass per recorded backend follows,
     // recorder on, for the lock report alone (checked like any run, never timed).
     rcu_fence::lockdep::set_enabled(false);
     for entry in &entries {
         let runs = (0..slices)
-            .flat_map(|s| slice_order(&backends, s).map(move |b| (Some(s), b)))
+            .flat_map(|s| {
+                slice_order(&backends, s)
+                    .into_iter()
+                    .map(move |b| (Some(s), b))
+            })
             .chain(backends.iter().map(|&b| (None, b)));
         for (slice, backend) in runs {
             let spec = backends::spec(backend).expect("parsed from backends::ALL");
@@ -563,13 +579,19 @@ mod tests {
     use super::slice_order;
 
     #[test]
-    fn slices_alternate_the_order_of_the_backends() {
+    fn slices_alternate_the_order_with_the_baseline_between_the_others() {
         let all = ["locked", "locked-rcu", "rcu"];
-        let order = |s| slice_order(&all, s).collect::<Vec<_>>();
-        assert_eq!(order(0), ["locked", "locked-rcu", "rcu"]);
-        assert_eq!(order(1), ["rcu", "locked-rcu", "locked"]);
+        let order = |s| slice_order(&all, s);
+        assert_eq!(order(0), ["locked-rcu", "locked", "rcu"]);
+        assert_eq!(order(1), ["rcu", "locked", "locked-rcu"]);
         assert_eq!(order(2), order(0));
         assert_eq!(order(3), order(1));
-        assert_eq!(slice_order(&all[..1], 1).collect::<Vec<_>>(), ["locked"]);
+        assert_eq!(slice_order(&all[..1], 1), ["locked"]);
+        assert_eq!(slice_order(&["locked", "rcu"], 0), ["locked", "rcu"]);
+        assert_eq!(slice_order(&["locked", "rcu"], 1), ["rcu", "locked"]);
+        assert_eq!(
+            slice_order(&["locked-rcu", "rcu"], 1),
+            ["rcu", "locked-rcu"]
+        );
     }
 }
