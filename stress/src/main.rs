@@ -361,8 +361,9 @@ fn run_one(entry: &Entry, backend: &'static str, cfg: &RunConfig, checks: &Arc<C
 }
 
 /// The order the backends run in within slice `slice`: the baseline (if it runs) between
-/// the others, so that every scheme's run sits next to the baseline's run it is divided by;
-/// in even slices in that order, in odd ones reversed.
+/// the others, so that each scheme's run sits next to the baseline's run it is divided by
+/// (every scheme's, with the three backends there are); in even slices in that order, in
+/// odd ones reversed.
 fn slice_order(backends: &[&'static str], slice: usize) -> Vec<&'static str> {
     let mut order: Vec<&'static str> = backends
         .iter()
