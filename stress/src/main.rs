@@ -473,10 +473,10 @@ fn main() -> ExitCode {
     // the order is reversed in odd slices. A run leaves the process in a state (its heap,
     // the caches) that the next one may gain or lose from; with a fixed order the same
     // backend would follow the baseline in every slice. An even number of slices (the
-    // default) gives each order the same weight. They run with
-    // the lock recorder off, as the kernel's lockdep is in production: its bookkeeping is
-    // not the classic scheme's cost. A short lock pass per recorded backend follows,
-    // recorder on, for the lock report alone (checked like any run, never timed).
+    // default) gives each order the same weight. They run with the lock recorder off, as
+    // the kernel's lockdep is in production: its bookkeeping is not the classic scheme's
+    // cost. A short lock pass per recorded backend follows, recorder on, for the lock
+    // report alone (checked like any run, never timed).
     rcu_fence::lockdep::set_enabled(false);
     for entry in &entries {
         let runs = (0..slices)

@@ -41,6 +41,11 @@ impl Errors {
         }
     }
 
+    /// Where the run's violations are reported.
+    pub(crate) fn violations(&self) -> &Violations {
+        &self.violations
+    }
+
     /// A container whose inputs included a failure has signalled: `kept` says whether it
     /// carries an error; `what` describes it if not.
     pub(crate) fn check(&self, kept: bool, what: impl FnOnce() -> String) {

@@ -36,18 +36,17 @@ const REMOVED: u8 = 1 << 6;
 struct Chunk {
     slots: Box<[AtomicU8]>,
     used: AtomicUsize,
-    violations: Arc<Violations>,
-    /// The error rule's checks, reached through a ticket so that a callback's closure
-    /// needs no handle of its own on them (a shared count both threads would write).
+    /// The error rule's checks (and through them the violations), reached through a
+    /// ticket so that a callback's closure needs no handle of its own on them (a shared
+    /// count both threads would write).
     errors: Arc<Errors>,
 }
 
 impl Chunk {
-    fn new(violations: Arc<Violations>, errors: Arc<Errors>) -> Arc<Chunk> {
+    fn new(errors: Arc<Errors>) -> Arc<Chunk> {
         Arc::new(Chunk {
             slots: (0..CHUNK).map(|_| AtomicU8::new(0)).collect(),
             used: AtomicUsize::new(0),
-            violations,
             errors,
         })
     }
@@ -62,7 +61,6 @@ impl Chunk {
 /// totals and checks every slot once all fences are signalled.
 pub(crate) struct Ledger {
     chunks: Mutex<Vec<Arc<Chunk>>>,
-    violations: Arc<Violations>,
     errors: Arc<Errors>,
 }
 
@@ -86,10 +84,9 @@ pub(crate) struct Tally {
 }
 
 impl Ledger {
-    pub(crate) fn new(violations: Arc<Violations>, errors: Arc<Errors>) -> Ledger {
+    pub(crate) fn new(errors: Arc<Errors>) -> Ledger {
         Ledger {
             chunks: Mutex::new(Vec::new()),
-            violations,
             errors,
         }
     }
@@ -106,7 +103,7 @@ impl Ledger {
     /// Checks every slot (installed and not removed: ran exactly once; refused or removed:
     /// never ran) and returns the totals. Call once every fence of the run has signalled.
     pub(crate) fn audit(&self) -> Tally {
-        let violations = &self.violations;
+        let violations = self.errors.violations();
         let chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
         let mut tally = Tally::default();
         let mut never_ran = 0u64;
@@ -161,7 +158,7 @@ impl LedgerWriter<'_> {
     /// A fresh slot for one callback.
     pub(crate) fn ticket(&mut self) -> Ticket {
         if self.next == CHUNK {
-            let chunk = Chunk::new(self.ledger.violations.clone(), self.ledger.errors.clone());
+            let chunk = Chunk::new(self.ledger.errors.clone());
             self.ledger
                 .chunks
                 .lock()
@@ -194,7 +191,7 @@ impl Ticket {
     }
 
     fn violations(&self) -> &Violations {
-        &self.chunk.violations
+        self.chunk.errors.violations()
     }
 
     /// The run's error-rule checks.
@@ -266,7 +263,7 @@ mod tests {
     fn ledger_catches_double_run_never_run_and_run_after_remove() {
         let violations = Arc::new(Violations::default());
         let errors = Arc::new(Errors::new(true, violations.clone()));
-        let ledger = Ledger::new(violations.clone(), errors);
+        let ledger = Ledger::new(errors);
         let mut w = ledger.writer();
         let twice = w.ticket();
         twice.installed();

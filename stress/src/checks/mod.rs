@@ -55,7 +55,7 @@ impl Checks {
         names.push("main");
         let errors = Arc::new(Errors::new(backend.strict, violations.clone()));
         Checks {
-            ledger: Ledger::new(violations.clone(), errors.clone()),
+            ledger: Ledger::new(errors.clone()),
             errors,
             violations,
             watch: Arc::new(Watch::new(workers, &names)),
