@@ -67,8 +67,30 @@ impl<B: Backend> Job<B> {
 struct Ring<B: Backend> {
     obj: Syncobj<B>,
     timeline: Timeline<B>,
-    /// The fence of each job by point (index point - 1); touched by the submitter only.
-    jobs: Vec<Fence<B>>,
+    /// Points submitted so far (the last one's value).
+    points: usize,
+    /// The fences of the last [`RECENT`] jobs, the oldest first; touched by the submitter
+    /// only. Older jobs are never depended on, so the ring does not keep them alive.
+    recent: VecDeque<Fence<B>>,
+}
+
+/// How many of a ring's latest points a job on another ring may depend on.
+const RECENT: usize = 9;
+
+impl<B: Backend> Ring<B> {
+    /// The fence of `point` (1-based), one of the last [`RECENT`] submitted.
+    fn job(&self, point: usize) -> &Fence<B> {
+        &self.recent[self.recent.len() - (self.points - point) - 1]
+    }
+
+    /// Records the fence of the next point.
+    fn push(&mut self, fence: Fence<B>) {
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(fence);
+        self.points += 1;
+    }
 }
 
 /// Runnable jobs, and the workers looking for them.
@@ -261,7 +283,8 @@ impl Scenario for Sched {
                 .map(|_| Ring {
                     obj: Syncobj::new_in(B::default()),
                     timeline: Timeline::new_in("ring", B::default()),
-                    jobs: Vec::new(),
+                    points: 0,
+                    recent: VecDeque::with_capacity(RECENT),
                 })
                 .collect();
             let mut meter = stop.meter();
@@ -275,19 +298,19 @@ impl Scenario for Sched {
                 let r = rng.random_range(0..RINGS);
                 let mut deps: SmallVec<[_; 3]> = SmallVec::new();
                 let mut probes = Deps::new();
-                let own = rings[r].jobs.len();
+                let own = rings[r].points;
                 if own > 0 {
-                    probes.push(rings[r].jobs[own - 1].clone());
+                    probes.push(rings[r].job(own).clone());
                     deps.push(rings[r].obj.find_fence(own as u64));
                 }
                 for _ in 0..rng.random_range(0..=2) {
                     let other = rng.random_range(0..RINGS);
-                    let n = rings[other].jobs.len();
+                    let n = rings[other].points;
                     if other == r || n == 0 {
                         continue;
                     }
-                    let point = rng.random_range(n.saturating_sub(8).max(1)..=n);
-                    probes.push(rings[other].jobs[point - 1].clone());
+                    let point = rng.random_range(n.saturating_sub(RECENT - 1).max(1)..=n);
+                    probes.push(rings[other].job(point).clone());
                     deps.push(rings[other].obj.find_fence(point as u64));
                 }
                 let deps: Deps<B> = match deps.into_iter().collect() {
@@ -308,7 +331,7 @@ impl Scenario for Sched {
                     .collect();
                 let point = own as u64 + 1;
                 let leaf = b.leaf_on(&rings[r].timeline, point);
-                rings[r].jobs.push(leaf.fence.clone());
+                rings[r].push(leaf.fence.clone());
                 rings[r].obj.add_point(leaf.fence.clone(), point);
                 let job = Job {
                     fence: leaf.fence,
@@ -394,6 +417,31 @@ mod tests {
             deps: Deps::new(),
             carried: Deps::new(),
         }
+    }
+
+    #[test]
+    fn a_ring_keeps_the_fences_of_its_last_points_only() {
+        let tl = Timeline::<Rcu>::new("test");
+        let fences: Vec<Fence<Rcu>> = (1..=20).map(|p| tl.fence(p)).collect();
+        let mut ring = Ring {
+            obj: Syncobj::new_in(Rcu),
+            timeline: tl,
+            points: 0,
+            recent: VecDeque::new(),
+        };
+        for f in &fences {
+            ring.push(f.clone());
+        }
+        assert_eq!((ring.points, ring.recent.len()), (20, RECENT));
+        for point in 20 - RECENT + 1..=20 {
+            assert!(ring.job(point).ptr_eq(&fences[point - 1]), "point {point}");
+        }
+        // The older points' fences are no longer held by the ring.
+        assert!(
+            fences[..20 - RECENT]
+                .iter()
+                .all(|f| !ring.recent.iter().any(|r| r.ptr_eq(f)))
+        );
     }
 
     #[test]
