@@ -152,9 +152,11 @@ fn targets_table(md: &mut String, r: &Results) {
     let _ = writeln!(
         md,
         "## Targets\n\nEach target is checked per backend over its whole bracket: the min–max \
-         across interleaved rounds (or blocks of latency samples), or for criterion figures the \
-         ratio's range over both 95 % intervals. A target met only at the median is reported \
-         as missed (\"median only\").\n"
+         across interleaved rounds (or blocks of latency samples); for the stress run, the \
+         95 % interval of the median over its slices (the min–max up to eight slices, the \
+         4th lowest to the 4th highest of sixteen); for criterion figures the ratio's range \
+         over both 95 % intervals. A target met only at the median is reported as missed \
+         (\"median only\").\n"
     );
     let mut table = Table::new([
         "id",
