@@ -300,7 +300,9 @@ fn select(spec: &str) -> Result<Vec<Entry>, String> {
         .collect()
 }
 
-/// Progress on stderr: a bar on a terminal, one line per start and end otherwise.
+/// Progress on stderr: on a terminal, a bar that names the run in progress and a line for
+/// each run that failed (the table at the end has the others); otherwise one line per start
+/// and end.
 enum Progress {
     Bar(ProgressBar),
     Lines { total: usize },
@@ -333,7 +335,9 @@ impl Progress {
     fn end(&self, n: usize, label: &str, outcome: &Outcome) {
         match self {
             Progress::Bar(bar) => {
-                bar.println(format!("{label}: {}", outcome.summary()));
+                if outcome.failed() {
+                    bar.println(format!("{label}: {}", outcome.summary()));
+                }
                 bar.inc(1);
             }
             Progress::Lines { total } => eprintln!("[{n}/{total}] {label}: {}", outcome.summary()),
