@@ -446,14 +446,13 @@ mod tests {
     fn stress_rows_with_their_slices_are_checked_over_the_median_interval() {
         // Sixteen slices: the baseline at 100 in each, `rcu` at 90, 95, 98 and then 101 up
         // to 113. The median is over 1, the three lowest slices are not; the 4th lowest is.
-        let base = row("wide", "locked", 1.0, serde_json::json!([1.0, 1.0]));
+        let mut base = row("wide", "locked", 1.0, serde_json::json!([1.0, 1.0]));
         let mut rcu = row("wide", "rcu", 1.065, serde_json::json!([0.9, 1.13]));
         let rates: Vec<f64> = [90.0, 95.0, 98.0]
             .into_iter()
             .chain((101..=113).map(f64::from))
             .collect();
         rcu["slice_rates"] = serde_json::json!(rates);
-        let mut base = base;
         base["slice_rates"] = serde_json::json!(vec![100.0; 16]);
         let r = with_stress(
             serde_json::json!({"slices": 16, "baseline": "locked", "results": [base, rcu]}),
