@@ -85,7 +85,6 @@ pub(crate) struct Node<B: Backend> {
 /// The rule a watcher checks, with handles on the inputs it reads.
 #[derive(Debug)]
 enum Rule<B: Backend> {
-    Leaf,
     All(Vec<Fence<B>>),
     Any(Vec<Fence<B>>),
     /// The link's own fence, and `prev` with its rule (none if `prev` is a leaf).
@@ -175,7 +174,6 @@ fn check_rule<B: Backend>(
     let fail = |why: String| ticket.report(format!("{what}: {why}"));
     let error = f.error();
     match rule {
-        Rule::Leaf => None,
         Rule::All(members) => {
             let views: Inline<View> = members.iter().map(view).collect();
             let pending = views.iter().filter(|m| !m.done).count();
@@ -276,13 +274,13 @@ impl<'a, B: Backend> Builder<'a, B> {
     pub(crate) fn leaf(&mut self) -> Node<B> {
         self.seqno += 1;
         let fence = tracked_fence(&self.timeline, self.seqno, "net");
-        self.watch(fence, Rule::Leaf, "leaf")
+        self.watch(fence, None, "leaf")
     }
 
     /// A leaf on another timeline (so that `merge` keeps one per context).
     pub(crate) fn leaf_on(&mut self, timeline: &Timeline<B>, seqno: u64) -> Node<B> {
         let fence = tracked_fence(timeline, seqno, "net");
-        self.watch(fence, Rule::Leaf, "leaf")
+        self.watch(fence, None, "leaf")
     }
 
     /// An array over `members` (all-mode, or any-mode if `any`).
@@ -294,7 +292,7 @@ impl<'a, B: Backend> Builder<'a, B> {
             Rule::All(fences.clone())
         };
         let fence = FenceArray::create(fences, context_alloc(1), 1, any).expect("members");
-        self.watch(fence, rule, if any { "any-array" } else { "array" })
+        self.watch(fence, Some(rule), if any { "any-array" } else { "array" })
     }
 
     /// A chain link for point `seqno` over `fence`, after `prev`.
@@ -304,20 +302,17 @@ impl<'a, B: Backend> Builder<'a, B> {
             fence.fence.clone(),
             prev.map(|p| (p.fence.clone(), p.rule.clone())),
         );
-        self.watch(link, rule, "chain link")
+        self.watch(link, Some(rule), "chain link")
     }
 
-    /// Installs the node's watcher (this enables signalling on it).
-    fn watch(&mut self, fence: Fence<B>, rule: Rule<B>, what: &'static str) -> Node<B> {
+    /// Installs the node's watcher (this enables signalling on it); `rule` is `None` for a
+    /// leaf, whose watcher checks no inputs and only records the run (so it allocates no
+    /// rule: one allocation per leaf, on every backend, that measured nothing).
+    fn watch(&mut self, fence: Fence<B>, rule: Option<Rule<B>>, what: &'static str) -> Node<B> {
         let ticket = self.writer.ticket();
         let mine = ticket.share();
         let live = CALLBACKS.token();
-        // A leaf's rule has no inputs to check: its watcher only records the run, and
-        // allocates no rule (one allocation per leaf, on every backend, that measured nothing).
-        let rule = match rule {
-            Rule::Leaf => None,
-            rule => Some(Arc::new(rule)),
-        };
+        let rule = rule.map(Arc::new);
         let r = rule.clone();
         let strict = backends::of::<B>().chain_waits_for_prev_link;
         self.nodes += 1;
